@@ -1,0 +1,48 @@
+"""The two run profiles of the book, plus seeding and device helpers.
+
+Every chapter and the CLI read ``CL_BOOK_PROFILE``:
+
+- ``quick`` (default): CPU, small models and subsets; what CI and ``pytest --nbval`` run.
+- ``full``: GPU, paper scale.
+
+The same code path runs in both; only sizes change, chosen with :func:`by_profile`.
+"""
+from __future__ import annotations
+
+import os
+import random
+
+import numpy as np
+import torch
+
+PROFILES = ("quick", "full")
+
+
+def get_profile() -> str:
+    """Return the active profile name from ``CL_BOOK_PROFILE`` (default ``quick``)."""
+    name = os.environ.get("CL_BOOK_PROFILE", "quick").strip().lower() or "quick"
+    if name not in PROFILES:
+        raise ValueError(f"CL_BOOK_PROFILE must be one of {PROFILES}, got {name!r}")
+    return name
+
+
+def by_profile(quick, full):
+    """Pick ``quick`` or ``full`` according to the active profile."""
+    return quick if get_profile() == "quick" else full
+
+
+def seed_everything(seed: int = 0) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded alike."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+    if torch.cuda.is_available():
+        torch.cuda.manual_seed_all(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def default_device() -> torch.device:
+    """CUDA when the full profile runs on a GPU machine, else CPU (quick is always CPU)."""
+    if get_profile() == "full" and torch.cuda.is_available():
+        return torch.device("cuda")
+    return torch.device("cpu")
