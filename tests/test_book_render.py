@@ -66,7 +66,10 @@ def _visible_text(dom: str) -> str:
 
 @pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install chromium); render check skipped")
 def test_pages_render_in_chromium(built_book, tmp_path):
-    pages = [built_book / "index.html", *chapter_pages(built_book)[:1]]
+    chapters = chapter_pages(built_book)
+    # the landing page, the first chapter, and the first chapter with an interactive plotly figure
+    with_plotly = [p for p in chapters if 'class="cl-plotly"' in p.read_text()]
+    pages = [built_book / "index.html", *chapters[:1], *with_plotly[:1]]
     intro = built_book / "book" / "intro.html"
     if intro.exists():
         pages.append(intro)
@@ -77,6 +80,8 @@ def test_pages_render_in_chromium(built_book, tmp_path):
         assert extrema[1] - extrema[0] > 100, f"{page.name}: screenshot looks blank"
         assert len(set(img.resize((128, 160)).getdata())) > 20, f"{page.name}: screenshot looks blank"
         assert "Contrastive Learning" in dom, f"{page.name}: book title missing from rendered DOM"
+        if 'class="cl-plotly"' in page.read_text():
+            assert "main-svg" in dom, f"{page.name}: plotly figure not drawn (plotly.js missing offline?)"
         text = _visible_text(dom)
         if "mjx-container" in dom or "$$" in text or "\\(" in text:
             assert "mjx-container" in dom, f"{page.name}: math present but MathJax did not typeset it"
