@@ -1,0 +1,146 @@
+"""Tests for cl_lib.theory (fast: small synthetic data only)."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cl_lib import theory as th
+
+
+@pytest.fixture(scope="module")
+def data():
+    return th.make_class_data(5, 8, 16, num_views=2, seed=1)
+
+
+def test_make_class_data_shapes_and_errors():
+    views, labels = th.make_class_data(3, 4, 6, num_views=3, seed=0)
+    assert views.shape == (12, 3, 6) and labels.tolist() == [0] * 4 + [1] * 4 + [2] * 4
+    again, _ = th.make_class_data(3, 4, 6, num_views=3, seed=0)
+    assert torch.equal(views, again)
+    with pytest.raises(ValueError, match="num_classes"):
+        th.make_class_data(1, 4, 6)
+    with pytest.raises(ValueError, match="within_std"):
+        th.make_class_data(3, 4, 6, within_std=-1)
+
+
+def test_global_dcl_nscl_matches_loop(data):
+    views, labels = data
+    tau = 0.7
+    dcl, nscl = th.global_dcl_nscl(views, labels, tau)
+    z = F.normalize(views, dim=-1)
+    n, k, _ = z.shape
+    tot_d = tot_n = 0.0
+    for i in range(n):
+        for l1 in range(k):
+            den_d = sum(math.exp(float(z[i, l1] @ z[j, l3]) / tau) for j in range(n) if j != i for l3 in range(k))
+            den_n = sum(math.exp(float(z[i, l1] @ z[j, l3]) / tau) for j in range(n)
+                        if labels[j] != labels[i] for l3 in range(k))
+            for l2 in range(k):
+                num = float(z[i, l1] @ z[i, l2]) / tau
+                tot_d += math.log(den_d) - num
+                tot_n += math.log(den_n) - num
+    assert float(dcl) == pytest.approx(tot_d / (n * k * k), rel=1e-10)
+    assert float(nscl) == pytest.approx(tot_n / (n * k * k), rel=1e-10)
+
+
+@pytest.mark.parametrize("tau", [0.3, 1.0])
+def test_gap_between_zero_and_bound(tau):
+    for seed in range(3):
+        views, labels = th.make_class_data(4, 6, 8, seed=seed, class_std=0.3)
+        dcl, nscl = th.global_dcl_nscl(views, labels, tau)
+        gap = float(dcl - nscl)
+        assert 0.0 <= gap <= th.cl_nscl_gap_bound(labels, tau)
+    # balanced classes: the n_max form equals the C form
+    assert th.cl_nscl_gap_bound(labels, 1.0) == pytest.approx(th.cl_nscl_gap_bound(num_classes=4))
+    assert th.cl_nscl_gap_bound(num_classes=100) < th.cl_nscl_gap_bound(num_classes=10)
+    with pytest.raises(ValueError, match="exactly one"):
+        th.cl_nscl_gap_bound()
+    with pytest.raises(ValueError, match="tau"):
+        th.cl_nscl_gap_bound(num_classes=3, tau=0)
+
+
+def test_collapse_metrics_on_ideal_etf():
+    c = 4
+    etf = torch.eye(c, dtype=torch.float64) - 1.0 / c           # simplex ETF in R^c
+    labels = torch.arange(c).repeat_interleave(3)
+    views = etf[labels][:, None, :].repeat(1, 2, 1)
+    m = th.collapse_metrics(views, labels)
+    assert m["augmentation_spread"] < 1e-12 and m["within_class_spread"] < 1e-12
+    assert m["etf_cosine_error"] < 1e-12 and m["mean_norm_ratio"] == pytest.approx(1.0)
+    assert m["global_mean_norm"] < 1e-12
+    assert th.simplex_etf_cosine(c) == pytest.approx(-1 / 3)
+
+
+def test_cdnv_and_directional(data):
+    views, labels = data
+    z = views[:, 0]
+    v, vd = th.cdnv(z, labels), th.directional_cdnv(z, labels)
+    assert torch.allclose(v, v.T) and (v.diagonal() == 0).all()
+    mu = th.class_means(z, labels)
+    var0 = ((z[labels == 0] - mu[0]) ** 2).sum(1).mean()
+    assert float(vd[0, 1]) <= float(var0 / ((mu[0] - mu[1]) ** 2).sum()) + 1e-12
+    # isotropic class noise in d dims: directional variance ~ 1/d of the full one
+    assert float(vd.sum()) < float(v.sum())
+    with pytest.raises(ValueError, match="at least 2 samples"):
+        th.cdnv(z[:6], torch.tensor([0, 0, 0, 0, 0, 1]))
+
+
+def test_fewshot_error_and_bound(data):
+    views, labels = data
+    z = views[:, 0]
+    err = th.ncc_fewshot_error(z, labels, shots=2, trials=5)
+    assert 0.0 <= err <= 1.0
+    b1, b5 = th.fewshot_error_bound(z, labels, 1), th.fewshot_error_bound(z, labels, 5)
+    assert err <= b1 and b5 <= b1
+    with pytest.raises(ValueError, match="shots"):
+        th.ncc_fewshot_error(z, labels, shots=8)
+
+
+def test_surrogate_bounds_sandwich():
+    views, labels = th.make_class_data(4, 30, 8, within_std=0.4, seed=2)
+    z = views[:, 0]
+    sup = th.mean_classifier_loss(z, labels, tau=0.5)
+    for k in (1, 8, 64):
+        b = th.surrogate_bounds(z, labels, k, tau=0.5, num_draws=512)
+        est, se = th.contrastive_loss_mc(z, labels, k, tau=0.5, num_anchors=20000)
+        assert b["supervised"] == pytest.approx(sup)
+        assert b["lower"] - 4 * se <= est <= b["upper"] + 4 * se
+        assert b["shift_low"] <= b["shift_up"] + 1e-12
+        assert b["label_gap"] >= -1e-9 and b["spread_gap"] >= -1e-12
+        assert b["label_gap"] + b["spread_gap"] == pytest.approx(b["shift_up"] - b["shift_low"])
+    with pytest.raises(ValueError):
+        th.contrastive_loss_mc(z, labels, 0)
+
+
+def test_subspaces_and_angles():
+    x, xp, y = th.make_gmm_pairs(3000, num_classes=3, dim=8, signal_dims=2, seed=0)
+    assert x.shape == xp.shape == (3000, 8)
+    lda, pca = th.lda_subspace(x, y), th.pca_subspace(x, 2)
+    assert lda.shape == pca.shape == (8, 2)
+    assert torch.allclose(lda.T @ lda, torch.eye(2, dtype=torch.float64), atol=1e-10)
+    assert th.principal_angles(lda, lda).max() < 1e-6
+    assert th.principal_angles(lda, pca).max() > 1.0        # designed to disagree
+    a = th.principal_angles(torch.eye(3)[:, :1], torch.tensor([[1.0], [1.0], [0.0]]))
+    assert float(a[0]) == pytest.approx(math.pi / 4)
+    with pytest.raises(ValueError, match="k must"):
+        th.lda_subspace(x, y, k=3)
+
+
+def test_alpha_weights_and_min_player():
+    g = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(16, 4, generator=g), torch.randn(16, 4, generator=g)
+    ents = [th.alpha_entropy(th.alpha_weights(z1, z2, t)) for t in (2.0, 0.5, 0.1)]
+    assert ents[0] > ents[1] > ents[2]
+    a = th.alpha_weights(z1, z2, 0.5)
+    assert torch.allclose(a.sum(1), torch.ones(16, dtype=torch.float64)) and (a.diagonal() == 0).all()
+    # Gibbs variational principle: softmax(-d2/2tau) minimises the min player's objective
+    d2 = torch.rand(5, 7, generator=g, dtype=torch.float64) * 4
+    tau = 0.3
+    best = torch.softmax(-d2 / (2 * tau), 1)
+    val = th.min_player_objective(best, d2, tau)
+    assert torch.allclose(val, -tau * torch.logsumexp(-d2 / (2 * tau), 1))
+    other = torch.softmax(torch.randn(5, 7, generator=g, dtype=torch.float64), 1)
+    assert (th.min_player_objective(other, d2, tau) >= val).all()
+    with pytest.raises(ValueError):
+        th.alpha_entropy(torch.ones(3, 3))
