@@ -1,0 +1,91 @@
+"""Tests for cl_lib.evaluate: kNN and linear probe on separable and on random-label data."""
+import pytest
+import torch
+import torch.nn as nn
+
+from cl_lib.evaluate import (default_preprocess, embedding_metrics, extract_features, knn_accuracy,
+                             knn_predict, linear_probe)
+
+
+def blobs(n_per_class=60, num_classes=5, dim=16, spread=0.3, seed=0, center_seed=0):
+    """Well separated Gaussian clusters; the centres depend on ``center_seed`` only."""
+    centers = torch.randn(num_classes, dim, generator=torch.Generator().manual_seed(center_seed)) * 3
+    g = torch.Generator().manual_seed(seed)
+    y = torch.arange(num_classes).repeat_interleave(n_per_class)
+    x = centers[y] + spread * torch.randn(len(y), dim, generator=g)
+    perm = torch.randperm(len(y), generator=g)
+    return x[perm], y[perm]
+
+
+def test_knn_and_probe_separable():
+    x_tr, y_tr = blobs(seed=0)
+    x_te, y_te = blobs(n_per_class=20, seed=1)  # same centres, fresh points
+    assert knn_accuracy(x_tr, y_tr, x_te, y_te, k=200, t=0.1) == 1.0
+    probe = linear_probe(x_tr, y_tr, x_te, y_te, steps=100)
+    assert probe["acc"] == 1.0 and probe["train_acc"] == 1.0
+    adam = linear_probe(x_tr, y_tr, x_te, y_te, method="adam", steps=30, lr=1e-2, batch_size=64)
+    assert adam["acc"] >= 0.98
+
+
+def test_random_labels_are_at_chance():
+    g = torch.Generator().manual_seed(0)
+    x_tr, x_te = torch.randn(2000, 32, generator=g), torch.randn(2000, 32, generator=g)
+    y_tr, y_te = torch.randint(0, 10, (2000,), generator=g), torch.randint(0, 10, (2000,), generator=g)
+    acc = knn_accuracy(x_tr, y_tr, x_te, y_te)
+    assert 0.05 < acc < 0.15
+    probe = linear_probe(x_tr, y_tr, x_te, y_te, steps=50)
+    assert 0.05 < probe["acc"] < 0.15
+    assert probe["train_acc"] > probe["acc"]  # it fits noise on the training set only
+
+
+def test_knn_weighting_by_hand():
+    # query e0; neighbours: two of class 1 at cosine 0.6, one of class 0 at cosine 1.0.
+    # exp(0.6/t) * 2 vs exp(1/t): t=0.1 -> class 0 wins (e^10 > 2 e^6), t=10 -> class 1 wins.
+    bank = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.6, -0.8]])
+    labels = torch.tensor([0, 1, 1])
+    q = torch.tensor([[1.0, 0.0]])
+    assert knn_predict(bank, labels, q, k=3, t=0.1).item() == 0
+    assert knn_predict(bank, labels, q, k=3, t=10.0).item() == 1
+    assert knn_predict(bank, labels, q, k=1, t=10.0).item() == 0  # k clips the vote
+    # cosine: scale of the bank does not matter
+    assert knn_predict(bank * torch.tensor([[5.0], [0.1], [3.0]]), labels, q, k=3, t=0.1).item() == 0
+    assert knn_predict(bank, labels, q, k=500).shape == (1,)  # k larger than the bank is clipped
+
+
+def test_extract_features_batched_and_restores_mode():
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Conv2d(3, 4, 3), nn.BatchNorm2d(4), nn.AdaptiveAvgPool2d(1), nn.Flatten())
+    net.train()
+    imgs = torch.randint(0, 256, (10, 3, 8, 8), dtype=torch.uint8)
+    f_all = extract_features(net, imgs, batch_size=10)
+    f_batched = extract_features(net, imgs, batch_size=3)
+    assert f_all.shape == (10, 4) and net.training
+    assert torch.allclose(f_all, f_batched, atol=1e-6)  # eval mode: BN uses running stats
+    assert not f_all.requires_grad
+    assert torch.allclose(default_preprocess(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([-1.0, 1.0]))
+
+
+def test_embedding_metrics_keys_and_values():
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(300, 8, generator=g)
+    m = embedding_metrics(z, z.clone(), features=torch.randn(300, 16, generator=g))
+    assert set(m) == {"uniformity", "wasserstein_uniformity", "effective_rank", "alignment",
+                      "effective_rank_features"}
+    assert m["alignment"] == pytest.approx(0.0, abs=1e-9)
+    assert 6 < m["effective_rank"] <= 8
+
+
+def test_bad_input():
+    x, y = blobs()
+    with pytest.raises(ValueError):
+        knn_predict(x, y, x[:, :3])
+    with pytest.raises(ValueError):
+        knn_predict(x, y, x, k=0)
+    with pytest.raises(ValueError):
+        knn_predict(x, y - 1, x)
+    with pytest.raises(ValueError):
+        linear_probe(x, y, x, y, method="sgd")
+    with pytest.raises(ValueError):
+        linear_probe(x, y[:-1], x, y)
+    with pytest.raises(ValueError):
+        extract_features(nn.Identity(), torch.zeros(3, 4))

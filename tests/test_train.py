@@ -1,0 +1,162 @@
+"""Tests for cl_lib.train: schedule, label masking, a tiny end-to-end run, exact resume,
+the NaN guard, atomic checkpoints, and config validation. All on CPU, on a tiny synthetic
+ImageFolder (3 colour-coded classes of 16x16 images)."""
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import cl_lib.train as train_mod
+from cl_lib.train import NonFiniteLossError, TrainConfig, lr_at, mask_labels, train
+
+
+def make_image_folder(root: Path, n_train=16, n_test=8, size=16, classes=("a", "b", "c"), seed=0) -> Path:
+    """<root>/{train,test}/<class>/<i>.png; class c has a bright colour channel c."""
+    rng = np.random.default_rng(seed)
+    for split, n in (("train", n_train), ("test", n_test)):
+        for c, name in enumerate(classes):
+            d = root / split / name
+            d.mkdir(parents=True, exist_ok=True)
+            for i in range(n):
+                img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
+                img[..., c] += 150
+                Image.fromarray(img).save(d / f"{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def folder(tmp_path_factory):
+    return make_image_folder(tmp_path_factory.mktemp("imgs"))
+
+
+@pytest.fixture
+def cfg(folder, tmp_path):
+    """A tiny run: 48 training images, batch 16 -> 3 steps per epoch."""
+    return TrainConfig(dataset=f"imagefolder:{folder}", cache_dir=str(tmp_path / "cache"), arch="small_cnn",
+                       width=4, proj_dim=8, proj_hidden_dim=16, epochs=2, batch_size=16, warmup_epochs=1,
+                       lr=0.1, linear_probe=False, metrics=False, knn_k=10, quiet=True, progress=False)
+
+
+def test_lr_schedule():
+    base, total, warm = 1.0, 100, 10
+    lrs = [lr_at(s, total, base, warm) for s in range(total)]
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)   # linear warm-up to base
+    assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))                 # then cosine decay
+    assert lrs[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
+    assert lr_at(total, total, base, warm, min_lr_ratio=0.1) == pytest.approx(0.1)
+    assert lr_at(0, 10, 2.0, 0) == pytest.approx(2.0)                        # no warm-up
+
+
+def test_mask_labels():
+    y = torch.arange(1000) % 10
+    m = mask_labels(y, 0.3, seed=1)
+    assert (m == -1).sum() == 700 and torch.equal(m[m >= 0], y[m >= 0])
+    assert torch.equal(m, mask_labels(y, 0.3, seed=1)) and not torch.equal(m, mask_labels(y, 0.3, seed=2))
+    assert torch.equal(mask_labels(y, 1.0), y) and (mask_labels(y, 0.0) == -1).all()
+    with pytest.raises(ValueError):
+        mask_labels(y, 1.5)
+
+
+def test_train_end_to_end_writes_results(cfg, tmp_path):
+    cfg.out_dir, cfg.linear_probe, cfg.metrics = str(tmp_path / "run"), True, True
+    cfg.probe_steps = 20
+    res = train(cfg)
+    assert [h["epoch"] for h in res.history] == [1, 2]
+    for h in res.history:
+        assert set(h) >= {"loss", "lr", "images_per_s", "epoch_time_s"} and math.isfinite(h["loss"])
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["finished"] and saved["epochs_completed"] == 2
+    assert set(saved["final"]) == {"knn_acc", "linear_probe_acc", "linear_probe_train_acc"}
+    assert 0.0 <= saved["final"]["knn_acc"] <= 1.0
+    assert set(saved["metrics"]) >= {"alignment", "uniformity", "effective_rank", "wasserstein_uniformity"}
+    assert saved["hardware"]["device"] == "cpu" and saved["peak_gpu_memory_gb"] is None
+    assert saved["dataset"]["train_size"] == 48 and saved["dataset"]["num_classes"] == 3
+    assert saved["config"]["batch_size"] == 16 and saved["torch_version"] == torch.__version__
+    assert isinstance(saved["library_commit"], str) and saved["date_utc"].endswith("+00:00")
+    assert (tmp_path / "run" / "checkpoint.pt").exists()
+    assert not list((tmp_path / "run").glob(".*tmp*"))  # atomic writes leave no temporary files
+
+
+def test_resume_is_bit_identical(cfg, tmp_path):
+    """4 epochs straight == 2 epochs, stop, resume for 2 more (weights compared bit for bit)."""
+    cfg.epochs = 4
+    straight = train(TrainConfig(**{**vars(cfg), "out_dir": str(tmp_path / "a")}))
+    first = TrainConfig(**{**vars(cfg), "out_dir": str(tmp_path / "b"), "stop_after_epochs": 2})
+    part = train(first)
+    assert len(part.history) == 2 and not part.results["finished"]
+    resumed = train(TrainConfig(**{**vars(cfg), "out_dir": str(tmp_path / "b"), "resume": True}))
+    assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    sa, sb = straight.model.state_dict(), resumed.model.state_dict()
+    assert sa.keys() == sb.keys()
+    for k in sa:
+        assert torch.equal(sa[k], sb[k]), k
+    assert resumed.results["final"]["knn_acc"] == straight.results["final"]["knn_acc"]
+    # resuming a finished run with another lr: nothing left to train, but a warning
+    with pytest.warns(UserWarning, match="different lr"):
+        again = train(TrainConfig(**{**vars(cfg), "out_dir": str(tmp_path / "b"), "resume": True, "lr": 0.5}))
+    assert again.history == resumed.history
+
+
+def test_nan_guard_keeps_last_good_checkpoint(cfg, tmp_path, monkeypatch):
+    cfg.out_dir, cfg.epochs = str(tmp_path / "run"), 3
+    real_get_loss, calls = train_mod.get_loss, {"n": 0}
+
+    def poisoned_get_loss(name, **kw):
+        loss = real_get_loss(name, **kw)
+
+        def wrapped(z1, z2, labels=None):
+            calls["n"] += 1
+            out = loss(z1, z2, labels)
+            return out * float("nan") if calls["n"] == 5 else out  # step 2 of epoch 2
+        return wrapped
+
+    monkeypatch.setattr(train_mod, "get_loss", poisoned_get_loss)
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 2/3.*after epoch 1\)"):
+        train(cfg)
+    assert issubclass(NonFiniteLossError, RuntimeError)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert not (tmp_path / "run" / "results.json").exists()
+
+
+def test_supervised_loss_sees_masked_labels(cfg, monkeypatch):
+    seen = []
+
+    def spy(z1, z2, labels=None):
+        seen.append(labels.clone())
+        return (z1 - z2).pow(2).mean()
+
+    cfg.loss, cfg.label_fraction, cfg.epochs = spy, 0.25, 1
+    res = train(cfg)
+    labels = torch.cat(seen)
+    assert labels.shape == (48,) and (labels == -1).sum() == 36  # 75% of 48 hidden
+    assert res.results["config"]["loss"] == "spy"
+
+
+def test_other_losses_and_adamw_run(cfg):
+    cfg.epochs, cfg.optimizer, cfg.lr, cfg.grad_clip = 1, "adamw", 1e-3, 1.0
+    for loss, kw in [("cloa", {}), ("dhel", {"tau": 0.3})]:
+        cfg.loss, cfg.loss_kwargs = loss, kw
+        assert math.isfinite(train(cfg).history[0]["loss"])
+
+
+@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 1), ("label_fraction", 1.5),
+                                          ("optimizer", "lamb"), ("grad_clip", 0.0), ("lr", -1.0),
+                                          ("checkpoint_every", 0), ("resume", True)])
+def test_bad_config(cfg, field, value):
+    setattr(cfg, field, value)
+    with pytest.raises(ValueError):
+        train(cfg)
+
+
+def test_batch_larger_than_data(cfg):
+    cfg.batch_size = 64
+    with pytest.raises(ValueError, match="batch_size"):
+        train(cfg)
