@@ -8,35 +8,21 @@ import os
 import socket
 from pathlib import Path
 
-import numpy as np
 
 import pytest
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 import torch.nn as nn
-from PIL import Image
 
 from cl_lib import distributed
 from cl_lib.losses import get_loss
 from cl_lib.train import TrainConfig, train
 
+from image_folders import make_image_folder
+
 WORLD = 2
 N, D_IN, D_OUT = 8, 6, 4  # global batch, input and embedding widths
-
-
-def make_image_folder(root: Path, n_train=16, n_test=8, size=16, classes=("a", "b", "c"), seed=0) -> Path:
-    """<root>/{train,test}/<class>/<i>.png; class c has a bright colour channel c."""
-    rng = np.random.default_rng(seed)
-    for split, n in (("train", n_train), ("test", n_test)):
-        for c, name in enumerate(classes):
-            d = root / split / name
-            d.mkdir(parents=True, exist_ok=True)
-            for i in range(n):
-                img = rng.integers(0, 60, (size, size, 3), dtype=np.uint8)
-                img[..., c] += 150
-                Image.fromarray(img).save(d / f"{i}.png")
-    return root
 
 
 def _free_port() -> int:
