@@ -1,0 +1,182 @@
+"""Representation metrics: how aligned, how uniform, how many dimensions are used.
+
+All functions take torch tensors and return Python floats.
+
+- :func:`alignment`, :func:`uniformity` -- Wang & Isola (2020), on L2-normalised embeddings.
+- :func:`rank`, :func:`effective_rank` -- numerical rank and RankMe (Garrido et al., 2023).
+- :func:`embedding_variance` -- sum of per-dimension variances (Li & Pimentel-Alarcon, seed 001).
+- :func:`wasserstein_uniformity` -- 1-D Wasserstein distance between the pairwise cosine
+  similarities of the embeddings and those of the uniform distribution on the sphere
+  (the uniformity metric of Koromilas et al., 2024, seed 000).
+
+Which metrics normalise? Those defined on the sphere (alignment, uniformity, Wasserstein
+uniformity) L2-normalise inside, exactly as the losses do. Rank, effective rank and variance
+describe the *raw* embedding matrix (they are the collapse diagnostics of the papers above,
+measured on encoder/projector outputs before normalisation).
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+__all__ = ["alignment", "uniformity", "rank", "effective_rank", "embedding_variance",
+           "wasserstein_uniformity", "uniform_sphere_cosine_quantile"]
+
+
+def _check_matrix(z: torch.Tensor, name: str = "z", min_rows: int = 1) -> torch.Tensor:
+    if not isinstance(z, torch.Tensor):
+        raise ValueError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
+    if z.ndim != 2:
+        raise ValueError(f"{name} must be a 2-D (N, d) tensor, got shape {tuple(z.shape)}")
+    if z.shape[0] < min_rows or z.shape[1] < 1:
+        raise ValueError(f"{name} needs at least {min_rows} rows and 1 column, got shape {tuple(z.shape)}")
+    if not torch.isfinite(z).all():
+        raise ValueError(f"{name} contains NaN or inf")
+    return z.detach().double()
+
+
+def _normalise(z: torch.Tensor, name: str) -> torch.Tensor:
+    norms = z.norm(dim=1)
+    if (norms == 0).any():
+        raise ValueError(f"{name} has a zero row, which cannot be normalised onto the sphere")
+    return z / norms[:, None]
+
+
+def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2) -> float:
+    r"""Alignment loss of Wang & Isola (2020, eq. 4):
+
+    $$\mathcal{L}_\text{align} = \frac1N \sum_i \lVert f(x_i) - f(y_i) \rVert_2^{\alpha},$$
+
+    on L2-normalised rows. 0 means perfectly aligned positive pairs; the maximum is $2^\alpha$.
+    """
+    z1 = _check_matrix(z1, "z1")
+    z2 = _check_matrix(z2, "z2")
+    if z1.shape != z2.shape:
+        raise ValueError(f"z1 and z2 must have the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
+    if not alpha > 0:
+        raise ValueError(f"alpha must be > 0, got {alpha}")
+    u, v = _normalise(z1, "z1"), _normalise(z2, "z2")
+    return float((u - v).norm(dim=1).pow(alpha).mean())
+
+
+def uniformity(z: torch.Tensor, t: float = 2) -> float:
+    r"""Uniformity loss of Wang & Isola (2020, eq. 5), over the pairs $i<j$ of normalised rows:
+
+    $$\mathcal{L}_\text{uniform} = \log \frac{2}{N(N-1)} \sum_{i<j} e^{-t \lVert u_i - u_j \rVert_2^2}.$$
+
+    It is the log of the mean Gaussian-kernel energy (see ``cl_lib.geometry.gaussian_energy``).
+    0 for fully collapsed points (its maximum); for uniform points on $S^2$ it tends to
+    $\log\frac{1-e^{-4t}}{4t}$ as $N\to\infty$.
+    """
+    z = _check_matrix(z, "z", min_rows=2)
+    if not t > 0:
+        raise ValueError(f"t must be > 0, got {t}")
+    u = _normalise(z, "z")
+    sq = torch.pdist(u, p=2).pow(2)
+    # log-mean-exp for numerical safety when t * distance^2 is large
+    return float(torch.logsumexp(-t * sq, dim=0) - math.log(sq.numel()))
+
+
+def rank(z: torch.Tensor, tol: float | None = None) -> int:
+    r"""Numerical rank of the raw (uncentred) embedding matrix $Z \in \mathbb{R}^{N\times d}$.
+
+    Number of singular values $> \text{tol}$; the default tol is
+    $\sigma_\max \cdot \max(N, d) \cdot \varepsilon$ with $\varepsilon$ the machine epsilon of the
+    *input* dtype (as ``torch.linalg.matrix_rank``), so float32 round-off is not counted as rank.
+    Uncentred on purpose: N copies of one non-zero vector have rank 1 (a collapse to a point),
+    while centring would call that rank 0 and lose the distinction from the zero matrix.
+    """
+    in_dtype = z.dtype if isinstance(z, torch.Tensor) and z.is_floating_point() else torch.float64
+    z = _check_matrix(z, "z")
+    if tol is not None and not tol >= 0:
+        raise ValueError(f"tol must be >= 0 or None, got {tol}")
+    s = torch.linalg.svdvals(z)
+    if tol is None:
+        tol = float(s.max()) * max(z.shape) * torch.finfo(in_dtype).eps
+    return int((s > tol).sum())
+
+
+def effective_rank(z: torch.Tensor, eps: float = 1e-7) -> float:
+    r"""RankMe (Garrido et al., 2023, eq. 1): the exponential of the entropy of the normalised
+    singular values of the raw embedding matrix,
+
+    $$\operatorname{RankMe}(Z) = \exp\Big(-\sum_k p_k \log p_k\Big), \qquad
+      p_k = \frac{\sigma_k(Z)}{\lVert \sigma(Z) \rVert_1} + \varepsilon .$$
+
+    Between 1 (one direction, up to the $\varepsilon$ smoothing) and $\min(N, d)$ (all singular
+    values equal, e.g. an orthonormal frame).
+    """
+    z = _check_matrix(z, "z")
+    if not eps >= 0:
+        raise ValueError(f"eps must be >= 0, got {eps}")
+    s = torch.linalg.svdvals(z)
+    if s.sum() == 0:
+        raise ValueError("effective_rank is undefined for the zero matrix")
+    p = s / s.sum() + eps
+    return float(torch.exp(-(p * torch.log(p)).sum()))
+
+
+def embedding_variance(z: torch.Tensor) -> float:
+    r"""Total variance of the raw embeddings: $\sum_{k=1}^d \operatorname{Var}_i(z_{ik})$
+    (population variance, divisor $N$), the collapse diagnostic of Li & Pimentel-Alarcon
+    (2024, seed 001, Fig. 2: "aggregating the variances across each dimension").
+    0 means all embeddings are equal.
+    """
+    z = _check_matrix(z, "z")
+    return float(z.var(dim=0, correction=0).sum())
+
+
+def uniform_sphere_cosine_quantile(q: np.ndarray, d: int) -> np.ndarray:
+    r"""Quantile function of $t = u^\top v$ for $u, v$ independent and uniform on $S^{d-1}$.
+
+    $t$ has density $\propto (1-t^2)^{(d-3)/2}$ on $[-1, 1]$, i.e.
+    $(t+1)/2 \sim \operatorname{Beta}\big(\tfrac{d-1}{2}, \tfrac{d-1}{2}\big)$ (for $d\ge2$).
+    """
+    from scipy.stats import beta
+
+    if d < 2:
+        raise ValueError(f"d must be >= 2 for a continuous sphere, got {d}")
+    a = (d - 1) / 2
+    return 2.0 * beta.ppf(np.asarray(q, dtype=float), a, a) - 1.0
+
+
+def wasserstein_uniformity(z: torch.Tensor, n_ref: int = 10_000, seed: int = 0,
+                           max_pairs: int = 1_000_000) -> float:
+    r"""Wasserstein uniformity (Koromilas et al., 2024, seed 000): the 1-D Wasserstein-1
+    distance between the empirical law $\hat\mu$ of the pairwise cosine similarities
+    $\{u_i^\top u_j\}_{i<j}$ of the normalised rows and the law $\mu_d$ of $u^\top v$ for
+    independent uniform points on $S^{d-1}$:
+
+    $$W_1(\hat\mu, \mu_d) = \int_0^1 \big| \hat Q(q) - Q_d(q) \big| \, dq,$$
+
+    where $Q$ are quantile functions. $Q_d$ is exact (Beta law, see
+    :func:`uniform_sphere_cosine_quantile`); the integral is a midpoint rule over ``n_ref``
+    quantile levels, so no reference sample is drawn. 0 for a perfectly uniform sample (up to
+    sampling noise $O(N^{-1/2})$); large for collapse (all cosines 1 gives $W_1 = 1$).
+    If there are more than ``max_pairs`` pairs, a random subset (``seed``) is used.
+
+    The authors' code (github.com/pakoromilas/DHEL-KCL, ``metrics.py``) estimates the same
+    distance against 10,000 samples drawn from the density; using the exact quantiles removes that
+    sampling noise and works for any $d$.
+    """
+    z = _check_matrix(z, "z", min_rows=2)
+    d = z.shape[1]
+    if d < 2:
+        raise ValueError(f"need embedding dimension d >= 2, got {d}")
+    if n_ref < 1:
+        raise ValueError(f"n_ref must be >= 1, got {n_ref}")
+    u = _normalise(z, "z")
+    n = u.shape[0]
+    i, j = torch.triu_indices(n, n, offset=1)
+    if i.numel() > max_pairs:
+        g = torch.Generator().manual_seed(seed)
+        keep = torch.randperm(i.numel(), generator=g)[:max_pairs]
+        i, j = i[keep], j[keep]
+    cos = (u[i] * u[j]).sum(dim=1).clamp(-1.0, 1.0)
+    cos_sorted = np.sort(cos.numpy())
+    q = (np.arange(n_ref) + 0.5) / n_ref
+    empirical_q = cos_sorted[np.minimum((q * cos_sorted.size).astype(np.int64), cos_sorted.size - 1)]
+    return float(np.mean(np.abs(empirical_q - uniform_sphere_cosine_quantile(q, d))))
