@@ -254,7 +254,7 @@ def _config_dict(cfg: TrainConfig) -> dict:
     return d
 
 
-def _hardware(device: torch.device) -> dict:
+def hardware_info(device: torch.device) -> dict:
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -270,7 +270,7 @@ def _hardware(device: torch.device) -> dict:
     return hw
 
 
-def _library_commit() -> tuple[str, bool | None]:
+def library_commit() -> tuple[str, bool | None]:
     """(``git rev-parse HEAD`` of the repository holding cl_lib, uncommitted changes?) or
     ("unknown", None) outside a git checkout."""
     repo = Path(__file__).resolve().parent.parent
@@ -508,7 +508,7 @@ def train(config: TrainConfig) -> TrainResult:
     if main_proc and finished:
         final = _evaluate(model, cfg, augment, train_x, train_y, test_x, test_y, num_classes,
                           device, channels_last, full=True)
-    commit, dirty = _library_commit()
+    commit, dirty = library_commit()
     speeds = [h["images_per_s"] for h in history]
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
@@ -519,7 +519,7 @@ def train(config: TrainConfig) -> TrainResult:
                     "image_shape": list(train_x.shape[1:])},
         "model": {"arch": cfg.arch, "num_params": sum(p.numel() for p in model.parameters()),
                   "feature_dim": model.feature_dim, "proj_dim": cfg.proj_dim},
-        "hardware": _hardware(device),
+        "hardware": hardware_info(device),
         "torch_version": str(torch.__version__),
         "python_version": platform.python_version(),
         "library_commit": commit,

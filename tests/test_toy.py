@@ -1,0 +1,167 @@
+"""Tests for cl_lib.toy: data, augmentation, encoder, probes, training, Theorem 3.1 helpers."""
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from cl_lib import toy
+from cl_lib.losses import infonce_loss
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The toy MLP is tiny: one thread is faster than two (and than fighting other jobs)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def test_data_lies_on_class_lines():
+    x, y = toy.make_subspace_data(50, noise=0.0, seed=3)
+    assert x.shape == (150, 3) and y.shape == (150,) and set(y.tolist()) == {0, 1, 2}
+    u = toy.class_directions()
+    # noise 0: every point is a multiple of its class direction, spread over both halves
+    residual = x - (x * u[y]).sum(1, keepdim=True) * u[y]
+    assert residual.abs().max() < 1e-6
+    t = (x * u[y]).sum(1)
+    assert t.min() < -0.5 and t.max() > 0.5 and t.abs().max() <= 1
+
+
+def test_class_directions_are_separated_lines():
+    u = toy.class_directions(3, 3, seed=0, min_angle_deg=40)
+    cos = (u @ u.T).abs() - torch.eye(3)
+    assert torch.allclose(u.norm(dim=1), torch.ones(3)) and cos.max() <= math.cos(math.radians(40)) + 1e-6
+
+
+def test_augment_is_negation_plus_noise():
+    x = torch.randn(1000, 3)
+    g = torch.Generator().manual_seed(0)
+    a = toy.augment(x, noise=0.0, generator=g)
+    flipped = (a == -x).all(1)
+    assert ((a == x).all(1) | flipped).all()
+    assert 0.4 < flipped.double().mean() < 0.6
+    b = toy.augment(x, noise=0.1, flip_prob=0.0, generator=g)
+    assert 0.08 < (b - x).std() < 0.12
+
+
+def test_bad_input_raises():
+    with pytest.raises(ValueError):
+        toy.make_subspace_data(0)
+    with pytest.raises(ValueError):
+        toy.augment(torch.zeros(2, 3), flip_prob=2)
+    with pytest.raises(ValueError):
+        toy.train_toy("infonce", lr=-1, epochs=1)
+    with pytest.raises(ValueError):
+        toy.collapsed_configuration(4, 3, kind="plane")
+    with pytest.raises(ValueError):
+        toy.class_mean_collinearity(torch.randn(3, 2), torch.zeros(2, dtype=torch.long))
+
+
+def test_encoder_shapes_and_dead_relus():
+    model = toy.ToyEncoder(3, 16, 3)
+    x = torch.randn(64, 3)
+    assert model(x).shape == (64, 3)
+    assert [a.shape for a in model.hidden_activations(x)] == [(64, 16), (64, 16)]
+    assert 0 <= toy.dead_relu_fraction(model, x) <= 1
+    with torch.no_grad():                     # kill every unit of the first layer
+        model.net[1].bias.fill_(-100.0)
+        model.net[1].weight.fill_(0.0)
+    assert toy.dead_relu_fraction(model, x) >= 0.5
+
+
+def test_probes_on_separable_and_collapsed_embeddings():
+    g = torch.Generator().manual_seed(0)
+    y = torch.arange(3).repeat_interleave(40)
+    centres = torch.eye(3)
+    z = centres[y] + 0.05 * torch.randn(120, 3, generator=g)
+    zt = centres[y] + 0.05 * torch.randn(120, 3, generator=g)
+    assert toy.probe_accuracies(z, y, zt, y) == (1.0, 1.0)
+    same = torch.ones(120, 3)                 # a point collapse: nothing to separate
+    lin, knn = toy.probe_accuracies(same, y, same, y)
+    assert lin <= 0.34 and knn <= 0.34
+    # scale does not matter (normalised first), a tiny spread is not blown up by standardising
+    tiny = torch.ones(120, 3) + 1e-4 * torch.randn(120, 3, generator=g)
+    assert toy.probe_accuracies(100 * z, y, zt, y)[0] == 1.0
+    assert toy.probe_accuracies(tiny, y, tiny, y)[0] < 0.6
+
+
+def test_train_toy_runs_and_records():
+    run = toy.train_toy("infonce", lr=0.05, epochs=3, n_per_class=100, hidden=16, snapshot_every=1)
+    assert run.history["epoch"] == [0, 1, 2, 3] and len(run.snapshots) == 4
+    assert run.z.shape == (300, 3)
+    m = run.metrics
+    assert not m["diverged"] and 0 <= m["variance_sphere"] <= 1 and 1 <= m["effective_rank"] <= 3
+    assert 0 <= m["linear_probe"] <= 1 and 0 <= m["knn"] <= 1 and m["grad_norm"] > 0
+    again = toy.train_toy("infonce", lr=0.05, epochs=3, n_per_class=100, hidden=16)
+    assert torch.equal(run.z, again.z)        # seeded: bit-reproducible on one machine
+
+
+def test_train_toy_with_anchor_and_other_losses():
+    for name in ("dcl", "vicreg", "barlow_twins"):
+        assert toy.train_toy(name, lr=0.01, epochs=1, n_per_class=100, hidden=8).metrics["knn"] >= 0
+    run = toy.train_toy("infonce", lr=0.1, epochs=8, n_per_class=100, hidden=16, label_fraction=1.0)
+    assert run.metrics["linear_probe"] > 0.8  # every label on its anchor: classes separate
+
+
+def test_divergence_is_reported_not_raised():
+    run = toy.train_toy("vicreg", lr=10.0, epochs=5, n_per_class=100, hidden=16)
+    assert run.metrics["diverged"]
+
+
+@pytest.mark.parametrize("n,d,tau", [(4, 3, 0.5), (6, 4, 0.2)])
+def test_theorem_31_gradients(n, d, tau):
+    for kind in ("point", "line", "line_random"):
+        z1, z2 = toy.collapsed_configuration(n, d, kind, seed=1)
+        assert torch.allclose(toy.infonce_unnormalised(z1, z2, tau), infonce_loss(z1, z2, tau=tau))
+        g = toy.sphere_gradients(z1, z2, tau)
+        assert g["through_normalisation"].abs().max() < 1e-12        # what holds in every case
+        assert (g["euclidean"] - g["radial"]).abs().max() < 1e-12    # Euclidean part is radial
+    z1, z2 = toy.collapsed_configuration(n, d, "line_random", seed=1)
+    assert toy.sphere_gradients(z1, z2, tau)["euclidean"].abs().max() > 1e-3
+
+
+def test_riemannian_hessian_matches_second_order_retraction():
+    n, d, tau = 4, 3, 0.5
+    z1, z2 = toy.collapsed_configuration(n, d, "line_random", seed=0)
+    u = torch.cat([z1, z2])
+    ev, h = toy.riemannian_hessian(lambda w: toy.infonce_unnormalised(w[:n], w[n:], tau), u)
+    ev2, _ = toy.riemannian_hessian(lambda w: infonce_loss(w[:n], w[n:], tau=tau), u)
+    assert h.shape == (2 * n * (d - 1),) * 2 and torch.allclose(ev, ev2, atol=1e-10)
+    # a saddle: the loss goes down along some tangent directions, up along others
+    assert ev.min() < -1e-3 and ev.max() > 1e-3
+    probe = toy.tangent_probe(lambda w: infonce_loss(w[:n], w[n:], tau=tau), u, n_dirs=50)
+    assert (probe < 0).any()
+
+
+def test_hessian_of_a_known_function():
+    # f(u) = u[0, 0] on S^1 at u = (1, 0): maximum, Riemannian Hessian = -1 (curvature term only)
+    ev, _ = toy.riemannian_hessian(lambda w: w[0, 0], torch.tensor([[1.0, 0.0]], dtype=torch.float64))
+    assert torch.allclose(ev, torch.tensor([-1.0], dtype=torch.float64))
+
+
+def test_figures_build():
+    x, y = toy.make_subspace_data(20)
+    fig = toy.plot_toy_data(x, y, n_pairs=3)
+    assert len(fig.data) == 4
+    run = toy.train_toy("infonce", lr=0.05, epochs=2, n_per_class=50, hidden=8, snapshot_every=1)
+    fig = toy.plot_embedding_trajectory(run)
+    assert len(fig.frames) == 3 and len(fig.layout.sliders[0].steps) == 3
+
+
+def test_sweep_and_tables():
+    res = toy.sweep_toy(["infonce"], [0.01], seeds=(0, 1), epochs=1, n_per_class=50, hidden=8)
+    assert list(res) == [("infonce", 0.01)] and res["infonce", 0.01]["knn"].shape == (2,)
+    assert toy.mean_std([0.5]) == "0.50" and toy.mean_std([1.0, 3.0], 1) == "2.0 +- 1.0"
+    assert toy.mean_std([float("nan")]) == "nan"
+    table = toy.sweep_table(res, ["knn"])
+    assert "infonce" in table and len(table.splitlines()) == 2
+
+
+def test_class_mean_collinearity():
+    y = torch.arange(3).repeat_interleave(10)
+    assert toy.class_mean_collinearity(torch.eye(3)[y], y) == pytest.approx(1 / 3)
+    v = torch.tensor([[1.0, 2.0, 0.5]])
+    signs = torch.tensor([1.0, -1.0, 1.0])[y][:, None]
+    assert toy.class_mean_collinearity(signs * v, y) == pytest.approx(1.0)
