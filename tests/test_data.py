@@ -19,16 +19,6 @@ from cl_lib.augment import SimCLRAugment, to_float
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_cpu_thread():
-    """Tiny tensor ops: intra-op threads only add wake-up latency (tens of ms per op on a busy
-    2-core machine), so these tests run single-threaded."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # ---------------------------------------------------------------------------------------------
 # synthetic data
 # ---------------------------------------------------------------------------------------------
