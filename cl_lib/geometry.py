@@ -3,9 +3,12 @@ r"""Points on the sphere $S^{d-1}$: energies, energy minimisers and known optima
 Hyperspherical energy minimisation (HEM): place $M$ points $x_1,\dots,x_M$ on $S^{d-1}$ so
 as to minimise a pairwise energy $E(X) = \sum_{i<j} k(\lVert x_i - x_j \rVert)$ with a
 repulsive kernel $k$. For the Riesz kernel $k(r) = r^{-1}$ on $S^2$ this is J. J. Thomson's
-(1904) problem of $M$ electrons on a sphere. Koromilas et al. (2024) show that the minimisers
-of InfoNCE-type losses are perfect alignment plus an energy minimiser (their Theorem 4.1), so
-these configurations are what contrastive learning converges to at the batch level.
+(1904) problem of $M$ electrons on a sphere. Koromilas et al. (2024) relate the mini-batch
+minimisers of InfoNCE-type losses to perfect alignment plus a hyperspherical energy minimiser
+(our paraphrase; the exact statement was not available). Chapter 3 checks this over free
+points and finds that the energy is loss-specific: the per-point log-sum-exp energy of
+:func:`logsumexp_energy`, which for some $(M, d, \tau)$ has other minimisers than the plain
+Gaussian energy.
 
 Contents, top to bottom:
 

@@ -549,12 +549,25 @@ def nscl_loss(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, tau: flo
     This is what the authors' code computes (``NegSupConLoss`` / ``WeakNTXentLoss`` in
     github.com/DLFundamentals/understanding-ssl, utils/losses.py: cross-entropy over the logits
     [positive, different-class samples]); with all labels distinct it is :func:`infonce_loss`.
+
+    **Not the paper's global NSCL.** The loss the paper analyses (its CL--NSCL gap bound and
+    its global minimisers) is *decoupled* and *global*: the positive is not in the denominator,
+    the denominator runs over all views of all different-class samples of the data set, and the
+    numerator averages over all $K^2$ view pairs. It is the supervised twin of the global DCL
+    (Yeh et al. 2022), and is implemented by :func:`cl_lib.theory.global_dcl_nscl`, which is
+    what chapter 6 uses for the theory. This function keeps the positive in the denominator,
+    as the authors' training code does.
+
     ``decoupled=True`` drops the positive from the denominator too (only different-class
-    samples remain), which is the form of the paper's displayed formula as quoted by secondary
-    sources, the supervised analogue of :func:`dcl_loss` (equal to it when all labels are
-    distinct); it needs at least two classes in the batch. The paper text itself was not
-    available here (seed 002 is the abstract), so its equation number and exact normalisation
-    could not be verified. Labels must be class indices >= 0.
+    samples remain). That is the mini-batch, two-view form of the paper's loss, the supervised
+    analogue of :func:`dcl_loss` (equal to it when all labels are distinct); it needs at least
+    two classes in the batch. Both pairs, ``infonce_loss - nscl_loss`` and
+    ``dcl_loss - nscl_loss(decoupled=True)``, lie in
+    $[0, \log(1 + n_\max e^{2/\tau}/(N - n_\max))]$ for every batch
+    (:func:`cl_lib.theory.cl_nscl_gap_bound`): a positive in both denominators only shrinks the
+    ratio of same-class to other-class terms. The paper text itself was not available here
+    (seed 002 is the abstract), so its equation numbers and exact normalisation could not be
+    verified. Labels must be class indices >= 0.
     """
     _check_pair(z1, z2)
     tau = _check_positive(tau, "tau")

@@ -6,8 +6,8 @@ Read top to bottom; every function computes one quantity of one paper.
 1. Synthetic class-structured data (:func:`make_class_data`, :func:`make_gmm_pairs`).
 2. CL vs NSCL (Luthra, Yang & Galanti 2025, arXiv:2506.04411, seed 002):
    :func:`global_dcl_nscl` (the global decoupled loss and its negatives-only supervised twin),
-   :func:`cl_nscl_gap_bound` (their Theorem 1), :func:`collapse_metrics` (the geometry of the
-   NSCL minimisers), :func:`cdnv`, :func:`directional_cdnv`, :func:`ncc_fewshot_error`,
+   :func:`cl_nscl_gap_bound` (their CL--NSCL gap bound, paraphrased), :func:`collapse_metrics`
+   (the geometry of the NSCL minimisers), :func:`cdnv`, :func:`directional_cdnv`, :func:`ncc_fewshot_error`,
    :func:`fewshot_error_bound` (a few-shot bound of the paper's form).
 3. Negative sample size (Bao, Nagano & Nozawa, ICML 2022, arXiv:2110.02501, seed 004):
    :func:`contrastive_loss_mc`, :func:`mean_classifier_loss`, :func:`surrogate_bounds`.
@@ -188,7 +188,8 @@ def global_dcl_nscl(views: torch.Tensor, labels: torch.Tensor, tau: float = 1.0
 
 def cl_nscl_gap_bound(labels: torch.Tensor | None = None, tau: float = 1.0, *,
                       num_classes: int | None = None) -> float:
-    r"""Upper bound on $\mathcal L_\text{DCL}-\mathcal L_\text{NSCL}$ (Luthra et al. 2025, Thm. 1).
+    r"""Upper bound on $\mathcal L_\text{DCL}-\mathcal L_\text{NSCL}$ (the CL--NSCL gap bound of
+    Luthra et al. 2025, paraphrased: its exact statement and theorem number were not available).
 
     With $n_\max$ the largest class size among $N$ samples and similarities in $[-1/\tau,1/\tau]$:
 
@@ -197,8 +198,15 @@ def cl_nscl_gap_bound(labels: torch.Tensor | None = None, tau: float = 1.0, *,
 
     for every encoder $f$ (label-agnostic, architecture-independent). For $C$ balanced classes
     the right side is $\log(1+e^{2/\tau}/(C-1)) = O(1/C)$ -- pass ``num_classes`` instead of
-    ``labels`` for that form. The paper states it for cosine similarity ($\tau=1$, $e^2$); the
-    same proof gives $e^{2/\tau}$ with a temperature.
+    ``labels`` for that form. The paper uses plain cosine similarity ($\tau=1$, $e^2$); the
+    same proof gives $e^{2/\tau}$ with a temperature. Proof: per anchor of class $y$ the gap is
+    $\log(1+S_\text{same}/S_\text{neg})$, with $K(n_y-1)$ same-class terms $\le e^{1/\tau}$ and
+    $K(N-n_y)$ negatives $\ge e^{-1/\tau}$; so it is at most
+    $\log(1+(n_y-1)e^{2/\tau}/(N-n_y))$, which is increasing in $n_y$. We bound $n_y$ by $n_\max$
+    and drop the $-1$. The same bound holds for the mini-batch pairs
+    ``infonce_loss - nscl_loss`` and ``dcl_loss - nscl_loss(decoupled=True)`` of
+    :mod:`cl_lib.losses` (labels of the batch's samples); a positive in both denominators only
+    lowers the ratio.
     """
     tau = _check_positive(tau, "tau")
     if (labels is None) == (num_classes is None):
@@ -558,7 +566,8 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------------------------------------
 
 def alpha_weights(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
-    r"""Pairwise importances $\alpha$ that InfoNCE puts on the negatives (Tian 2022, Sec. 3).
+    r"""Pairwise importances $\alpha$ that InfoNCE puts on the negatives (Tian 2022, alpha-CL;
+    our paraphrase of its InfoNCE case, with our normalisation of $d^2$).
 
     With unit embeddings and $d_{ij}^2=\lVert z^{(1)}_i-z^{(2)}_j\rVert^2$, the min player's
     optimum is the Gibbs distribution over distinct pairs
@@ -591,7 +600,9 @@ def min_player_objective(alpha: torch.Tensor, d2: torch.Tensor, tau: float) -> t
     r"""Entropy-regularised objective of the min player, per row:
     $\sum_j\alpha_j d^2_j/2 + \tau\sum_j\alpha_j\log\alpha_j$. Its minimum over the simplex is
     $-\tau\log\sum_j e^{-d^2_j/2\tau}$, attained at $\alpha=\mathrm{softmax}(-d^2/2\tau)$
-    (Gibbs variational principle) -- the log-sum-exp of InfoNCE's denominator."""
+    (Gibbs variational principle). For unit vectors with $d^2_j=\lVert z_i-z^+_j\rVert^2$, that
+    minimum is $1-\tau\log\sum_j e^{z_i^\top z^+_j/\tau}$: up to sign, the factor $\tau$ and a
+    constant, the negatives' log-sum-exp in InfoNCE's denominator."""
     tau = _check_positive(tau, "tau")
     if alpha.shape != d2.shape:
         raise ValueError("alpha and d2 must have the same shape")
