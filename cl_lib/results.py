@@ -1,0 +1,463 @@
+r"""Results files of the trainer: run, load, pick fields, tabulate, plot, say what is missing.
+
+``python -m cl_lib.train ... --out DIR`` writes ``DIR/results.json``: ``config``, ``profile``,
+``dataset``, ``model``, ``hardware``, ``torch_version``, ``library_commit``, ``date_utc``,
+``wall_time_s``, per-epoch ``history``, ``final`` (``knn_acc``, ``linear_probe_acc``) and
+``metrics`` (alignment, uniformity, effective ranks). The real-image chapters (10--12) read such
+files from ``book/results/{quick,full}/chNN/`` and never type a number themselves.
+
+Running (``python -m cl_lib.results SAVE.json [--track-every K] -- <cl_lib.train flags>``):
+
+- :func:`train_and_record` -- runs ``cl_lib.train`` with its own flags and saves its results
+  dict plus ``"extra"``: the embedding variance of Li & Pimentel-Alarcon (seed 001, Fig. 2), its
+  scale-free version on the sphere, singular-value spectra, and (``--track-every``) geometry
+  along training (:func:`geometry_snapshot`), which the trainer does not store; ``"command"``
+  records the exact command line. A run stopped by a non-finite loss is saved as diverged.
+
+Reading:
+
+- :func:`load_results` -- every ``*.json`` under a folder (or one file), each tagged with
+  ``record["source"]``, its path relative to the folder (no machine paths in the book);
+- :func:`lookup` -- a field by dotted path (``"config.lr"``, ``"final.knn_acc"``,
+  ``"history.-1.loss"``), a function of the record (:func:`peak_lr`), or the first present of
+  several candidates;
+- :func:`select`, :func:`curves`, :func:`table_rows` + :func:`format_table` -- filter, reduce
+  to $y(x)$ per group (mean over seeds), print a rounded table;
+- :func:`plot_curves` -- one matplotlib line per group, with 95% binomial error bars for
+  accuracies (:func:`binomial_halfwidth`);
+- :class:`PlannedRun`, :func:`cli_command`, :func:`missing_runs` -- a chapter's grid, the exact
+  command of each run, and which runs have no results file yet;
+- :func:`provenance` -- which file, profile, hardware, torch, commit, date and wall time a
+  number came from.
+"""
+from __future__ import annotations
+
+import json
+import math
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+__all__ = ["load_results", "lookup", "select", "curves", "format_table", "table_rows",
+           "plot_curves", "binomial_halfwidth", "run_name", "peak_lr", "provenance", "PlannedRun",
+           "cli_command", "missing_runs", "geometry_snapshot", "train_and_record", "main", "MISSING"]
+
+
+class _Missing:
+    """Sentinel for 'no such field' (``None`` can be a legitimate value in a results file)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+    def __bool__(self) -> bool:
+        return False
+
+
+MISSING: Any = _Missing()
+
+
+def load_results(path: str | Path, pattern: str = "*.json") -> list[dict]:
+    """Load one results JSON file, or every file matching ``pattern`` under a folder (recursive,
+    sorted by relative path). Each record gets ``record["source"]``: its path relative to the
+    folder (the file name for a single file). A missing folder gives ``[]`` (no runs yet); a
+    missing file, a file that is not JSON, or JSON that is not an object raises ``ValueError``.
+    """
+    path = Path(path)
+    if path.is_dir():
+        files, root = sorted(path.rglob(pattern)), path
+    elif path.is_file():
+        files, root = [path], path.parent
+    elif path.suffix == ".json":
+        raise ValueError(f"results file {path.name!r} does not exist")
+    else:
+        return []
+    records = []
+    for f in files:
+        try:
+            record = json.loads(f.read_text())
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"results file {f.relative_to(root)} is not valid JSON: {err}") from err
+        if not isinstance(record, dict):
+            raise ValueError(f"results file {f.relative_to(root)} holds a JSON "
+                             f"{type(record).__name__}, expected an object")
+        record["source"] = str(f.relative_to(root))
+        records.append(record)
+    return records
+
+
+def _lookup_one(record: Mapping, dotted: str | Callable[[Mapping], Any]) -> Any:
+    if callable(dotted):  # a derived quantity, e.g. the peak learning rate
+        try:
+            return dotted(record)
+        except (KeyError, TypeError, ValueError, IndexError):
+            return MISSING
+    node: Any = record
+    for part in dotted.split("."):
+        if isinstance(node, Mapping) and part in node:
+            node = node[part]
+        elif isinstance(node, (list, tuple)) and part.lstrip("-").isdigit():
+            try:
+                node = node[int(part)]
+            except IndexError:
+                return MISSING
+        else:
+            return MISSING
+    return node
+
+
+def lookup(record: Mapping, key: str | Sequence[str], default: Any = MISSING) -> Any:
+    """The value at a dotted path (``"config.lr"``; integers index lists: ``"history.-1.loss"``).
+
+    ``key`` may also be a function of the record (a derived quantity; errors count as absent),
+    or a list of candidates: the first one present wins. Returns ``default`` (the
+    :data:`MISSING` sentinel unless given) when none is present.
+    """
+    if not isinstance(record, Mapping):
+        raise ValueError(f"record must be a dict, got {type(record).__name__}")
+    keys = [key] if isinstance(key, str) or callable(key) else list(key)
+    if not keys:
+        raise ValueError("key must be a dotted path or a non-empty list of them")
+    for k in keys:
+        value = _lookup_one(record, k)
+        if value is not MISSING:
+            return value
+    return default
+
+
+def select(records: Iterable[Mapping], where: Mapping[str, Any] | None = None,
+           **equal: Any) -> list[Mapping]:
+    """Records whose fields equal the given values. ``where`` maps dotted paths to values
+    (``{"config.loss": "dhel"}``); keyword arguments are looked up under ``config``
+    (``select(rs, loss="dhel", batch_size=512)``). A value that is a list/tuple/set means
+    "any of these". Floats compare with a relative tolerance of 1e-9 (lr grids are floats)."""
+    conditions = dict(where or {})
+    conditions.update({f"config.{k}": v for k, v in equal.items()})
+
+    def matches(value: Any, wanted: Any) -> bool:
+        if isinstance(wanted, (list, tuple, set, frozenset)):
+            return any(matches(value, w) for w in wanted)
+        if isinstance(wanted, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+            return math.isclose(float(value), wanted, rel_tol=1e-9, abs_tol=0.0)
+        return value == wanted
+
+    return [r for r in records if all(matches(lookup(r, k), v) for k, v in conditions.items())]
+
+
+def curves(records: Iterable[Mapping], x: str | Sequence[str], y: str | Sequence[str],
+           group: str | Sequence[str] | None = None) -> dict[Any, dict[str, list[float]]]:
+    """Reduce runs to curves $y(x)$, one per value of ``group``: ``{group: {"x": [...],
+    "y": [...], "n": [...]}}`` with ``x`` sorted and ``y`` the mean over the runs (seeds)
+    sharing an ``x``. Runs lacking ``x`` or ``y`` are skipped; non-finite ``y`` (a diverged run,
+    stored as ``NaN``) is kept as ``nan`` so the plot shows a gap where training broke."""
+    buckets: dict[Any, dict[float, list[float]]] = {}
+    for r in records:
+        xv, yv = lookup(r, x), lookup(r, y)
+        if xv is MISSING or yv is MISSING or xv is None:
+            continue
+        g = lookup(r, group, default=None) if group is not None else None
+        yv = float("nan") if yv is None else float(yv)
+        buckets.setdefault(g, {}).setdefault(float(xv), []).append(yv)
+    out = {}
+    for g, by_x in buckets.items():
+        xs = sorted(by_x)
+        ys = [sum(by_x[v]) / len(by_x[v]) for v in xs]
+        out[g] = {"x": xs, "y": ys, "n": [len(by_x[v]) for v in xs]}
+    return out
+
+
+def _format_cell(value: Any, digits: int) -> str:
+    if value is MISSING or value is None:
+        return "--"
+    if isinstance(value, bool):
+        return str(value)
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "nan"
+        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
+            return f"{value:.{max(digits - 1, 0)}e}"
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def table_rows(records: Iterable[Mapping], columns: Mapping[str, str | Sequence[str]],
+               digits: int = 3) -> list[dict[str, str]]:
+    """One row per record: ``{column title: formatted value}``; ``columns`` maps titles to dotted
+    paths (or lists of candidates). Floats are rounded to ``digits`` decimals (scientific
+    notation below 1e-3, so learning rates read well); absent fields show as ``--``."""
+    if digits < 0:
+        raise ValueError(f"digits must be >= 0, got {digits}")
+    return [{title: _format_cell(lookup(r, path), digits) for title, path in columns.items()}
+            for r in records]
+
+
+def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
+    """A plain-text table (header, rule, rows) with left-aligned columns, for ``print``."""
+    if not rows:
+        return "(no rows)"
+    columns = list(columns or rows[0].keys())
+    cells = [[str(row.get(c, "--")) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    fmt = "  ".join("{:<%d}" % w for w in widths)
+    lines = [fmt.format(*columns), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*line).rstrip() for line in cells]
+    return "\n".join(lines)
+
+
+def binomial_halfwidth(acc: float, n: int, z: float = 1.96) -> float:
+    r"""Half-width of the normal-approximation confidence interval of an accuracy measured on
+    ``n`` test images: $z\sqrt{a(1-a)/n}$ (95% for $z=1.96$)."""
+    if n < 1:
+        raise ValueError(f"n must be >= 1, got {n}")
+    if not 0.0 <= acc <= 1.0:
+        raise ValueError(f"acc must be in [0, 1], got {acc}")
+    return z * math.sqrt(acc * (1.0 - acc) / n)
+
+
+def plot_curves(ax, data: Mapping[Any, Mapping[str, Sequence[float]]], xlabel: str, ylabel: str,
+                title: str | None = None, logx: bool = True, styles: Mapping[Any, dict] | None = None,
+                labels: Mapping[Any, str] | None = None, test_size: int | None = None):
+    """Draw the output of :func:`curves` on a matplotlib ``ax``: one marked line per group,
+    labelled by ``labels[group]`` (default ``str(group)``), styled by ``styles[group]``. With
+    ``test_size`` the y values are accuracies and get 95% binomial error bars
+    (:func:`binomial_halfwidth`), so that noise is not read as an effect."""
+    styles, labels = dict(styles or {}), dict(labels or {})
+    for g, c in data.items():
+        kw = {"marker": "o"}
+        kw.update(styles.get(g, {}))
+        if test_size:
+            err = [binomial_halfwidth(y, test_size) if 0 <= y <= 1 else float("nan") for y in c["y"]]
+            ax.errorbar(c["x"], c["y"], yerr=err, capsize=3, label=labels.get(g, str(g)), **kw)
+        else:
+            ax.plot(c["x"], c["y"], label=labels.get(g, str(g)), **kw)
+    if logx:
+        ax.set_xscale("log")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    if title:
+        ax.set_title(title)
+    if data:
+        ax.legend()
+    ax.grid(True, alpha=0.3)
+    return ax
+
+
+def run_name(record: Mapping) -> str:
+    """The run's name: the file stem of ``record["source"]`` (``ch10/infonce_lr0.1.json`` ->
+    ``infonce_lr0.1``), or the folder name for the CLI's own layout ``<name>/results.json``."""
+    source = Path(str(lookup(record, "source", default="")))
+    return source.parent.name if source.stem == "results" and source.parent.name else source.stem
+
+
+def peak_lr(record: Mapping) -> float:
+    r"""The learning rate the optimiser actually used at its peak: the CLI's ``lr`` is per 256
+    images (linear scaling rule), $\eta = \texttt{lr} \cdot B / 256$ (``cl_lib.train``)."""
+    cfg = record["config"]
+    return float(cfg["lr"]) * float(cfg["batch_size"]) / 256.0
+
+
+def provenance(record: Mapping) -> str:
+    """One line saying where a number came from: run, profile, hardware, torch, commit, date,
+    wall time (the fields ``cl_lib.train`` writes; absent ones are left out)."""
+    parts = [run_name(record)]
+    profile = lookup(record, ["profile", "config.profile"])
+    if profile not in (MISSING, None):
+        parts.append(f"{profile} profile")
+    hw = lookup(record, "hardware", default={})
+    if isinstance(hw, Mapping) and hw:
+        device = hw.get("gpu") or hw.get("cpu") or hw.get("device")
+        count = hw.get("gpu_count") or 0
+        parts.append(f"{count} x {device}" if hw.get("gpu") and count > 1 else str(device))
+    for title, key in (("torch", ["torch_version"]), ("commit", ["library_commit", "commit"]),
+                       ("date", ["date_utc", "date"])):
+        value = lookup(record, key)
+        if value not in (MISSING, None):
+            parts.append(f"{title} {str(value)[:10] if title != 'torch' else value}")
+    if lookup(record, "library_dirty", default=False) is True:
+        parts.append("uncommitted changes")
+    wall = lookup(record, ["wall_time_s"])
+    if isinstance(wall, (int, float)):
+        parts.append(f"{wall / 60:.1f} min")
+    return " | ".join(parts)
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One run of a chapter's grid: a name (its results file is ``<results_dir>/<name>.json``)
+    and the CLI arguments (``{"loss": "dhel", "lr": 0.3}`` becomes ``--loss dhel --lr 0.3``)."""
+
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.name or any(c in self.name for c in "/ \\") or self.name.endswith(".json"):
+            raise ValueError(f"run name must be a plain file stem, got {self.name!r}")
+
+
+def _cli_value(v: Any) -> str:
+    if isinstance(v, Mapping):
+        return json.dumps(dict(v), separators=(",", ":"))
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def cli_command(run: PlannedRun, results_dir: str = "book/results/full", profile: str = "full",
+                record: bool = True, track_every: int = 0, runs_dir: str = "runs") -> str:
+    """The exact shell command for a planned run.
+
+    ``record=True`` (what the chapters use): the trainer's CLI, wrapped by this module so the
+    results file also gets the geometry ``"extra"`` (:func:`train_and_record`)::
+
+        python -m cl_lib.results <results_dir>/<name>.json -- --profile full --dataset cifar10 ...
+
+    ``record=False``: the bare trainer, whose ``--out`` folder gets ``results.json`` and a
+    checkpoint; only the JSON is copied into the book::
+
+        python -m cl_lib.train --profile full ... --out runs/<name> && cp runs/<name>/results.json ...
+
+    Argument names get dashes for underscores (``batch_size`` -> ``--batch-size``); dicts are
+    passed as JSON (``--loss-kwargs '{"tau":0.2}'``); ``None`` omits the argument."""
+    flags = ["--profile", profile]
+    for k, v in run.args.items():
+        if v is None:
+            continue
+        flags += ["--" + k.replace("_", "-"), shlex.quote(_cli_value(v))]
+    dest = results_dir.rstrip("/")
+    if record:
+        head = ["python", "-m", "cl_lib.results", f"{dest}/{run.name}.json"]
+        head += ["--track-every", str(track_every)] if track_every else []
+        return " ".join(head + ["--"] + flags)
+    out = f"{runs_dir.rstrip('/')}/{run.name}"
+    return " ".join(["python", "-m", "cl_lib.train"] + flags +
+                    ["--out", out, "&&", "mkdir", "-p", dest, "&&", "cp", f"{out}/results.json",
+                     f"{dest}/{run.name}.json"])
+
+
+def missing_runs(planned: Sequence[PlannedRun], records: Iterable[Mapping]) -> list[PlannedRun]:
+    """Planned runs that have no results file yet (matched by :func:`run_name`)."""
+    have = {run_name(r) for r in records}
+    return [p for p in planned if p.name not in have]
+
+
+# ---------------------------------------------------------------------------- run and record
+# What the trainer's results.json does not (yet) hold, but the real-image chapters plot: the
+# embedding variance of seed 001 (Fig. 2), singular-value spectra (dimensional collapse, Jing et
+# al. 2022) and geometry *during* training. ``python -m cl_lib.results`` runs the trainer with
+# the CLI's own flags and adds these under ``"extra"``.
+
+def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
+                      spectra: bool = False) -> dict:
+    r"""Geometry of a trained model on the first ``max_points`` test images of its config:
+
+    - ``embedding_variance_features`` / ``embedding_variance_z``: $\sum_k \operatorname{Var}(h_k)$
+      of the backbone features $h$ and of the projections $z$ (``cl_lib.metrics``; seed 001);
+      ``embedding_variance_sphere``: the same for $h / \lVert h \rVert$, which is
+      $1 - \lVert \bar u \rVert^2 \in [0, 1]$ and does not depend on the scale of $h$;
+    - ``effective_rank_features`` / ``effective_rank_z`` (RankMe);
+    - with ``views``: ``uniformity`` of $z$ and ``alignment`` between two augmented views of the
+      same images (Wang & Isola 2020, eqs. 4--5);
+    - with ``spectra``: the singular values of the *centred* $h$ and $z$, largest first.
+    """
+    import torch
+
+    from cl_lib import metrics
+    from cl_lib.data import load_dataset
+    from cl_lib.evaluate import extract_features
+    from cl_lib.train import _make_augment
+
+    test_x, _, _ = load_dataset(config.dataset, "test", subset=config.test_subset, root=config.data_root,
+                                cache_dir=config.cache_dir, seed=config.seed)
+    test_x = test_x[:max_points]
+    augment = _make_augment(config, int(test_x.shape[-1]))
+    device = next(model.parameters()).device
+    h = extract_features(model.backbone, test_x, device=device, preprocess=augment.eval_transform).cpu()
+    z = extract_features(model, test_x, device=device, preprocess=augment.eval_transform).cpu()
+    out = {"embedding_variance_features": metrics.embedding_variance(h),
+           "embedding_variance_z": metrics.embedding_variance(z),
+           "embedding_variance_sphere": metrics.embedding_variance(
+               torch.nn.functional.normalize(h, dim=1)),
+           "effective_rank_features": metrics.effective_rank(h) if h.abs().sum() > 0 else 0.0,
+           "effective_rank_z": metrics.effective_rank(z) if z.abs().sum() > 0 else 0.0}
+    if views:
+        gen = torch.Generator().manual_seed(config.seed + 1)  # the same held-out views every call
+        v1, v2 = (augment(test_x.to(device), gen) for _ in range(2))
+        z1, z2 = (extract_features(model, v, device=device, preprocess=lambda x: x).cpu() for v in (v1, v2))
+        out.update(uniformity=metrics.uniformity(z1), alignment=metrics.alignment(z1, z2))
+    if spectra:
+        out["singular_values_features"] = torch.linalg.svdvals(h - h.mean(0)).tolist()
+        out["singular_values_z"] = torch.linalg.svdvals(z - z.mean(0)).tolist()
+    return out
+
+
+def train_and_record(train_args: Sequence[str], save: str | Path, track_every: int = 0) -> dict:
+    """Run ``cl_lib.train`` with its own CLI flags, then save its results dict plus ``"extra"``
+    (:func:`geometry_snapshot` with spectra at the end; with ``track_every=k``, also a snapshot
+    every ``k`` epochs, by training in chunks of ``k`` epochs with the trainer's exact resume).
+    A run that stops on a non-finite loss is saved too, with ``"diverged": true`` and no
+    accuracies (a diverged run is a result of an lr sweep, not an error)."""
+    import dataclasses
+    import tempfile
+    import time
+
+    from cl_lib import train as T
+
+    cfg = T.config_from_args(list(train_args))
+    if track_every < 0:
+        raise ValueError(f"track_every must be >= 0, got {track_every}")
+    save = Path(save)
+    t0, tracking = time.time(), []
+    with tempfile.TemporaryDirectory() as tmp:
+        if track_every and cfg.out_dir is None:
+            cfg.out_dir = tmp  # the chunks resume from a checkpoint
+        try:
+            if track_every:
+                done, result = 0, None
+                while done < cfg.epochs:
+                    chunk = dataclasses.replace(cfg, resume=done > 0,
+                                                stop_after_epochs=min(track_every, cfg.epochs - done))
+                    result = T.train(chunk)
+                    done = result.history[-1]["epoch"]
+                    knn = result.history[-1].get("knn_acc", result.results["final"].get("knn_acc"))
+                    tracking.append({"epoch": done, "knn_acc": knn,
+                                     **geometry_snapshot(result.model, cfg, max_points=500)})
+            else:
+                result = T.train(cfg)
+            record = result.results
+            record["extra"] = {"final": geometry_snapshot(result.model, cfg, views=False, spectra=True)}
+            record["diverged"] = False
+        except T.NonFiniteLossError as err:
+            record = {"config": T._config_dict(cfg), "profile": cfg.profile, "finished": False,
+                      "diverged": True, "error": str(err).split(";")[0], "final": {}, "extra": {}}
+    if tracking:
+        record["extra"]["tracking"] = tracking
+    if cfg.out_dir == tmp:
+        record["config"]["out_dir"] = None
+    record["wall_time_s"] = time.time() - t0  # all chunks, plus the extra measurements
+    track = f" --track-every {track_every}" if track_every else ""
+    record["command"] = (f"python -m cl_lib.results {shlex.quote(str(save))}{track} -- "
+                         + " ".join(shlex.quote(a) for a in train_args))
+    save.parent.mkdir(parents=True, exist_ok=True)
+    save.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    return record
+
+
+def main(argv: Sequence[str] | None = None) -> dict:
+    """``python -m cl_lib.results SAVE.json [--track-every K] -- <cl_lib.train flags>``."""
+    import argparse
+    import sys
+
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if "--" not in argv:
+        raise ValueError("usage: python -m cl_lib.results SAVE.json [--track-every K] -- <cl_lib.train flags>")
+    cut = argv.index("--")
+    p = argparse.ArgumentParser(prog="python -m cl_lib.results",
+                                description="Run cl_lib.train and save its results plus geometry extras.")
+    p.add_argument("save", help="results JSON file to write")
+    p.add_argument("--track-every", type=int, default=0, help="geometry snapshot every K epochs")
+    args = p.parse_args(argv[:cut])
+    return train_and_record(argv[cut + 1:], args.save, args.track_every)
+
+
+if __name__ == "__main__":
+    main()
