@@ -54,6 +54,8 @@ TORCHVISION_SPLITS = {
     "cifar100": ("train", "test"),
     "stl10": ("train", "test", "unlabeled", "train+unlabeled"),
 }
+# the ImageNet tree: split asked for -> folder
+IMAGENET100_SPLITS = {"train": "train", "val": "val", "test": "val"}
 DATASETS = ("cifar10", "cifar100", "stl10", "tiny-imagenet-32", "imagenette-96", "imagenet100")
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".ppm", ".tif", ".tiff")
 IMAGENET100_CLASSES_FILE = Path(__file__).with_name("imagenet100_classes.txt")
@@ -422,9 +424,12 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
                                     "root=<dir with train/ and val/ of wnid folders> or set CL_LIB_IMAGENET")
         image_size = 224 if image_size is None else image_size
         size_tag = f"_{image_size}px"
-        tag, stamp = "imagenet100", None
+        if split not in IMAGENET100_SPLITS:
+            raise ValueError(f"imagenet100 has splits {sorted(IMAGENET100_SPLITS)}, got {split!r}")
+        # ImageNet has no public test labels: "test" is the val/ folder, as for the archives
+        tag, stamp, split_tag = "imagenet100", None, IMAGENET100_SPLITS[split]
         wnids = imagenet100_classes()
-        build = lambda: read_image_folder(base / split, wnids, image_size, workers)  # noqa: E731
+        build = lambda: read_image_folder(base / split_tag, wnids, image_size, workers)  # noqa: E731
     elif key in ARCHIVES:
         fname, splits = ARCHIVES[key]
         base = Path(root).expanduser() if root is not None else data_dir()

@@ -201,19 +201,28 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
 @torch.no_grad()
 def embedding_metrics(z1: torch.Tensor, z2: torch.Tensor | None = None,
                       features: torch.Tensor | None = None, max_points: int = 2048) -> dict:
-    """Geometry of held-out embeddings, via ``cl_lib.metrics`` (first ``max_points`` rows):
+    r"""Geometry of held-out embeddings, via ``cl_lib.metrics`` (first ``max_points`` rows):
 
     - ``uniformity``, ``wasserstein_uniformity``, ``effective_rank``: of the projections ``z1``;
+    - ``embedding_variance``: $\sum_k \operatorname{Var}(z_k)$ of the raw ``z1``, the collapse
+      measure of Li & Pimentel-Alarcon (2024, seed 001, Fig. 2), and
+      ``embedding_variance_sphere``: the same of $z / \lVert z \rVert$, which equals
+      $1 - \lVert \bar u \rVert^2 \in [0, 1]$ and does not depend on the scale of $z$;
     - ``alignment``: between ``z1`` and ``z2`` (two augmented views of the same images), if given;
-    - ``effective_rank_features``: of the backbone ``features``, if given.
+    - ``effective_rank_features``, ``embedding_variance_features``: of the backbone
+      ``features``, if given.
     """
     _check_features(z1, None, "z1")
     z1 = z1[:max_points].float().cpu()
     out = {"uniformity": metrics.uniformity(z1),
            "wasserstein_uniformity": metrics.wasserstein_uniformity(z1),
-           "effective_rank": metrics.effective_rank(z1)}
+           "effective_rank": metrics.effective_rank(z1),
+           "embedding_variance": metrics.embedding_variance(z1),
+           "embedding_variance_sphere": metrics.embedding_variance(F.normalize(z1, dim=1))}
     if z2 is not None:
         out["alignment"] = metrics.alignment(z1, z2[:max_points].float().cpu())
     if features is not None:
-        out["effective_rank_features"] = metrics.effective_rank(features[:max_points].float().cpu())
+        h = features[:max_points].float().cpu()
+        out["effective_rank_features"] = metrics.effective_rank(h)
+        out["embedding_variance_features"] = metrics.embedding_variance(h)
     return out

@@ -3,7 +3,8 @@ r"""Results files of the trainer: run, load, pick fields, tabulate, plot, say wh
 ``python -m cl_lib.train ... --out DIR`` writes ``DIR/results.json``: ``config``, ``profile``,
 ``dataset``, ``model``, ``hardware``, ``torch_version``, ``library_commit``, ``date_utc``,
 ``wall_time_s``, per-epoch ``history``, ``final`` (``knn_acc``, ``linear_probe_acc``) and
-``metrics`` (alignment, uniformity, effective ranks). The real-image chapters (10--12) read such
+``metrics`` (alignment, uniformity, effective ranks, embedding variances; with ``eval_every``
+also in ``history`` at each evaluation). The real-image chapters (10--12) read such
 files from ``book/results/{quick,full}/chNN/`` and never type a number themselves.
 
 Running (``python -m cl_lib.results SAVE.json [--track-every K] -- <cl_lib.train flags>``):
@@ -364,12 +365,12 @@ def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
     from cl_lib import metrics
     from cl_lib.data import load_dataset
     from cl_lib.evaluate import extract_features
-    from cl_lib.train import _make_augment
+    from cl_lib.train import make_augment
 
     test_x, _, _ = load_dataset(config.dataset, "test", subset=config.test_subset, root=config.data_root,
                                 cache_dir=config.cache_dir, seed=config.seed)
     test_x = test_x[:max_points]
-    augment = _make_augment(config, int(test_x.shape[-1]))
+    augment = make_augment(config, config.image_size or int(test_x.shape[-1]))
     device = next(model.parameters()).device
     h = extract_features(model.backbone, test_x, device=device, preprocess=augment.eval_transform).cpu()
     z = extract_features(model, test_x, device=device, preprocess=augment.eval_transform).cpu()
@@ -427,7 +428,7 @@ def train_and_record(train_args: Sequence[str], save: str | Path, track_every: i
             record["extra"] = {"final": geometry_snapshot(result.model, cfg, views=False, spectra=True)}
             record["diverged"] = False
         except T.NonFiniteLossError as err:
-            record = {"config": T._config_dict(cfg), "profile": cfg.profile, "finished": False,
+            record = {"config": T.config_dict(cfg), "profile": cfg.profile, "finished": False,
                       "diverged": True, "error": str(err).split(";")[0], "final": {}, "extra": {}}
     if tracking:
         record["extra"]["tracking"] = tracking

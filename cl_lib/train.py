@@ -58,11 +58,12 @@ from cl_lib.models import build_model
 from cl_lib.profile import get_profile, seed_everything
 
 __all__ = ["TrainConfig", "TrainResult", "NonFiniteLossError", "PROFILE_PRESETS", "train",
-           "train_step", "lr_at", "mask_labels", "build_optimizer", "main"]
+           "train_step", "lr_at", "mask_labels", "build_optimizer", "make_augment", "config_dict",
+           "library_commit", "hardware_info", "main"]
 
 RESULTS_SCHEMA_VERSION = 1
 # config fields that must not change between a run and its --resume (else a warning)
-_RESUME_MUST_MATCH = ("dataset", "subset", "arch", "width", "proj_dim", "proj_hidden_dim", "proj_layers",
+_RESUME_MUST_MATCH = ("dataset", "subset", "augment", "augment_kwargs", "image_size", "arch", "width", "proj_dim", "proj_hidden_dim", "proj_layers",
                       "loss", "loss_kwargs", "label_fraction", "epochs", "batch_size", "optimizer", "lr",
                       "momentum", "weight_decay", "warmup_epochs", "min_lr_ratio", "seed")
 
@@ -78,6 +79,10 @@ class TrainConfig:
     subset: int | None = None              # at most this many training images (class-balanced, seeded)
     test_subset: int | None = None         # ... and test images for evaluation
     augment: str | None = None             # SimCLRAugment preset; None = chosen from the image size
+    augment_kwargs: dict = field(default_factory=dict)  # overrides of the preset's SimCLRAugment
+    #   arguments, e.g. seed 001's weak recipe {"jitter": [0.2, 0.2, 0.2, 0.1], "scale": [0.8, 1.0]}
+    image_size: int | None = None          # side of the views the network sees (crops and test
+    #   images are resized to it, bilinear); None = the stored images' own size
     # model
     arch: str = "resnet18"                 # see cl_lib.models.ARCHS
     width: int = 32                        # small_cnn only
@@ -159,6 +164,10 @@ def _validate(cfg: TrainConfig) -> None:
         (cfg.grad_clip is None or cfg.grad_clip > 0, f"grad_clip must be > 0, got {cfg.grad_clip}"),
         (cfg.checkpoint_every >= 1, f"checkpoint_every must be >= 1, got {cfg.checkpoint_every}"),
         (cfg.eval_every >= 0, f"eval_every must be >= 0, got {cfg.eval_every}"),
+        (cfg.image_size is None or cfg.image_size >= 1, f"image_size must be >= 1, got {cfg.image_size}"),
+        (isinstance(cfg.augment_kwargs, dict),
+         f"augment_kwargs must be a dict of SimCLRAugment arguments, got {cfg.augment_kwargs!r}"),
+        ("size" not in cfg.augment_kwargs, "set the view size with image_size, not augment_kwargs['size']"),
         (cfg.stop_after_epochs is None or cfg.stop_after_epochs >= 1,
          f"stop_after_epochs must be >= 1, got {cfg.stop_after_epochs}"),
         (not cfg.resume or cfg.out_dir, "resume=True needs out_dir (where checkpoint.pt lives)"),
@@ -212,18 +221,29 @@ def _build_loss(cfg: TrainConfig, num_classes: int) -> Callable:
     return get_loss(cfg.loss, **kwargs)
 
 
-def _make_augment(cfg: TrainConfig, image_size: int):
-    """The SimCLR augmentation preset of ``cfg.augment`` (a data set name), else of the data set
-    itself; an ``imagefolder:`` data set gets ImageNet statistics and the recipe for its size."""
+def make_augment(cfg: TrainConfig, image_size: int):
+    """The SimCLR augmentation of a run: the preset of ``cfg.augment`` (a data set name), else of
+    the data set itself (an ``imagefolder:`` data set gets ImageNet statistics and the recipe for
+    its size), with views of side ``image_size`` and ``cfg.augment_kwargs`` replacing any
+    :class:`~cl_lib.augment.SimCLRAugment` argument (lists are fine: JSON has no tuples)."""
+    import inspect
+
     from cl_lib.augment import DATASET_STATS, SimCLRAugment, simclr_preset
 
+    allowed = set(inspect.signature(SimCLRAugment).parameters) - {"size"}
+    unknown = set(cfg.augment_kwargs) - allowed
+    if unknown:
+        raise ValueError(f"augment_kwargs has unknown SimCLRAugment arguments {sorted(unknown)}; "
+                         f"choose from {sorted(allowed)} (the view size is image_size)")
+    overrides = dict(cfg.augment_kwargs)
     name = cfg.augment or cfg.dataset
     if not name.lower().startswith("imagefolder:"):
-        return simclr_preset(name, size=image_size)
+        return simclr_preset(name, size=image_size, **overrides)
     mean, std = DATASET_STATS["imagenet"]
-    if image_size < 64:  # the 32x32 recipe (colour strength 0.5, no blur)
-        return SimCLRAugment(size=image_size, mean=mean, std=std)
-    return SimCLRAugment(size=image_size, jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5, mean=mean, std=std)
+    kw = dict(size=image_size, mean=mean, std=std)
+    if image_size >= 64:  # else the 32x32 recipe (colour strength 0.5, no blur)
+        kw.update(jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5)
+    return SimCLRAugment(**{**kw, **overrides})
 
 
 def _rng_state() -> dict:
@@ -247,7 +267,8 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     os.replace(tmp, path)
 
 
-def _config_dict(cfg: TrainConfig) -> dict:
+def config_dict(cfg: TrainConfig) -> dict:
+    """The config as a JSON-able dict (a callable loss is recorded by its name)."""
     d = dataclasses.asdict(cfg)
     if callable(cfg.loss):
         d["loss"] = getattr(cfg.loss, "__name__", repr(cfg.loss))
@@ -271,14 +292,21 @@ def hardware_info(device: torch.device) -> dict:
 
 
 def library_commit() -> tuple[str, bool | None]:
-    """(``git rev-parse HEAD`` of the repository holding cl_lib, uncommitted changes?) or
-    ("unknown", None) outside a git checkout."""
-    repo = Path(__file__).resolve().parent.parent
+    """(``git rev-parse HEAD`` of the repository holding cl_lib, does the library differ from it?)
+    or ("unknown", None) outside a git checkout.
+
+    "Differs" means any uncommitted change under ``cl_lib/``: a modified or staged tracked file,
+    or an untracked (not ignored) file -- a new module that is not committed yet is not
+    identified by the commit either. Changes elsewhere in the repository (notebooks, tests) do
+    not make a result's code unidentified, so they are not counted.
+    """
+    package = Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True,
-                              timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=repo,
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip()
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package.parent, capture_output=True,
+                              text=True, timeout=10, check=True).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", package.name],
+                               cwd=package.parent, capture_output=True, text=True, timeout=10,
+                               check=True).stdout.strip()
         return head or "unknown", bool(dirty)
     except (OSError, subprocess.SubprocessError):
         return "unknown", None
@@ -322,7 +350,8 @@ def train_step(model: nn.Module, loss_fn: Callable, optimizer: torch.optim.Optim
 @torch.no_grad()
 def _evaluate(model, cfg, augment, train_x, train_y, test_x, test_y, num_classes, device,
               channels_last, full: bool) -> dict:
-    """kNN (always), and at the end of training the linear probe and the held-out metrics."""
+    """kNN and (``cfg.metrics``) the held-out geometry metrics at every evaluation; the linear
+    probe only at the end of training (``full``)."""
     kw = dict(batch_size=cfg.eval_batch_size, device=device, preprocess=augment.eval_transform,
               channels_last=channels_last)
     h_train = extract_features(model.backbone, train_x, **kw)
@@ -333,7 +362,7 @@ def _evaluate(model, cfg, augment, train_x, train_y, test_x, test_y, num_classes
         probe = linear_probe(h_train, train_y, h_test, test_y, num_classes=num_classes,
                              method=cfg.probe_method, steps=cfg.probe_steps, seed=cfg.seed)
         out["linear_probe_acc"], out["linear_probe_train_acc"] = probe["acc"], probe["train_acc"]
-    if full and cfg.metrics:
+    if cfg.metrics:  # cheap: 2 x metrics_points forward passes and O(n^2) metrics on n points
         n = min(cfg.metrics_points, test_x.shape[0])
         was_training = model.training
         model.eval()
@@ -387,7 +416,7 @@ def train(config: TrainConfig) -> TrainResult:
     if cfg.test_subset and cfg.test_subset < test_y.numel():
         keep = balanced_subset(test_y, cfg.test_subset, seed=cfg.seed)
         test_x, test_y = test_x[keep], test_y[keep]
-    num_classes, image_size = len(classes), int(train_x.shape[-1])
+    num_classes, image_size = len(classes), cfg.image_size or int(train_x.shape[-1])
     train_x, train_y = train_x.to(device), train_y.to(device)
     loss_labels = mask_labels(train_y, cfg.label_fraction, seed=cfg.seed)
     n_per_rank = train_x.shape[0] // world
@@ -400,7 +429,7 @@ def train(config: TrainConfig) -> TrainResult:
     base_lr = (cfg.lr or (0.06 if cfg.optimizer == "sgd" else 1e-3)) * cfg.batch_size / 256
 
     # ---- model, loss, optimiser
-    augment = _make_augment(cfg, image_size)
+    augment = make_augment(cfg, image_size)
     model = build_model(cfg.arch, proj_dim=cfg.proj_dim, proj_hidden_dim=cfg.proj_hidden_dim,
                         proj_layers=cfg.proj_layers, image_size=image_size,
                         in_channels=int(train_x.shape[1]), width=cfg.width).to(device)
@@ -419,7 +448,7 @@ def train(config: TrainConfig) -> TrainResult:
     start_epoch, history = 0, []
     if cfg.resume and ckpt_path.exists():
         state = torch.load(ckpt_path, map_location=device, weights_only=False)
-        changed = [k for k in _RESUME_MUST_MATCH if state["config"].get(k) != _config_dict(cfg)[k]]
+        changed = [k for k in _RESUME_MUST_MATCH if state["config"].get(k) != config_dict(cfg)[k]]
         if changed:
             warnings.warn(f"resuming with a different {', '.join(changed)} than the checkpoint was "
                           f"trained with: the run will not be the same as an uninterrupted one")
@@ -440,7 +469,7 @@ def train(config: TrainConfig) -> TrainResult:
         if main_proc:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                      "step": epoch * steps_per_epoch, "history": history, "rng": rng,
-                     "config": _config_dict(cfg)}
+                     "config": config_dict(cfg)}
             _atomic_write(ckpt_path, lambda p: torch.save(state, p))
 
     step_model = model
@@ -478,8 +507,8 @@ def train(config: TrainConfig) -> TrainResult:
             loss = float(train_step(step_model, loss_fn, optimizer, views, labels, use_bf16,
                                     channels_last, cfg.grad_clip))
             if not math.isfinite(loss):
-                last = (f"the last good checkpoint (after epoch {last_saved}) is {ckpt_path}"
-                        if last_saved is not None else "no checkpoint was written")
+                last = (f"the last good checkpoint (after epoch {last_saved}) is {ckpt_path.name} in "
+                        f"out_dir" if last_saved is not None else "no checkpoint was written")
                 raise NonFiniteLossError(
                     f"loss became {loss} at epoch {epoch + 1}, step {i + 1}/{steps_per_epoch} (lr={lr:.3g}); "
                     f"training stopped and {last}. Try a lower lr, grad_clip, or bf16=False.")
@@ -492,6 +521,7 @@ def train(config: TrainConfig) -> TrainResult:
         record = {"epoch": epoch + 1, "loss": loss_sum / max(1, n_steps), "lr": lr,
                   "images_per_s": n_steps * cfg.batch_size / seconds, "epoch_time_s": seconds}
         if cfg.eval_every and (epoch + 1) % cfg.eval_every == 0 and epoch + 1 < cfg.epochs and main_proc:
+            # kNN accuracy and the geometry metrics (record["metrics"]) along training
             record.update(_evaluate(model, cfg, augment, train_x, train_y, test_x, test_y,
                                     num_classes, device, channels_last, full=False))
         history.append(record)
@@ -512,7 +542,7 @@ def train(config: TrainConfig) -> TrainResult:
     speeds = [h["images_per_s"] for h in history]
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
-        "config": _config_dict(cfg),
+        "config": config_dict(cfg),
         "profile": cfg.profile or get_profile(),
         "dataset": {"name": cfg.dataset, "train_size": int(train_x.shape[0]),
                     "test_size": int(test_x.shape[0]), "num_classes": num_classes,

@@ -132,9 +132,9 @@ def test_grayscale_matches_torchvision():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("hue_subset", [True, False])
-def test_jitter_in_sample_order_matches_torchvision_sequence(device, hue_subset, monkeypatch):
-    monkeypatch.setattr(A, "HUE_SUBSET_ON_CPU", hue_subset)  # False: the GPU code path, on the CPU
+@pytest.mark.parametrize("subsets", [True, False])
+def test_jitter_in_sample_order_matches_torchvision_sequence(device, subsets, monkeypatch):
+    monkeypatch.setattr(A, "JITTER_SUBSETS_ON_CPU", subsets)  # False: the GPU code path, on the CPU
     x = smooth_batch(24, 12, 12, seed=8)
     params = A.sample_jitter_params(24, 0.4, 0.4, 0.4, 0.1, p=0.8, generator=gen(9))
     ours = A.apply_jitter(x.to(device), {k: v.to(device) for k, v in params.items()}).cpu()
@@ -147,6 +147,46 @@ def test_jitter_in_sample_order_matches_torchvision_sequence(device, hue_subset,
                 ref = fns[op](ref, float(params[keys[op]][b]))
         torch.testing.assert_close(ours[b], ref, atol=5e-5, rtol=0)
     assert not params["apply"].all() and params["apply"].any()
+
+
+def test_hue_matches_torchvision_on_uint8_levels():
+    # quantised pixels make ties (max shared by two channels) common: the branch order must match
+    x = torch.randint(0, 256, (16, 3, 6, 6), generator=gen(21)).float() / 255
+    f = torch.linspace(-0.5, 0.5, 16)
+    ours = A.adjust_hue(x, f)
+    for b in range(16):
+        torch.testing.assert_close(ours[b], TF.adjust_hue(x[b], float(f[b])), atol=3e-5, rtol=0)
+
+
+def test_cpu_jitter_runs_each_op_once_per_applied_sample(monkeypatch):
+    # the CPU path must not compute an op for samples that do not draw it in a slot
+    calls = {}
+
+    def counting(name, fn):
+        def wrapped(x, factor):
+            calls[name] = calls.get(name, 0) + x.shape[0]
+            return fn(x, factor)
+        return name, wrapped
+
+    monkeypatch.setattr(A, "_JITTER_OPS", tuple(counting(n, f) for n, f in A._JITTER_OPS))
+    x = smooth_batch(40, 8, 8, seed=3)
+    params = A.sample_jitter_params(40, 0.4, 0.4, 0.4, 0.1, p=0.8, generator=gen(4))
+    x_before = x.clone()
+    y = A.apply_jitter(x, params)
+    n_applied = int(params["apply"].sum())
+    assert calls == {k: n_applied for k in ("brightness", "contrast", "saturation", "hue")}
+    assert torch.equal(x, x_before)  # the caller's batch is not modified
+    assert torch.equal(y[~params["apply"]], x[~params["apply"]])
+
+
+def test_cpu_subset_and_masked_jitter_paths_agree(monkeypatch):
+    x = smooth_batch(32, 10, 10, seed=5)
+    params = A.sample_jitter_params(32, 0.8, 0.8, 0.8, 0.2, p=0.8, generator=gen(6))
+    monkeypatch.setattr(A, "JITTER_SUBSETS_ON_CPU", True)
+    a = A.apply_jitter(x, params)
+    monkeypatch.setattr(A, "JITTER_SUBSETS_ON_CPU", False)
+    b = A.apply_jitter(x, params)
+    torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
 def test_jitter_parameter_distributions():

@@ -55,6 +55,10 @@ def test_flag_types():
                           "--compile", "true", "--grad-clip", "1", "--subset", "none", "--resume", "--quiet"])
     assert (c.loss, c.loss_kwargs, c.lr, c.bf16, c.compile, c.grad_clip, c.subset, c.resume, c.quiet) == \
         ("dhel", {"tau": 0.3}, 0.5, False, True, 1.0, None, True, True)
+    c = config_from_args(["--augment-kwargs", '{"jitter": [0.2, 0.2, 0.2, 0.1], "scale": [0.8, 1.0]}',
+                          "--image-size", "224"])
+    assert c.augment_kwargs == {"jitter": [0.2, 0.2, 0.2, 0.1], "scale": [0.8, 1.0]} and c.image_size == 224
+    assert config_from_args(["--image-size", "none"]).image_size is None
 
 
 def test_bad_cli_input(tmp_path):

@@ -172,6 +172,11 @@ def test_imagenet100_class_list_and_folder(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("CL_LIB_WORKERS", "1")
     x, y, classes = D.load_dataset("imagenet100", split="val", root=root, image_size=6)
     assert classes == sorted(wnids) and x.shape == (100, 3, 6, 6) and y.tolist() == list(range(100))
+    # split "test" (what train() evaluates on) is the val/ folder: ImageNet has no labelled test set
+    xt, yt, _ = D.load_dataset("imagenet100", split="test", root=root, image_size=4)
+    assert xt.shape == (100, 3, 4, 4) and torch.equal(yt, y)
+    with pytest.raises(ValueError, match="splits"):
+        D.load_dataset("imagenet100", split="unlabeled", root=root, image_size=4)
     (root / "val" / wnids[5] / "x.JPEG").unlink()
     (root / "val" / wnids[5]).rmdir()
     with pytest.raises(ValueError, match="missing"):

@@ -70,8 +70,18 @@ def test_embedding_metrics_keys_and_values():
     z = torch.randn(300, 8, generator=g)
     m = embedding_metrics(z, z.clone(), features=torch.randn(300, 16, generator=g))
     assert set(m) == {"uniformity", "wasserstein_uniformity", "effective_rank", "alignment",
-                      "effective_rank_features"}
+                      "effective_rank_features", "embedding_variance", "embedding_variance_sphere",
+                      "embedding_variance_features"}
     assert m["alignment"] == pytest.approx(0.0, abs=1e-9)
+    # seed 001's collapse measure: sum of per-dimension variances (~8 for 8 N(0,1) coordinates);
+    # on the sphere 1 - |mean direction|^2, ~1 for isotropic z, and scale-free
+    assert m["embedding_variance"] == pytest.approx(8.0, rel=0.2)
+    assert 0.9 < m["embedding_variance_sphere"] <= 1.0
+    m10 = embedding_metrics(10 * z)
+    assert m10["embedding_variance"] == pytest.approx(100 * m["embedding_variance"], rel=1e-5)
+    assert m10["embedding_variance_sphere"] == pytest.approx(m["embedding_variance_sphere"], rel=1e-5)
+    collapsed = embedding_metrics(torch.ones(50, 8) + 1e-3 * z[:50])
+    assert collapsed["embedding_variance_sphere"] < 1e-5
     assert 6 < m["effective_rank"] <= 8
 
 

@@ -103,8 +103,9 @@ def test_nan_guard_keeps_last_good_checkpoint(cfg, tmp_path, monkeypatch):
         return wrapped
 
     monkeypatch.setattr(train_mod, "get_loss", poisoned_get_loss)
-    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 2/3.*after epoch 1\)"):
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 2/3.*after epoch 1\)") as err:
         train(cfg)
+    assert str(tmp_path) not in str(err.value) and "checkpoint.pt" in str(err.value)  # no machine paths
     assert issubclass(NonFiniteLossError, RuntimeError)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 1 and len(state["history"]) == 1
@@ -135,7 +136,8 @@ def test_other_losses_and_adamw_run(cfg):
 
 @pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 1), ("label_fraction", 1.5),
                                           ("optimizer", "lamb"), ("grad_clip", 0.0), ("lr", -1.0),
-                                          ("checkpoint_every", 0), ("resume", True)])
+                                          ("checkpoint_every", 0), ("resume", True), ("image_size", 0),
+                                          ("augment_kwargs", {"size": 8}), ("augment_kwargs", {"jiter": 1})])
 def test_bad_config(cfg, field, value):
     setattr(cfg, field, value)
     with pytest.raises(ValueError):
@@ -146,3 +148,68 @@ def test_batch_larger_than_data(cfg):
     cfg.batch_size = 64
     with pytest.raises(ValueError, match="batch_size"):
         train(cfg)
+
+
+def test_make_augment_overrides_reproduce_seed001_recipe(cfg):
+    # seed 001 (Li & Pimentel-Alarcon 2024, Sec. 5): ColorJitter(0.2, 0.2, 0.2, 0.1), crop scale (0.8, 1)
+    weak = {"jitter": [0.2, 0.2, 0.2, 0.1], "scale": [0.8, 1.0]}
+    cfg.dataset, cfg.augment_kwargs = "cifar10", weak
+    aug = train_mod.make_augment(cfg, 32)
+    assert (aug.jitter, aug.scale, aug.size, aug.gray_p) == ((0.2, 0.2, 0.2, 0.1), (0.8, 1.0), 32, 0.2)
+    cfg.augment_kwargs = {}
+    assert train_mod.make_augment(cfg, 32).jitter == (0.4, 0.4, 0.4, 0.1)  # the preset is untouched
+    cfg.dataset, cfg.augment_kwargs = "imagefolder:x", {"blur_p": 0.0, "jitter_p": 1.0}
+    aug = train_mod.make_augment(cfg, 96)
+    assert (aug.blur_p, aug.jitter_p, aug.jitter, aug.size) == (0.0, 1.0, (0.8, 0.8, 0.8, 0.2), 96)
+    cfg.augment_kwargs = {"hue": 0.1}
+    with pytest.raises(ValueError, match="hue"):
+        train_mod.make_augment(cfg, 32)
+
+
+def test_image_size_and_metrics_along_training(cfg, tmp_path):
+    """Views resized to image_size; with eval_every, history holds kNN and the geometry metrics
+    (incl. seed 001's embedding variance), and the final metrics hold them too."""
+    cfg.image_size, cfg.eval_every, cfg.epochs, cfg.metrics = 24, 1, 3, True
+    cfg.metrics_points, cfg.augment_kwargs = 32, {"scale": [0.8, 1.0]}
+    cfg.out_dir = str(tmp_path / "run")
+    res = train(cfg)
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["config"]["image_size"] == 24 and saved["config"]["augment_kwargs"] == {"scale": [0.8, 1.0]}
+    for h in res.history[:2]:  # evaluated after epochs 1 and 2; epoch 3 is the final evaluation
+        assert 0.0 <= h["knn_acc"] <= 1.0
+        assert set(h["metrics"]) >= {"embedding_variance", "embedding_variance_sphere", "uniformity",
+                                     "alignment", "effective_rank"}
+        assert 0.0 <= h["metrics"]["embedding_variance_sphere"] <= 1.0 + 1e-6
+    assert "metrics" not in res.history[2] and "knn_acc" not in res.history[2]
+    assert set(saved["metrics"]) >= {"embedding_variance", "embedding_variance_sphere",
+                                     "embedding_variance_features"}
+    x = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
+    assert train_mod.make_augment(cfg, 24)(x, torch.Generator()).shape == (2, 3, 24, 24)
+    with torch.no_grad():  # the model was built for 24x24 inputs
+        assert res.model(torch.zeros(2, 3, 24, 24)).shape == (2, cfg.proj_dim)
+
+
+def test_library_commit_counts_untracked_library_files(tmp_path, monkeypatch):
+    import subprocess
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+
+    (tmp_path / "cl_lib").mkdir()
+    (tmp_path / "cl_lib" / "train.py").write_text("# x\n")
+    (tmp_path / ".gitignore").write_text("*.pyc\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "init")
+    monkeypatch.setattr(train_mod, "__file__", str(tmp_path / "cl_lib" / "train.py"))
+    head, dirty = train_mod.library_commit()
+    assert len(head) == 40 and dirty is False
+    (tmp_path / "cl_lib" / "cache.pyc").write_text("")            # ignored: still clean
+    (tmp_path / "notes.md").write_text("")                         # outside the library: still clean
+    assert train_mod.library_commit() == (head, False)
+    (tmp_path / "cl_lib" / "new_module.py").write_text("# not committed yet\n")
+    assert train_mod.library_commit() == (head, True)
+    (tmp_path / "cl_lib" / "new_module.py").unlink()
+    (tmp_path / "cl_lib" / "train.py").write_text("# changed\n")   # a modified tracked file
+    assert train_mod.library_commit() == (head, True)
