@@ -14,7 +14,8 @@ Read top to bottom:
    normalised embeddings), :func:`class_mean_collinearity`, :func:`dead_relu_fraction`.
 5. **Theorem 3.1** -- :func:`collapsed_configuration`, :func:`infonce_unnormalised`,
    :func:`sphere_gradients`, :func:`riemannian_hessian`, :func:`tangent_probe`: the gradient and
-   the second-order behaviour of InfoNCE at collapsed embeddings, on the product of spheres.
+   the second-order behaviour of InfoNCE at collapsed embeddings, on the product of spheres;
+   :func:`last_layer_hessian`: the same question in the encoder's parameter space.
 6. **Figures** -- :func:`plot_toy_data`, :func:`plot_embedding_trajectory` (plotly, shown
    with ``cl_lib.viz.show_plotly``).
 """
@@ -34,7 +35,7 @@ __all__ = ["make_subspace_data", "augment", "ToyEncoder", "ToyRun", "train_toy",
            "probe_accuracies", "dead_relu_fraction", "class_mean_collinearity",
            "sweep_toy", "mean_std", "sweep_table",
            "collapsed_configuration", "infonce_unnormalised", "sphere_gradients",
-           "riemannian_hessian", "tangent_probe", "plot_toy_data", "plot_embedding_trajectory"]
+           "riemannian_hessian", "tangent_probe", "last_layer_hessian", "plot_toy_data", "plot_embedding_trajectory"]
 
 # losses of cl_lib.losses that take a temperature
 _TAU_LOSSES = {"infonce", "dcl", "dhel", "cloa", "supcon", "nscl"}
@@ -471,6 +472,42 @@ def tangent_probe(f, u: torch.Tensor, n_dirs: int = 200, step: float = 1e-2, see
         xi = xi / xi.norm()
         out.append(float(f(F.normalize(u + step * xi, dim=1)) - f0))
     return torch.tensor(out, dtype=torch.float64)
+
+
+def last_layer_hessian(h1: torch.Tensor, h2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
+                       tau: float = 0.5) -> dict:
+    r"""Gradient and Hessian of InfoNCE with respect to the **parameters** of an encoder's last
+    linear layer, $\tilde z = W h + b$, for fixed penultimate features ``h1``, ``h2`` $(N, k)$
+    of the two views, at ``weight`` $(d, k)$ and ``bias`` $(d,)$.
+
+    Why the last layer suffices for a second-order test: at a collapsed state the gradient of the
+    normalising loss with respect to the raw embeddings is exactly zero (Theorem 3.1 after the
+    normalisation), so by the chain rule the parameter Hessian is $J^\top \nabla^2_{\tilde z}
+    \mathcal L\, J$ with $J = \partial\tilde z/\partial\theta$; the last layer's block is a
+    principal sub-matrix of the full parameter Hessian, and by eigenvalue interlacing a negative
+    eigenvalue there gives one of the full Hessian: the parameters sit at a **saddle**.
+
+    Returns ``dict(grad_max=max |gradient|, eigenvalues=ascending eigenvalues)`` over the
+    $d k + d$ parameters.
+    """
+    from cl_lib.losses import infonce_loss
+
+    if h1.shape != h2.shape or h1.ndim != 2 or weight.ndim != 2 or weight.shape[1] != h1.shape[1] \
+            or bias.shape != (weight.shape[0],):
+        raise ValueError(f"need h1, h2 (N, k), weight (d, k), bias (d,); got {tuple(h1.shape)}, "
+                         f"{tuple(h2.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}")
+    d, k = weight.shape
+    n = h1.shape[0]
+    h = torch.cat([h1, h2])
+
+    def loss(theta):
+        z = h @ theta[:d * k].reshape(d, k).T + theta[d * k:]
+        return infonce_loss(z[:n], z[n:], tau=tau)
+
+    theta = torch.cat([weight.reshape(-1), bias]).detach().clone()
+    grad = torch.autograd.functional.jacobian(loss, theta)
+    hess = torch.autograd.functional.hessian(loss, theta)
+    return dict(grad_max=float(grad.abs().max()), eigenvalues=torch.linalg.eigvalsh((hess + hess.T) / 2))
 
 
 # ----------------------------------------------------------------------------- 6. figures

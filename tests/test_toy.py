@@ -165,3 +165,22 @@ def test_class_mean_collinearity():
     v = torch.tensor([[1.0, 2.0, 0.5]])
     signs = torch.tensor([1.0, -1.0, 1.0])[y][:, None]
     assert toy.class_mean_collinearity(signs * v, y) == pytest.approx(1.0)
+
+
+def test_last_layer_hessian_saddle_and_dead_features():
+    g = torch.Generator().manual_seed(0)
+    h1 = torch.rand(12, 5, generator=g, dtype=torch.float64)
+    h2 = torch.rand(12, 5, generator=g, dtype=torch.float64)
+    v = F.normalize(torch.randn(3, generator=g, dtype=torch.float64), dim=0)
+    zero_w = torch.zeros(3, 5, dtype=torch.float64)
+    r = toy.last_layer_hessian(h1, h2, zero_w, v, tau=0.5)      # every embedding equals v
+    assert r["grad_max"] < 1e-10 and len(r["eigenvalues"]) == 3 * 5 + 3
+    assert r["eigenvalues"].min() < -1e-6 < 1e-6 < r["eigenvalues"].max()   # a saddle
+    w = torch.randn(5, generator=g, dtype=torch.float64)
+    r = toy.last_layer_hessian(h1 - 0.5, h2 - 0.5, torch.outer(v, w), torch.zeros(3, dtype=torch.float64))
+    assert r["grad_max"] < 1e-9 and r["eigenvalues"].min() < 0                # +-v: a saddle too
+    dead = torch.zeros(12, 5, dtype=torch.float64)                          # all features dead
+    r = toy.last_layer_hessian(dead, dead, zero_w, v)
+    assert r["eigenvalues"].abs().max() < 1e-12                             # flat: b moves all alike
+    with pytest.raises(ValueError):
+        toy.last_layer_hessian(h1, h2[:, :4], zero_w, v)
