@@ -20,7 +20,6 @@ import math
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 __all__ = ["alignment", "uniformity", "rank", "effective_rank", "embedding_variance",
            "wasserstein_uniformity", "uniform_sphere_cosine_quantile"]

@@ -6,7 +6,6 @@ batch; a plain (gradient-free) all_gather does not.
 """
 import os
 import socket
-from pathlib import Path
 
 
 import pytest

@@ -9,15 +9,6 @@ from cl_lib import toy
 from cl_lib.losses import infonce_loss
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The toy MLP is tiny: one thread is faster than two (and than fighting other jobs)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_data_lies_on_class_lines():
     x, y = toy.make_subspace_data(50, noise=0.0, seed=3)
     assert x.shape == (150, 3) and y.shape == (150,) and set(y.tolist()) == {0, 1, 2}

@@ -3,7 +3,6 @@ the NaN guard, atomic checkpoints, and config validation. All on CPU, on a tiny 
 ImageFolder (3 colour-coded classes of 16x16 images)."""
 import json
 import math
-from pathlib import Path
 
 import pytest
 import torch
