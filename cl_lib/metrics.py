@@ -175,7 +175,7 @@ def wasserstein_uniformity(z: torch.Tensor, n_ref: int = 10_000, seed: int = 0,
         keep = torch.randperm(i.numel(), generator=g)[:max_pairs]
         i, j = i[keep], j[keep]
     cos = (u[i] * u[j]).sum(dim=1).clamp(-1.0, 1.0)
-    cos_sorted = np.sort(cos.numpy())
+    cos_sorted = np.sort(cos.cpu().numpy())  # .cpu(): inputs may live on a GPU
     q = (np.arange(n_ref) + 0.5) / n_ref
     empirical_q = cos_sorted[np.minimum((q * cos_sorted.size).astype(np.int64), cos_sorted.size - 1)]
     return float(np.mean(np.abs(empirical_q - uniform_sphere_cosine_quantile(q, d))))

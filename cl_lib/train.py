@@ -263,8 +263,14 @@ def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
     """Write to a temporary file next to ``path``, then rename over it: a crash mid-write never
     leaves a truncated checkpoint (os.replace is atomic on POSIX and Windows)."""
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:  # on disk before the rename, so a power loss cannot leave
+            os.fsync(f.fileno())     # a renamed but empty checkpoint
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a failed write leaves no stray temporary file behind
+        raise
 
 
 def config_dict(cfg: TrainConfig) -> dict:
@@ -338,6 +344,11 @@ def train_step(model: nn.Module, loss_fn: Callable, optimizer: torch.optim.Optim
     # under torchrun: the global batch from all GPUs, differentiably (identity on one process)
     z1, z2 = distributed.gather_with_grad(z1), distributed.gather_with_grad(z2)
     labels = _gather_labels(labels.to(z.device) if labels is not None else None)
+    if not bool(torch.isfinite(z1).all() & torch.isfinite(z2).all()):
+        # a diverged network (e.g. NaN weights after a step with Inf gradients): report a NaN
+        # loss so train()'s guard stops with NonFiniteLossError, instead of the loss's ValueError
+        # on non-finite input. Checked on the gathered batch, so every rank stops alike.
+        return torch.tensor(float("nan"))
     loss = loss_fn(z1, z2, labels)
     optimizer.zero_grad(set_to_none=True)
     loss.backward()
@@ -447,7 +458,9 @@ def train(config: TrainConfig) -> TrainResult:
         out_dir.mkdir(parents=True, exist_ok=True)
     start_epoch, history = 0, []
     if cfg.resume and ckpt_path.exists():
-        state = torch.load(ckpt_path, map_location=device, weights_only=False)
+        # CPU: torch/cuda.set_rng_state need CPU ByteTensors (map_location=cuda breaks resume);
+        # load_state_dict copies the weights and optimiser state to the parameters' device
+        state = torch.load(ckpt_path, map_location="cpu", weights_only=False)
         changed = [k for k in _RESUME_MUST_MATCH if state["config"].get(k) != config_dict(cfg)[k]]
         if changed:
             warnings.warn(f"resuming with a different {', '.join(changed)} than the checkpoint was "

@@ -164,3 +164,9 @@ def test_returns_python_numbers():
     for v in (alignment(z, z), uniformity(z), effective_rank(z), embedding_variance(z), wasserstein_uniformity(z)):
         assert isinstance(v, float)
     assert isinstance(rank(z), int)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: checks that CUDA input works")
+def test_wasserstein_uniformity_accepts_cuda_input():
+    u = _uniform_sphere(200, 3)
+    assert wasserstein_uniformity(u.cuda()) == pytest.approx(wasserstein_uniformity(u), abs=1e-9)

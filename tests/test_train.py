@@ -112,6 +112,60 @@ def test_nan_guard_keeps_last_good_checkpoint(cfg, tmp_path, monkeypatch):
     assert not (tmp_path / "run" / "results.json").exists()
 
 
+def test_nan_embeddings_stop_with_nonfinite_loss_error(cfg, tmp_path, monkeypatch):
+    """A diverged network (NaN embeddings, the usual way a run blows up: finite loss, Inf
+    gradients, NaN weights) ends in NonFiniteLossError, not in the loss's ValueError."""
+    cfg.out_dir, cfg.epochs = str(tmp_path / "run"), 3
+    real_build_model, calls = train_mod.build_model, {"n": 0}
+
+    def poisoned_build_model(*args, **kw):
+        model = real_build_model(*args, **kw)
+
+        def hook(module, inputs, output):
+            calls["n"] += 1
+            return output * float("nan") if calls["n"] == 5 and module.training else output
+        model.register_forward_hook(hook)
+        return model
+
+    monkeypatch.setattr(train_mod, "build_model", poisoned_build_model)
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 2/3.*after epoch 1\)"):
+        train(cfg)
+    state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
+    assert state["epoch"] == 1
+
+
+def test_resume_loads_the_checkpoint_on_cpu(cfg, tmp_path, monkeypatch):
+    """RNG states must come back as CPU ByteTensors (torch.set_rng_state rejects CUDA tensors),
+    so the checkpoint is loaded with map_location="cpu" whatever the training device."""
+    cfg.epochs, cfg.out_dir, cfg.stop_after_epochs = 2, str(tmp_path / "run"), 1
+    train(cfg)
+    real_load, seen = torch.load, []
+
+    def spy_load(*args, **kw):
+        if str(args[0]).endswith("checkpoint.pt"):
+            seen.append(kw.get("map_location"))
+        return real_load(*args, **kw)
+
+    monkeypatch.setattr(train_mod.torch, "load", spy_load)
+    res = train(TrainConfig(**{**vars(cfg), "resume": True, "stop_after_epochs": None}))
+    assert seen == ["cpu"] and [h["epoch"] for h in res.history] == [1, 2]
+
+
+def test_atomic_write_failure_keeps_the_old_file(tmp_path):
+    path = tmp_path / "checkpoint.pt"
+    path.write_text("good")
+
+    def broken_write(p):
+        p.write_text("half")
+        raise OSError("disk full")
+
+    with pytest.raises(OSError, match="disk full"):
+        train_mod._atomic_write(path, broken_write)
+    assert path.read_text() == "good" and sorted(tmp_path.iterdir()) == [path]  # no stray .tmp file
+    train_mod._atomic_write(path, lambda p: p.write_text("new"))
+    assert path.read_text() == "new" and sorted(tmp_path.iterdir()) == [path]
+
+
 def test_supervised_loss_sees_masked_labels(cfg, monkeypatch):
     seen = []
 
