@@ -349,7 +349,7 @@ def missing_runs(planned: Sequence[PlannedRun], records: Iterable[Mapping]) -> l
 
 def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
                       spectra: bool = False) -> dict:
-    r"""Geometry of a trained model on the first ``max_points`` test images of its config:
+    r"""Geometry of a trained model on a class-balanced subset of ``max_points`` test images of its config:
 
     - ``embedding_variance_features`` / ``embedding_variance_z``: $\sum_k \operatorname{Var}(h_k)$
       of the backbone features $h$ and of the projections $z$ (``cl_lib.metrics``; seed 001);
@@ -363,13 +363,14 @@ def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
     import torch
 
     from cl_lib import metrics
-    from cl_lib.data import load_dataset
+    from cl_lib.data import balanced_subset, load_dataset
     from cl_lib.evaluate import extract_features
     from cl_lib.train import make_augment
 
-    test_x, _, _ = load_dataset(config.dataset, "test", subset=config.test_subset, root=config.data_root,
-                                cache_dir=config.cache_dir, seed=config.seed)
-    test_x = test_x[:max_points]
+    test_x, test_y, _ = load_dataset(config.dataset, "test", subset=config.test_subset, root=config.data_root,
+                                     cache_dir=config.cache_dir, seed=config.seed)
+    # splits are stored sorted by class: a class-balanced subset, not the first max_points images
+    test_x = test_x[balanced_subset(test_y, min(max_points, test_x.shape[0]), seed=config.seed)]
     augment = make_augment(config, config.image_size or int(test_x.shape[-1]))
     device = next(model.parameters()).device
     h = extract_features(model.backbone, test_x, device=device, preprocess=augment.eval_transform).cpu()

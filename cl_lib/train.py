@@ -52,6 +52,7 @@ import torch
 import torch.nn as nn
 
 from cl_lib import distributed
+from cl_lib.data import balanced_subset
 from cl_lib.evaluate import embedding_metrics, extract_features, knn_accuracy, linear_probe
 from cl_lib.losses import get_loss
 from cl_lib.models import build_model
@@ -374,15 +375,16 @@ def _evaluate(model, cfg, augment, train_x, train_y, test_x, test_y, num_classes
                              method=cfg.probe_method, steps=cfg.probe_steps, seed=cfg.seed)
         out["linear_probe_acc"], out["linear_probe_train_acc"] = probe["acc"], probe["train_acc"]
     if cfg.metrics:  # cheap: 2 x metrics_points forward passes and O(n^2) metrics on n points
-        n = min(cfg.metrics_points, test_x.shape[0])
+        # splits are stored sorted by class: a class-balanced subset, not the first n images
+        idx = balanced_subset(test_y.cpu(), min(cfg.metrics_points, test_x.shape[0]), seed=cfg.seed)
         was_training = model.training
         model.eval()
         gen = torch.Generator().manual_seed(cfg.seed + 1)  # the same held-out views every run
-        views = [augment(test_x[:n].to(device), gen) for _ in range(2)]
+        views = [augment(test_x[idx.to(test_x.device)].to(device), gen) for _ in range(2)]
         z1, z2 = (extract_features(model, v, batch_size=cfg.eval_batch_size, device=device,
                                    preprocess=lambda x: x, channels_last=channels_last) for v in views)
         model.train(was_training)
-        out["metrics"] = embedding_metrics(z1, z2, features=h_test[:n])
+        out["metrics"] = embedding_metrics(z1, z2, features=h_test[idx.to(h_test.device)])
     return out
 
 
@@ -394,7 +396,7 @@ def train(config: TrainConfig) -> TrainResult:
     set, also writes ``checkpoint.pt`` (every ``checkpoint_every`` epochs and at the end) and
     ``results.json``. Raises :class:`NonFiniteLossError` on a NaN/Inf loss.
     """
-    from cl_lib.data import balanced_subset, gpu_loader, load_dataset
+    from cl_lib.data import gpu_loader, load_dataset
     cfg = config
     _validate(cfg)
     wall_start = time.time()
