@@ -266,3 +266,20 @@ def test_library_commit_counts_untracked_library_files(tmp_path, monkeypatch):
     (tmp_path / "cl_lib" / "new_module.py").unlink()
     (tmp_path / "cl_lib" / "train.py").write_text("# changed\n")   # a modified tracked file
     assert train_mod.library_commit() == (head, True)
+
+
+def test_heldout_metrics_use_every_class(cfg, monkeypatch):
+    """Splits are stored sorted by class, so the metrics subset must be class-balanced, not the
+    first ``metrics_points`` images (which would be the first class or two)."""
+    picked = []
+    real = train_mod.balanced_subset
+
+    def spy(labels, n, seed=0):
+        idx = real(labels, n, seed=seed)
+        picked.append(labels[idx])
+        return idx
+
+    monkeypatch.setattr(train_mod, "balanced_subset", spy)
+    train(TrainConfig(**{**vars(cfg), "epochs": 1, "metrics": True, "metrics_points": 6}))
+    counts = torch.bincount(picked[-1], minlength=3)
+    assert counts.tolist() == [2, 2, 2]
