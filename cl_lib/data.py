@@ -326,24 +326,32 @@ def _source_stamp(path: Path) -> dict:
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
 
 
-def save_atomic(obj, path: str | Path) -> None:
-    """``torch.save`` to a temporary file in the same directory, then ``os.replace`` it into place."""
+def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
+    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then ``os.replace`` it
+    into place: a crash mid-write never leaves a truncated file (the rename is atomic), a power
+    loss never leaves a renamed but empty one (the fsync), and a failed write leaves no stray
+    temporary file. Used for data caches, checkpoints and results files alike."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
     os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private (0600); use the usual mode
+    os.close(fd)
+    tmp = Path(tmp)
     try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
+        write(tmp)
+        with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+        tmp.unlink(missing_ok=True)
         raise
+
+
+def save_atomic(obj, path: str | Path) -> None:
+    """``torch.save`` through :func:`write_atomic`."""
+    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _load_cache(path: Path, stamp: dict | None):

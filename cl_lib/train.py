@@ -52,7 +52,7 @@ import torch
 import torch.nn as nn
 
 from cl_lib import distributed
-from cl_lib.data import balanced_subset
+from cl_lib.data import balanced_subset, write_atomic
 from cl_lib.evaluate import embedding_metrics, extract_features, knn_accuracy, linear_probe
 from cl_lib.losses import get_loss
 from cl_lib.models import build_model
@@ -258,20 +258,6 @@ def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def _atomic_write(path: Path, write: Callable[[Path], None]) -> None:
-    """Write to a temporary file next to ``path``, then rename over it: a crash mid-write never
-    leaves a truncated checkpoint (os.replace is atomic on POSIX and Windows)."""
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:  # on disk before the rename, so a power loss cannot leave
-            os.fsync(f.fileno())     # a renamed but empty checkpoint
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)  # a failed write leaves no stray temporary file behind
-        raise
 
 
 def config_dict(cfg: TrainConfig) -> dict:
@@ -485,7 +471,7 @@ def train(config: TrainConfig) -> TrainResult:
             state = {"model": model.state_dict(), "optimizer": optimizer.state_dict(), "epoch": epoch,
                      "step": epoch * steps_per_epoch, "history": history, "rng": rng,
                      "config": config_dict(cfg)}
-            _atomic_write(ckpt_path, lambda p: torch.save(state, p))
+            write_atomic(ckpt_path, lambda p: torch.save(state, p))
 
     step_model = model
     if is_dist:
@@ -586,7 +572,7 @@ def train(config: TrainConfig) -> TrainResult:
     if final:
         say("final  " + "  ".join(f"{k} {v:.4f}" for k, v in results["final"].items()))
     if out_dir and main_proc:
-        _atomic_write(out_dir / "results.json",
+        write_atomic(out_dir / "results.json",
                       lambda p: p.write_text(json.dumps(results, indent=2, default=str) + "\n"))
     if is_dist:
         distributed.cleanup()

@@ -128,8 +128,8 @@ def test_corrupt_image_gives_clear_error(tmp_path, cache):
 def test_cache_write_is_atomic(tmp_path, cache, monkeypatch):
     arc = make_archive(tmp_path / "toy.tar.gz")
 
-    def exploding_save(obj, f):
-        f.write(b"half a file")
+    def exploding_save(obj, path):
+        Path(path).write_bytes(b"half a file")
         raise KeyboardInterrupt  # an interrupted run
 
     monkeypatch.setattr(D.torch, "save", exploding_save)

@@ -10,6 +10,7 @@ import torch
 import cl_lib.train as train_mod
 from cl_lib.train import NonFiniteLossError, TrainConfig, lr_at, mask_labels, train
 
+from cl_lib.data import write_atomic
 from image_folders import make_image_folder
 
 
@@ -160,9 +161,9 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
         raise OSError("disk full")
 
     with pytest.raises(OSError, match="disk full"):
-        train_mod._atomic_write(path, broken_write)
+        write_atomic(path, broken_write)
     assert path.read_text() == "good" and sorted(tmp_path.iterdir()) == [path]  # no stray .tmp file
-    train_mod._atomic_write(path, lambda p: p.write_text("new"))
+    write_atomic(path, lambda p: p.write_text("new"))
     assert path.read_text() == "new" and sorted(tmp_path.iterdir()) == [path]
 
 
