@@ -1,20 +1,22 @@
 """cl_lib: the small library behind the contrastive-learning book.
 
-Modules (each readable top to bottom):
+Two layers. The **engine** is what a user installs and trains with (each module readable top
+to bottom):
 
-- ``cl_lib.profile``  -- the ``quick``/``full`` switch (``CL_BOOK_PROFILE``), seeding, devices
-- ``cl_lib.losses``   -- InfoNCE, DCL, DHEL, KCL, CLOA, VICReg, Barlow Twins, SupCon, NSCL
-- ``cl_lib.metrics``  -- alignment, uniformity, (effective) rank, variance, Wasserstein uniformity
-- ``cl_lib.geometry`` -- points on the sphere, energies, energy minimisers, known configurations
-- ``cl_lib.toy``      -- the rank-1 subspace toy of the CLOA paper
-- ``cl_lib.data`` / ``cl_lib.augment`` -- GPU-resident data sets, loaders and batched augmentations
-- ``cl_lib.models`` / ``cl_lib.train`` / ``cl_lib.evaluate`` -- encoders, trainer + CLI, kNN / linear probe
+- ``cl_lib.profile``     -- the ``quick``/``full`` switch (``CL_BOOK_PROFILE``), seeding, devices
+- ``cl_lib.losses``      -- InfoNCE, DCL, DHEL, KCL, CLOA, VICReg, Barlow Twins, SupCon, NSCL
+- ``cl_lib.metrics``     -- alignment, uniformity, (effective) rank, variance, Wasserstein uniformity
+- ``cl_lib.data``        -- cached uint8 data sets and the GPU-resident loader
+- ``cl_lib.augment``     -- batched SimCLR augmentations as tensor ops
+- ``cl_lib.models``      -- encoders and projection heads
+- ``cl_lib.train``       -- the trainer and its CLI (``cl-train``)
+- ``cl_lib.evaluate``    -- kNN, linear probe and held-out embedding metrics
 - ``cl_lib.distributed`` -- DDP helpers; all-gather *with* gradient so negatives span all GPUs
-- ``cl_lib.theory``   -- helpers of chapters 6-8 (NSCL gap, CDNV, negative-sample bounds, LDA, alpha-CL)
-- ``cl_lib.hem_experiments`` -- free-point traces and Monte-Carlo estimates of chapters 4-5
-- ``cl_lib.results``  -- load and plot the results JSON files that full runs leave in ``book/results/``
-- ``cl_lib.viz``      -- ``show_plotly``: interactive figures that work live, in the HTML book and under nbval
+- ``cl_lib.io``          -- atomic writes, hardware description, library commit
+
+The **book layer**, ``cl_lib.experiments``, holds what only the chapters need (the rank-1 toy,
+sphere geometry, theory helpers, results plumbing, plotting). The engine imports nothing from it.
 """
-from cl_lib.profile import get_profile, by_profile, seed_everything, default_device  # noqa: F401
+from cl_lib.profile import by_profile, default_device, get_profile, seed_everything  # noqa: F401
 
 __version__ = "0.1.0"

@@ -42,6 +42,7 @@ import numpy as np
 import torch
 
 from cl_lib.augment import to_float
+from cl_lib.io import save_atomic
 
 # name -> (archive file in $CL_LIB_DATA, {split asked for: split folder in the archive})
 ARCHIVES: dict[str, tuple[str, dict[str, str]]] = {
@@ -324,34 +325,6 @@ def _torchvision_dataset(name: str, split: str, root: Path):
 def _source_stamp(path: Path) -> dict:
     st = path.stat()
     return {"path": str(path.resolve()), "size": st.st_size, "mtime_ns": st.st_mtime_ns}
-
-
-def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then ``os.replace`` it
-    into place: a crash mid-write never leaves a truncated file (the rename is atomic), a power
-    loss never leaves a renamed but empty one (the fsync), and a failed write leaves no stray
-    temporary file. Used for data caches, checkpoints and results files alike."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    umask = os.umask(0)
-    os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private (0600); use the usual mode
-    os.close(fd)
-    tmp = Path(tmp)
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-
-
-def save_atomic(obj, path: str | Path) -> None:
-    """``torch.save`` through :func:`write_atomic`."""
-    write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def _load_cache(path: Path, stamp: dict | None):

@@ -554,7 +554,7 @@ def nscl_loss(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, tau: flo
     its global minimisers) is *decoupled* and *global*: the positive is not in the denominator,
     the denominator runs over all views of all different-class samples of the data set, and the
     numerator averages over all $K^2$ view pairs. It is the supervised twin of the global DCL
-    (Yeh et al. 2022), and is implemented by :func:`cl_lib.theory.global_dcl_nscl`, which is
+    (Yeh et al. 2022), and is implemented by :func:`cl_lib.experiments.theory.global_dcl_nscl`, which is
     what chapter 6 uses for the theory. This function keeps the positive in the denominator,
     as the authors' training code does.
 
@@ -564,7 +564,7 @@ def nscl_loss(z1: torch.Tensor, z2: torch.Tensor, labels: torch.Tensor, tau: flo
     two classes in the batch. Both pairs, ``infonce_loss - nscl_loss`` and
     ``dcl_loss - nscl_loss(decoupled=True)``, lie in
     $[0, \log(1 + n_\max e^{2/\tau}/(N - n_\max))]$ for every batch
-    (:func:`cl_lib.theory.cl_nscl_gap_bound`): a positive in both denominators only shrinks the
+    (:func:`cl_lib.experiments.theory.cl_nscl_gap_bound`): a positive in both denominators only shrinks the
     ratio of same-class to other-class terms. The paper text itself was not available here
     (seed 002 is the abstract), so its equation numbers and exact normalisation could not be
     verified. Labels must be class indices >= 0.
@@ -595,6 +595,13 @@ _PAIR_LOSSES: dict[str, Callable] = {
 _LABELLED_LOSSES: dict[str, Callable] = {"supcon": supcon_loss, "nscl": nscl_loss}
 _NEEDS_LABELS = set(_LABELLED_LOSSES) | {"cloa"}
 LOSS_NAMES = tuple(_PAIR_LOSSES) + ("cloa",) + tuple(_LABELLED_LOSSES)
+
+
+def needs_labels(name: str) -> bool:
+    """Does the loss called ``name`` need class labels (``supcon``, ``nscl``, ``cloa``)?"""
+    if name not in LOSS_NAMES:
+        raise ValueError(f"unknown loss {name!r}; choose one of {list(LOSS_NAMES)}")
+    return name in _NEEDS_LABELS
 
 
 def _check_kwargs(fn: Callable, kwargs: dict, skip: tuple[str, ...]) -> None:

@@ -52,7 +52,8 @@ import torch
 import torch.nn as nn
 
 from cl_lib import distributed
-from cl_lib.data import balanced_subset, write_atomic
+from cl_lib.data import balanced_subset
+from cl_lib.io import hardware_info, library_commit, write_atomic
 from cl_lib.evaluate import embedding_metrics, extract_features, knn_accuracy, linear_probe
 from cl_lib.losses import get_loss
 from cl_lib.models import build_model
@@ -266,43 +267,6 @@ def config_dict(cfg: TrainConfig) -> dict:
     if callable(cfg.loss):
         d["loss"] = getattr(cfg.loss, "__name__", repr(cfg.loss))
     return d
-
-
-def hardware_info(device: torch.device) -> dict:
-    cpu = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
-    except OSError:
-        pass
-    hw = {"device": device.type, "cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-          "gpu": None, "gpu_count": 0, "gpu_memory_gb": None, "world_size": distributed.world_size()}
-    if torch.cuda.is_available():
-        props = torch.cuda.get_device_properties(device if device.type == "cuda" else 0)
-        hw.update(gpu=props.name, gpu_count=torch.cuda.device_count(),
-                  gpu_memory_gb=round(props.total_memory / 2**30, 2))
-    return hw
-
-
-def library_commit() -> tuple[str, bool | None]:
-    """(``git rev-parse HEAD`` of the repository holding cl_lib, does the library differ from it?)
-    or ("unknown", None) outside a git checkout.
-
-    "Differs" means any uncommitted change under ``cl_lib/``: a modified or staged tracked file,
-    or an untracked (not ignored) file -- a new module that is not committed yet is not
-    identified by the commit either. Changes elsewhere in the repository (notebooks, tests) do
-    not make a result's code unidentified, so they are not counted.
-    """
-    package = Path(__file__).resolve().parent
-    try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package.parent, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", package.name],
-                               cwd=package.parent, capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
-        return head or "unknown", bool(dirty)
-    except (OSError, subprocess.SubprocessError):
-        return "unknown", None
 
 
 def _gather_labels(labels: torch.Tensor | None) -> torch.Tensor | None:

@@ -1,10 +1,10 @@
-"""Tests for cl_lib.geometry: closed-form energies, the minimiser, and config_distance."""
+"""Tests for cl_lib.experiments.geometry: closed-form energies, the minimiser, and config_distance."""
 import math
 
 import pytest
 import torch
 
-from cl_lib.geometry import (THOMSON_ENERGIES, bipyramid, config_distance, cross_polytope,
+from cl_lib.experiments.geometry import (THOMSON_ENERGIES, bipyramid, config_distance, cross_polytope,
                              gaussian_energy, icosahedron, imq_energy, log_energy, minimise_energy,
                              octahedron, pairwise_distances, regular_simplex, riesz_energy,
                              uniform_sphere)
@@ -199,7 +199,7 @@ def test_bad_input_raises(call):
 
 # ---------------------------------------------------------------- contrastive losses as energies
 def test_logsumexp_energy_equals_losses_at_perfect_alignment():
-    from cl_lib.geometry import aligned_loss_energy, logsumexp_energy
+    from cl_lib.experiments.geometry import aligned_loss_energy, logsumexp_energy
     from cl_lib.losses import dcl_loss, dhel_loss, infonce_loss
 
     x = uniform_sphere(7, 4, torch.Generator().manual_seed(0), restarts=3)
@@ -212,7 +212,7 @@ def test_logsumexp_energy_equals_losses_at_perfect_alignment():
 
 
 def test_logsumexp_energy_by_hand_and_validation():
-    from cl_lib.geometry import logsumexp_energy
+    from cl_lib.experiments.geometry import logsumexp_energy
 
     # antipodal pair, DHEL weights: log e^{-1/tau}
     assert float(logsumexp_energy(regular_simplex(2, 3), tau=0.5)) == pytest.approx(-2.0)
@@ -221,7 +221,7 @@ def test_logsumexp_energy_by_hand_and_validation():
 
 
 def test_pair_loss_energy_splits_views():
-    from cl_lib.geometry import pair_loss_energy
+    from cl_lib.experiments.geometry import pair_loss_energy
     from cl_lib.losses import dhel_loss
 
     g = torch.Generator().manual_seed(1)
@@ -233,7 +233,7 @@ def test_pair_loss_energy_splits_views():
 
 
 def test_free_point_dhel_minimiser_is_aligned_simplex():
-    from cl_lib.geometry import pair_loss_energy
+    from cl_lib.experiments.geometry import pair_loss_energy
     from cl_lib.losses import dhel_loss
 
     res = minimise_energy(pair_loss_energy(dhel_loss, 4, tau=0.5), 8, 3, restarts=3, steps=300, seed=0)

@@ -1,4 +1,4 @@
-"""Tests for cl_lib.hem_experiments (free-point experiments of chapters 4 and 5).
+"""Tests for cl_lib.experiments.hem_experiments (free-point experiments of chapters 4 and 5).
 
 The helpers take any loss callable, so the tests use tiny self-contained losses.
 """
@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from cl_lib import hem_experiments as hem
+from cl_lib.experiments import hem_experiments as hem
 
 
 def _simplex(m: int) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from cl_lib.losses import dhel_loss, infonce_loss, kcl_loss
 
 try:  # written concurrently by another helper; used when present
-    from cl_lib import geometry
+    from cl_lib.experiments import geometry
 except ImportError:  # pragma: no cover - depends on the other helper's progress
     geometry = None
 

@@ -1,4 +1,4 @@
-"""Tests of cl_lib.results on synthetic results files written to a temporary folder.
+"""Tests of cl_lib.experiments.results on synthetic results files written to a temporary folder.
 
 The synthetic records follow the layout ``cl_lib.train`` writes (config, hardware, final, metrics,
 history); they live only in pytest's tmp_path, never in book/results/.
@@ -13,7 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
-from cl_lib import results as R  # noqa: E402
+from cl_lib.experiments import results as R  # noqa: E402
 
 
 def fake_record(loss: str, lr: float, knn: float | None, batch_size: int = 128, seed: int = 0) -> dict:
@@ -168,7 +168,7 @@ def test_cli_command_and_missing_runs(results_dir):
     assert cmd.endswith("--out runs/dhel_b512 && mkdir -p book/results/full/ch11 && "
                         "cp runs/dhel_b512/results.json book/results/full/ch11/dhel_b512.json")
     rec = R.cli_command(run, results_dir="book/results/full/ch11", track_every=5)
-    assert rec.startswith("python -m cl_lib.results book/results/full/ch11/dhel_b512.json "
+    assert rec.startswith("python -m cl_lib.experiments.results book/results/full/ch11/dhel_b512.json "
                           "--track-every 5 -- --profile full --dataset cifar10")
     planned = [R.PlannedRun("cloa_lr1"), R.PlannedRun("dhel_run"), R.PlannedRun("kcl_b512")]
     assert [p.name for p in R.missing_runs(planned, R.load_results(results_dir))] == ["kcl_b512"]
@@ -219,7 +219,7 @@ def test_train_and_record_end_to_end(tmp_path):
     assert save.exists() and record["diverged"] is False
     (loaded,) = R.load_results(save.parent)
     assert R.run_name(loaded) == "tiny_run"
-    assert loaded["command"].startswith(f"python -m cl_lib.results {save} --track-every 1 -- --profile full")
+    assert loaded["command"].startswith(f"python -m cl_lib.experiments.results {save} --track-every 1 -- --profile full")
     final = loaded["extra"]["final"]
     assert 0 <= final["embedding_variance_sphere"] <= 1 + 1e-6
     assert final["embedding_variance_features"] >= 0 and final["effective_rank_features"] >= 1

@@ -1,11 +1,11 @@
-"""Tests for cl_lib.theory (fast: small synthetic data only)."""
+"""Tests for cl_lib.experiments.theory (fast: small synthetic data only)."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cl_lib import theory as th
+from cl_lib.experiments import theory as th
 
 
 @pytest.fixture(scope="module")

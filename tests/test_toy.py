@@ -1,11 +1,11 @@
-"""Tests for cl_lib.toy: data, augmentation, encoder, probes, training, Theorem 3.1 helpers."""
+"""Tests for cl_lib.experiments.toy: data, augmentation, encoder, probes, training, Theorem 3.1 helpers."""
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
-from cl_lib import toy
+from cl_lib.experiments import toy
 from cl_lib.losses import infonce_loss
 
 

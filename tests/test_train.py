@@ -7,10 +7,11 @@ import math
 import pytest
 import torch
 
+import cl_lib.io as io_mod
 import cl_lib.train as train_mod
 from cl_lib.train import NonFiniteLossError, TrainConfig, lr_at, mask_labels, train
 
-from cl_lib.data import write_atomic
+from cl_lib.io import write_atomic
 from image_folders import make_image_folder
 
 
@@ -256,17 +257,17 @@ def test_library_commit_counts_untracked_library_files(tmp_path, monkeypatch):
     git("init", "-q")
     git("add", ".")
     git("commit", "-q", "-m", "init")
-    monkeypatch.setattr(train_mod, "__file__", str(tmp_path / "cl_lib" / "train.py"))
-    head, dirty = train_mod.library_commit()
+    monkeypatch.setattr(io_mod, "__file__", str(tmp_path / "cl_lib" / "io.py"))
+    head, dirty = io_mod.library_commit()
     assert len(head) == 40 and dirty is False
     (tmp_path / "cl_lib" / "cache.pyc").write_text("")            # ignored: still clean
     (tmp_path / "notes.md").write_text("")                         # outside the library: still clean
-    assert train_mod.library_commit() == (head, False)
+    assert io_mod.library_commit() == (head, False)
     (tmp_path / "cl_lib" / "new_module.py").write_text("# not committed yet\n")
-    assert train_mod.library_commit() == (head, True)
+    assert io_mod.library_commit() == (head, True)
     (tmp_path / "cl_lib" / "new_module.py").unlink()
     (tmp_path / "cl_lib" / "train.py").write_text("# changed\n")   # a modified tracked file
-    assert train_mod.library_commit() == (head, True)
+    assert io_mod.library_commit() == (head, True)
 
 
 def test_heldout_metrics_use_every_class(cfg, monkeypatch):

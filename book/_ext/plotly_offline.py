@@ -1,6 +1,6 @@
 """Sphinx extension: serve plotly.js from the book's own ``_static`` folder.
 
-Notebook outputs made by ``cl_lib.viz.show_plotly`` carry a ``<div>`` and a ``Plotly.newPlot``
+Notebook outputs made by ``cl_lib.experiments.viz.show_plotly`` carry a ``<div>`` and a ``Plotly.newPlot``
 call but not plotly.js itself (4+ MB per figure otherwise). This extension copies the
 ``plotly.min.js`` that ships inside the installed ``plotly`` Python package into the build and
 adds it to every page, so the HTML book works offline with no CDN.

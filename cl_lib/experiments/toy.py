@@ -17,7 +17,7 @@ Read top to bottom:
    the second-order behaviour of InfoNCE at collapsed embeddings, on the product of spheres;
    :func:`last_layer_hessian`: the same question in the encoder's parameter space.
 6. **Figures** -- :func:`plot_toy_data`, :func:`plot_embedding_trajectory` (plotly, shown
-   with ``cl_lib.viz.show_plotly``).
+   with ``cl_lib.experiments.viz.show_plotly``).
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@ r"""Results files of the trainer: run, load, pick fields, tabulate, plot, say wh
 also in ``history`` at each evaluation). The real-image chapters (10--12) read such
 files from ``book/results/{quick,full}/chNN/`` and never type a number themselves.
 
-Running (``python -m cl_lib.results SAVE.json [--track-every K] -- <cl_lib.train flags>``):
+Running (``python -m cl_lib.experiments.results SAVE.json [--track-every K] -- <cl_lib.train flags>``):
 
 - :func:`train_and_record` -- runs ``cl_lib.train`` with its own flags and saves its results
   dict plus ``"extra"``: the embedding variance of Li & Pimentel-Alarcon (seed 001, Fig. 2), its
@@ -310,7 +310,7 @@ def cli_command(run: PlannedRun, results_dir: str = "book/results/full", profile
     ``record=True`` (what the chapters use): the trainer's CLI, wrapped by this module so the
     results file also gets the geometry ``"extra"`` (:func:`train_and_record`)::
 
-        python -m cl_lib.results <results_dir>/<name>.json -- --profile full --dataset cifar10 ...
+        python -m cl_lib.experiments.results <results_dir>/<name>.json -- --profile full --dataset cifar10 ...
 
     ``record=False``: the bare trainer, whose ``--out`` folder gets ``results.json`` and a
     checkpoint; only the JSON is copied into the book::
@@ -326,7 +326,7 @@ def cli_command(run: PlannedRun, results_dir: str = "book/results/full", profile
         flags += ["--" + k.replace("_", "-"), shlex.quote(_cli_value(v))]
     dest = results_dir.rstrip("/")
     if record:
-        head = ["python", "-m", "cl_lib.results", f"{dest}/{run.name}.json"]
+        head = ["python", "-m", "cl_lib.experiments.results", f"{dest}/{run.name}.json"]
         head += ["--track-every", str(track_every)] if track_every else []
         return " ".join(head + ["--"] + flags)
     out = f"{runs_dir.rstrip('/')}/{run.name}"
@@ -344,7 +344,7 @@ def missing_runs(planned: Sequence[PlannedRun], records: Iterable[Mapping]) -> l
 # ---------------------------------------------------------------------------- run and record
 # What the trainer's results.json does not (yet) hold, but the real-image chapters plot: the
 # embedding variance of seed 001 (Fig. 2), singular-value spectra (dimensional collapse, Jing et
-# al. 2022) and geometry *during* training. ``python -m cl_lib.results`` runs the trainer with
+# al. 2022) and geometry *during* training. ``python -m cl_lib.experiments.results`` runs the trainer with
 # the CLI's own flags and adds these under ``"extra"``.
 
 def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
@@ -437,7 +437,7 @@ def train_and_record(train_args: Sequence[str], save: str | Path, track_every: i
         record["config"]["out_dir"] = None
     record["wall_time_s"] = time.time() - t0  # all chunks, plus the extra measurements
     track = f" --track-every {track_every}" if track_every else ""
-    record["command"] = (f"python -m cl_lib.results {shlex.quote(str(save))}{track} -- "
+    record["command"] = (f"python -m cl_lib.experiments.results {shlex.quote(str(save))}{track} -- "
                          + " ".join(shlex.quote(a) for a in train_args))
     save.parent.mkdir(parents=True, exist_ok=True)
     save.write_text(json.dumps(record, indent=1, default=str) + "\n")
@@ -445,15 +445,15 @@ def train_and_record(train_args: Sequence[str], save: str | Path, track_every: i
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """``python -m cl_lib.results SAVE.json [--track-every K] -- <cl_lib.train flags>``."""
+    """``python -m cl_lib.experiments.results SAVE.json [--track-every K] -- <cl_lib.train flags>``."""
     import argparse
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv:
-        raise ValueError("usage: python -m cl_lib.results SAVE.json [--track-every K] -- <cl_lib.train flags>")
+        raise ValueError("usage: python -m cl_lib.experiments.results SAVE.json [--track-every K] -- <cl_lib.train flags>")
     cut = argv.index("--")
-    p = argparse.ArgumentParser(prog="python -m cl_lib.results",
+    p = argparse.ArgumentParser(prog="python -m cl_lib.experiments.results",
                                 description="Run cl_lib.train and save its results plus geometry extras.")
     p.add_argument("save", help="results JSON file to write")
     p.add_argument("--track-every", type=int, default=0, help="geometry snapshot every K epochs")
