@@ -21,26 +21,23 @@ import math
 import numpy as np
 import torch
 
+from cl_lib import checks
+
 __all__ = ["alignment", "uniformity", "rank", "effective_rank", "embedding_variance",
            "wasserstein_uniformity", "uniform_sphere_cosine_quantile"]
 
 
-def _check_matrix(z: torch.Tensor, name: str = "z", min_rows: int = 1) -> torch.Tensor:
-    if not isinstance(z, torch.Tensor):
-        raise ValueError(f"{name} must be a torch.Tensor, got {type(z).__name__}")
-    if z.ndim != 2:
-        raise ValueError(f"{name} must be a 2-D (N, d) tensor, got shape {tuple(z.shape)}")
-    if z.shape[0] < min_rows or z.shape[1] < 1:
-        raise ValueError(f"{name} needs at least {min_rows} rows and 1 column, got shape {tuple(z.shape)}")
-    if not torch.isfinite(z).all():
-        raise ValueError(f"{name} contains NaN or inf")
+def _matrix(z: torch.Tensor, name: str, where: str, min_rows: int = 1) -> torch.Tensor:
+    """Check an (N, d) embedding matrix (integer dtypes allowed) and return a float64 copy."""
+    checks.embeddings(z, name, where, min_rows=min_rows, floating=False)
     return z.detach().double()
 
 
-def _normalise(z: torch.Tensor, name: str) -> torch.Tensor:
+def _normalise(z: torch.Tensor, name: str, where: str) -> torch.Tensor:
     norms = z.norm(dim=1)
     if (norms == 0).any():
-        raise ValueError(f"{name} has a zero row, which cannot be normalised onto the sphere")
+        raise checks.fail(where, name, "free of zero rows (they cannot be normalised onto "
+                          "the sphere)", f"{int((norms == 0).sum())} zero rows")
     return z / norms[:, None]
 
 
@@ -51,13 +48,12 @@ def alignment(z1: torch.Tensor, z2: torch.Tensor, alpha: float = 2) -> float:
 
     on L2-normalised rows. 0 means perfectly aligned positive pairs; the maximum is $2^\alpha$.
     """
-    z1 = _check_matrix(z1, "z1")
-    z2 = _check_matrix(z2, "z2")
+    z1, z2 = _matrix(z1, "z1", "alignment"), _matrix(z2, "z2", "alignment")
     if z1.shape != z2.shape:
-        raise ValueError(f"z1 and z2 must have the same shape, got {tuple(z1.shape)} and {tuple(z2.shape)}")
-    if not alpha > 0:
-        raise ValueError(f"alpha must be > 0, got {alpha}")
-    u, v = _normalise(z1, "z1"), _normalise(z2, "z2")
+        raise checks.fail("alignment", "z2", f"the same shape as z1 {tuple(z1.shape)}",
+                          f"shape {tuple(z2.shape)}")
+    alpha = checks.positive(alpha, "alpha", "alignment")
+    u, v = _normalise(z1, "z1", "alignment"), _normalise(z2, "z2", "alignment")
     return float((u - v).norm(dim=1).pow(alpha).mean())
 
 
@@ -70,10 +66,9 @@ def uniformity(z: torch.Tensor, t: float = 2) -> float:
     0 for fully collapsed points (its maximum); for uniform points on $S^2$ it tends to
     $\log\frac{1-e^{-4t}}{4t}$ as $N\to\infty$.
     """
-    z = _check_matrix(z, "z", min_rows=2)
-    if not t > 0:
-        raise ValueError(f"t must be > 0, got {t}")
-    u = _normalise(z, "z")
+    z = _matrix(z, "z", "uniformity", min_rows=2)
+    t = checks.positive(t, "t", "uniformity")
+    u = _normalise(z, "z", "uniformity")
     sq = torch.pdist(u, p=2).pow(2)
     # log-mean-exp for numerical safety when t * distance^2 is large
     return float(torch.logsumexp(-t * sq, dim=0) - math.log(sq.numel()))
@@ -89,9 +84,9 @@ def rank(z: torch.Tensor, tol: float | None = None) -> int:
     while centring would call that rank 0 and lose the distinction from the zero matrix.
     """
     in_dtype = z.dtype if isinstance(z, torch.Tensor) and z.is_floating_point() else torch.float64
-    z = _check_matrix(z, "z")
-    if tol is not None and not tol >= 0:
-        raise ValueError(f"tol must be >= 0 or None, got {tol}")
+    z = _matrix(z, "z", "rank")
+    if tol is not None:
+        tol = checks.nonnegative(tol, "tol", "rank")
     s = torch.linalg.svdvals(z)
     if tol is None:
         tol = float(s.max()) * max(z.shape) * torch.finfo(in_dtype).eps
@@ -108,12 +103,12 @@ def effective_rank(z: torch.Tensor, eps: float = 1e-7) -> float:
     Between 1 (one direction, up to the $\varepsilon$ smoothing) and $\min(N, d)$ (all singular
     values equal, e.g. an orthonormal frame).
     """
-    z = _check_matrix(z, "z")
-    if not eps >= 0:
-        raise ValueError(f"eps must be >= 0, got {eps}")
+    z = _matrix(z, "z", "effective_rank")
+    eps = checks.nonnegative(eps, "eps", "effective_rank")
     s = torch.linalg.svdvals(z)
     if s.sum() == 0:
-        raise ValueError("effective_rank is undefined for the zero matrix")
+        raise checks.fail("effective_rank", "z", "non-zero (RankMe is undefined for the zero "
+                          "matrix)", "the zero matrix")
     p = s / s.sum() + eps
     return float(torch.exp(-(p * torch.log(p)).sum()))
 
@@ -124,7 +119,7 @@ def embedding_variance(z: torch.Tensor) -> float:
     (2024, seed 001, Fig. 2: "aggregating the variances across each dimension").
     0 means all embeddings are equal.
     """
-    z = _check_matrix(z, "z")
+    z = _matrix(z, "z", "embedding_variance")
     return float(z.var(dim=0, correction=0).sum())
 
 
@@ -136,8 +131,7 @@ def uniform_sphere_cosine_quantile(q: np.ndarray, d: int) -> np.ndarray:
     """
     from scipy.stats import beta
 
-    if d < 2:
-        raise ValueError(f"d must be >= 2 for a continuous sphere, got {d}")
+    d = checks.integer(d, "d", "uniform_sphere_cosine_quantile", minimum=2)
     a = (d - 1) / 2
     return 2.0 * beta.ppf(np.asarray(q, dtype=float), a, a) - 1.0
 
@@ -161,13 +155,15 @@ def wasserstein_uniformity(z: torch.Tensor, n_ref: int = 10_000, seed: int = 0,
     distance against 10,000 samples drawn from the density; using the exact quantiles removes that
     sampling noise and works for any $d$.
     """
-    z = _check_matrix(z, "z", min_rows=2)
+    where = "wasserstein_uniformity"
+    z = _matrix(z, "z", where, min_rows=2)
     d = z.shape[1]
     if d < 2:
-        raise ValueError(f"need embedding dimension d >= 2, got {d}")
-    if n_ref < 1:
-        raise ValueError(f"n_ref must be >= 1, got {n_ref}")
-    u = _normalise(z, "z")
+        raise checks.fail(where, "z", "(N, d) with d >= 2 (a sphere of dimension >= 1)",
+                          f"shape {tuple(z.shape)}")
+    n_ref = checks.integer(n_ref, "n_ref", where, minimum=1)
+    max_pairs = checks.integer(max_pairs, "max_pairs", where, minimum=1)
+    u = _normalise(z, "z", where)
     n = u.shape[0]
     i, j = torch.triu_indices(n, n, offset=1)
     if i.numel() > max_pairs:
