@@ -48,6 +48,24 @@ def test_book_builds_with_every_toc_page(built_book):
     assert (built_book / "_static" / "mathjax" / "tex-chtml.js").exists()
 
 
+def test_plotly_js_only_on_pages_that_draw_plotly(built_book):
+    """plotly.min.js (4.8 MB) is loaded, deferred, by the pages with a plotly figure and by no
+    other page; the figures' inline scripts wait for the page to be parsed."""
+    pages = sorted(built_book.rglob("*.html"))
+    tag = re.compile(r'<script[^>]*src="[^"]*plotly\.min\.js[^"]*"[^>]*>')
+    users = 0
+    for page in pages:
+        html = page.read_text()
+        scripts = tag.findall(html)
+        if 'class="cl-plotly"' in html:
+            users += 1
+            assert len(scripts) == 1 and "defer" in scripts[0], f"{page.name}: {scripts}"
+            assert "DOMContentLoaded" in html, f"{page.name}: figure script does not wait"
+        else:
+            assert not scripts, f"{page.name} loads plotly.js but draws no plotly figure"
+    assert users >= 1, "no page draws a plotly figure"
+
+
 def _render(page: Path, tmp_path: Path) -> tuple[str, "object"]:
     from PIL import Image
 
