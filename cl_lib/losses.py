@@ -29,6 +29,8 @@ from typing import Callable
 import torch
 import torch.nn.functional as F
 
+from cl_lib.kernels import KERNELS, resolve_kernel
+
 __all__ = [
     "infonce_loss", "dcl_loss", "dhel_loss", "kcl_loss", "make_anchors", "cloa_loss",
     "cloa_combined_loss", "vicreg_loss", "barlow_twins_loss", "supcon_loss", "nscl_loss",
@@ -238,66 +240,12 @@ def dhel_loss(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5, both_views: 
 # Kernel contrastive learning
 # ---------------------------------------------------------------------------------------------
 
-# All kernels are functions k(r) of the squared distance r = ||x - y||^2; between the samples of
-# one view it is computed on the sphere as 2 - 2 x.y (a matmul, no (N, N, d) difference tensor).
-def _safe_pow(r: torch.Tensor, exponent: float) -> torch.Tensor:
-    """r**exponent with r >= 0, whose gradient at r == 0 is taken as 0 instead of NaN.
-
-    Needed for the Riesz kernel with s < 0 (k = -||x-y||^{|s|}), which is not differentiable
-    at coincident points (e.g. a perfectly aligned positive pair).
-    """
-    positive = r > 0
-    r_safe = torch.where(positive, r, torch.ones_like(r))
-    value = r_safe.pow(exponent)
-    zero_value = 0.0 if exponent > 0 else float("inf")
-    return torch.where(positive, value, torch.full_like(r, zero_value))
-
-
-def _gaussian(r: torch.Tensor, t: float) -> torch.Tensor:
-    return torch.exp(-t * r)
-
-
-def _log(r: torch.Tensor, t: float) -> torch.Tensor:
-    return -torch.log1p(t * r)
-
-
-def _imq(r: torch.Tensor, c: float) -> torch.Tensor:
-    return c / torch.sqrt(c * c + r)
-
-
-def _riesz(r: torch.Tensor, s: float) -> torch.Tensor:
-    # s > 0: ||x-y||^{-s} (classical Riesz s-energy); s < 0: -||x-y||^{-s} = -||x-y||^{|s|}.
-    return math.copysign(1.0, s) * _safe_pow(r, -s / 2)
-
-
-KERNELS: dict[str, tuple[Callable, str, float]] = {
-    # name: (k(r, param), parameter name, default: the authors' code's, except Riesz, see kcl_loss)
-    "gaussian": (_gaussian, "t", 2.0),
-    "log": (_log, "t", 2.0),
-    "imq": (_imq, "c", 2.0),
-    "riesz": (_riesz, "s", -1.0),
-}
-
-
+# The kernels k(r) of the squared distance r = ||x - y||^2 live in one table, cl_lib.kernels,
+# shared with the book's sphere energies; its docstring states the convention. Between the
+# samples of one view r is computed on the sphere as 2 - 2 x.y (a matmul).
 def _kernel_parameter(kernel: str, kernel_params: dict) -> tuple[Callable, float]:
-    """Resolve and check the kernel name and its single parameter."""
-    if kernel not in KERNELS:
-        raise ValueError(f"unknown kernel {kernel!r}; choose one of {sorted(KERNELS)}")
-    fn, pname, default = KERNELS[kernel]
-    unknown = set(kernel_params) - {pname}
-    if unknown:
-        raise ValueError(f"kernel {kernel!r} takes only the parameter {pname!r}, got {sorted(unknown)}")
-    value = kernel_params.get(pname, default)
-    if kernel == "riesz":
-        try:
-            value = float(value)
-        except (TypeError, ValueError):
-            raise ValueError(f"riesz parameter s must be a number, got {value!r}") from None
-        if not math.isfinite(value) or value == 0:
-            raise ValueError(f"riesz parameter s must be finite and non-zero, got {value}")
-    else:
-        value = _check_positive(value, f"{kernel} kernel parameter {pname}")
-    return fn, value
+    """Resolve and check the kernel name and its single parameter (Riesz s = 0 refused)."""
+    return resolve_kernel(kernel, kernel_params, allow_logarithmic=False)
 
 
 @_full_precision

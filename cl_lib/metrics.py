@@ -62,7 +62,7 @@ def uniformity(z: torch.Tensor, t: float = 2) -> float:
 
     $$\mathcal{L}_\text{uniform} = \log \frac{2}{N(N-1)} \sum_{i<j} e^{-t \lVert u_i - u_j \rVert_2^2}.$$
 
-    It is the log of the mean Gaussian-kernel energy (see ``cl_lib.experiments.geometry.gaussian_energy``).
+    It is the log of the mean Gaussian-kernel energy (``cl_lib.kernels.kernel_energy``).
     0 for fully collapsed points (its maximum); for uniform points on $S^2$ it tends to
     $\log\frac{1-e^{-4t}}{4t}$ as $N\to\infty$.
     """
