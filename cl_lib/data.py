@@ -22,7 +22,7 @@ a half-written cache.
 :class:`GPULoader` (``gpu_loader(...)``) keeps a split on the device as uint8 and yields
 augmented float views per batch; shuffling and augmentation draw from generators seeded by
 ``(seed, epoch)`` and ``(seed, epoch, batch)``, so a run is deterministic and resumes exactly
-at any batch. :func:`eval_loader` iterates a split in order without augmentation.
+at any epoch.
 """
 from __future__ import annotations
 
@@ -30,9 +30,7 @@ import gzip
 import hashlib
 import io
 import os
-import shutil
 import tarfile
-import tempfile
 import zlib
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -43,6 +41,7 @@ import torch
 
 from cl_lib.augment import to_float
 from cl_lib.io import save_atomic
+from cl_lib.profile import mix_seed
 
 # name -> (archive file in $CL_LIB_DATA, {split asked for: split folder in the archive})
 ARCHIVES: dict[str, tuple[str, dict[str, str]]] = {
@@ -253,36 +252,6 @@ def read_archive_split(archive: str | Path, split: str, class_list: Sequence[str
     return decode_images(sources, image_size, workers, names), labels, classes
 
 
-def extract_archive(archive: str | Path, dest: str | Path) -> Path:
-    """Unpack ``archive`` (a .tar/.tar.gz) into the directory ``dest`` and return it -- atomically:
-    everything goes into a temporary sibling directory that is renamed to ``dest`` only when
-    complete, so an interrupted or failed unpacking never leaves a partial ``dest``. An existing
-    ``dest`` is returned as is. (:func:`load_dataset` does not need this: it streams archives.)"""
-    archive, dest = Path(archive), Path(dest)
-    if dest.is_dir():
-        return dest
-    if not archive.is_file():
-        raise FileNotFoundError(f"archive {archive} does not exist")
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=dest.name + ".", suffix=".partial", dir=dest.parent))
-    try:
-        with tarfile.open(archive, mode="r:*") as tar:
-            if hasattr(tarfile, "data_filter"):  # Python >= 3.10.12 / 3.11.4: refuse unsafe members
-                tar.extractall(tmp, filter="data")
-            else:
-                tar.extractall(tmp)
-        os.rename(tmp, dest)
-    except (tarfile.TarError, EOFError, zlib.error, OSError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
-        if dest.is_dir():  # another process finished first
-            return dest
-        raise ValueError(f"archive {archive} is corrupt or truncated ({type(e).__name__}: {e})") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return dest
-
-
 # ----------------------------------------------------------------------------------------------
 # torchvision data sets
 # ----------------------------------------------------------------------------------------------
@@ -455,34 +424,31 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
 # ----------------------------------------------------------------------------------------------
 # loaders
 # ----------------------------------------------------------------------------------------------
-def _mix_seed(*values: int) -> int:
-    """A well-mixed 63-bit seed from a tuple of ints (NumPy's SeedSequence hashing)."""
-    return int(np.random.SeedSequence([int(v) & 0xFFFFFFFF for v in values]).generate_state(2, np.uint64)[0]
-               >> np.uint64(1))
-
-
 class GPULoader:
     """Batches of augmented views from a split held on ``device`` as uint8 (see :func:`gpu_loader`).
 
-    Epoch ``e`` uses the permutation ``randperm(N)`` of a generator seeded with ``(seed, e)``;
-    batch ``k`` of epoch ``e`` is augmented with a generator seeded with ``(seed, e, k)``. So the
-    output depends only on ``(seed, epoch, batch)``: ``set_epoch(e, start_batch=k)`` (or
-    ``load_state_dict``) resumes a run exactly. After a complete pass the epoch advances by one.
+    Epoch ``e`` uses the permutation ``randperm(N)`` of a generator seeded with
+    ``mix_seed(seed, e)``; batch ``k`` of epoch ``e`` is augmented with a generator seeded with
+    ``mix_seed(seed, e, k, 1)`` (:func:`cl_lib.profile.mix_seed`). So the output depends only
+    on ``(seed, epoch, batch)``: ``set_epoch(e)`` replays epoch ``e`` exactly, which is how
+    the trainer resumes a run at an epoch boundary. Nothing here reads the device back to the
+    host, so iterating never synchronises a GPU.
     """
 
     def __init__(self, images: torch.Tensor, labels: torch.Tensor, batch_size: int,
                  augment: Callable | None, n_views: int = 2, shuffle: bool = True,
                  drop_last: bool = True, seed: int = 0, device: torch.device | str | None = None,
-                 epoch: int = 0, start_batch: int = 0):
+                 epoch: int = 0):
         if images.ndim != 4:
             raise ValueError(f"images must be (N, C, H, W), got shape {tuple(images.shape)}")
         if labels.ndim != 1 or labels.shape[0] != images.shape[0]:
-            raise ValueError(f"labels must be (N,) with N = {images.shape[0]}, got {tuple(labels.shape)}")
+            raise ValueError(f"labels must be (N,) with N = {images.shape[0]}, "
+                             f"got {tuple(labels.shape)}")
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         if drop_last and batch_size > images.shape[0]:
-            raise ValueError(f"batch_size {batch_size} > {images.shape[0]} images with drop_last=True "
-                             f"gives no batches")
+            raise ValueError(f"batch_size {batch_size} > {images.shape[0]} images with "
+                             f"drop_last=True gives no batches")
         if n_views < 1:
             raise ValueError(f"n_views must be >= 1, got {n_views}")
         self.device = torch.device(device) if device is not None else images.device
@@ -490,42 +456,33 @@ class GPULoader:
         self.labels = labels.to(self.device)
         self.batch_size, self.augment, self.n_views = int(batch_size), augment, int(n_views)
         self.shuffle, self.drop_last, self.seed = shuffle, drop_last, int(seed)
-        self.set_epoch(epoch, start_batch)
+        self.set_epoch(epoch)
 
     def __len__(self) -> int:
         """Batches in one full epoch."""
         n = self.images.shape[0]
         return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
 
-    def set_epoch(self, epoch: int, start_batch: int = 0) -> None:
-        """Make the next iteration epoch ``epoch``, starting at its batch ``start_batch``."""
-        if not 0 <= start_batch <= len(self):
-            raise ValueError(f"start_batch must be in 0..{len(self)}, got {start_batch}")
-        self.epoch, self.batch = int(epoch), int(start_batch)
-
-    def state_dict(self) -> dict:
-        """``{"epoch", "batch"}``: where the next batch comes from (save it in a checkpoint)."""
-        return {"epoch": self.epoch, "batch": self.batch, "seed": self.seed}
-
-    def load_state_dict(self, state: dict) -> None:
-        if "seed" in state and int(state["seed"]) != self.seed:
-            raise ValueError(f"loader state was saved with seed {state['seed']}, this loader has {self.seed}")
-        self.set_epoch(state["epoch"], state["batch"])
+    def set_epoch(self, epoch: int) -> None:
+        """Make the next iteration epoch ``epoch``."""
+        self.epoch = int(epoch)
 
     def permutation(self, epoch: int) -> torch.Tensor:
         """The sample order of ``epoch`` (CPU generator: the same on every device)."""
         n = self.images.shape[0]
         if not self.shuffle:
             return torch.arange(n)
-        return torch.randperm(n, generator=torch.Generator().manual_seed(_mix_seed(self.seed, epoch)))
+        gen = torch.Generator().manual_seed(mix_seed(self.seed, epoch))
+        return torch.randperm(n, generator=gen)
 
     def batch_generator(self, epoch: int, batch: int) -> torch.Generator:
         """The augmentation generator of batch ``batch`` of ``epoch`` (on the loader's device)."""
-        return torch.Generator(device=self.device).manual_seed(_mix_seed(self.seed, epoch, batch, 1))
+        gen = torch.Generator(device=self.device)
+        return gen.manual_seed(mix_seed(self.seed, epoch, batch, 1))
 
     def __iter__(self) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
         epoch, perm = self.epoch, self.permutation(self.epoch).to(self.device)
-        for k in range(self.batch, len(self)):
+        for k in range(len(self)):
             idx = perm[k * self.batch_size:(k + 1) * self.batch_size]
             x, y = self.images[idx], self.labels[idx]
             if self.augment is None:
@@ -533,34 +490,31 @@ class GPULoader:
             else:
                 g = self.batch_generator(epoch, k)
                 views = [self.augment(x, g) for _ in range(self.n_views)]
-            self.batch = k + 1
             yield views, y
-        self.set_epoch(epoch + 1, 0)
+        self.set_epoch(epoch + 1)
 
 
-def gpu_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int, augment: Callable | None,
-               n_views: int = 2, shuffle: bool = True, drop_last: bool = True, seed: int = 0,
-               device: torch.device | str | None = None, epoch: int = 0, start_batch: int = 0) -> GPULoader:
-    """Iterate ``(views, labels)`` batches: ``views`` is a list of ``n_views`` float tensors
-    ``augment(x_uint8, generator)`` of the same images, ``labels`` their int64 labels. The split is
-    moved once to ``device`` (default: where ``images`` are) and stays there as uint8.
-    ``augment=None`` yields the images as float in [0, 1]. See :class:`GPULoader`."""
-    return GPULoader(images, labels, batch_size, augment, n_views, shuffle, drop_last, seed, device,
-                     epoch, start_batch)
+def gpu_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int,
+               augment: Callable | None, n_views: int = 2, shuffle: bool = True,
+               drop_last: bool = True, seed: int = 0, device: torch.device | str | None = None,
+               epoch: int = 0) -> GPULoader:
+    """Iterate ``(views, labels)`` batches of a split kept on the device.
 
+    Args:
+        images: (N, C, H, W) uint8 split; moved once to ``device`` and kept there.
+        labels: (N,) int64 labels.
+        batch_size: images per batch.
+        augment: ``augment(x_uint8 (B, C, H, W), generator) -> float (B, C, H', W')``;
+            ``None`` yields the images as float in [0, 1].
+        n_views: augmented views per image.
+        shuffle, drop_last: as for a ``DataLoader``.
+        seed: seeds the data order and augmentations (see :class:`GPULoader`).
+        device: default: where ``images`` are.
+        epoch: the first epoch to iterate.
 
-def eval_loader(images: torch.Tensor, labels: torch.Tensor, batch_size: int = 1024,
-                transform: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                device: torch.device | str | None = None) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """All images in order (last batch may be smaller), no augmentation: yields
-    ``(transform(x), y)`` with ``x`` uint8 on ``device``; default ``transform`` = float in [0, 1].
-    Use ``SimCLRAugment.eval_transform`` to normalise like the training views."""
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-    if labels.shape[0] != images.shape[0]:
-        raise ValueError(f"{images.shape[0]} images but {labels.shape[0]} labels")
-    device = torch.device(device) if device is not None else images.device
-    transform = transform or to_float
-    for a in range(0, images.shape[0], batch_size):
-        x = images[a:a + batch_size].to(device, non_blocking=True)
-        yield transform(x), labels[a:a + batch_size].to(device, non_blocking=True)
+    Returns:
+        A :class:`GPULoader`; each item is ``(views, labels)``: a list of ``n_views`` float
+        tensors (B, C, H', W') of the same images, and their (B,) labels.
+    """
+    return GPULoader(images, labels, batch_size, augment, n_views, shuffle, drop_last, seed,
+                     device, epoch)

@@ -28,7 +28,7 @@ import torch
 import torch.distributed as dist
 
 __all__ = ["GatherWithGrad", "gather_with_grad", "is_distributed", "world_size", "rank",
-           "is_main_process", "setup", "cleanup", "barrier", "broadcast_object"]
+           "setup", "cleanup", "barrier"]
 
 
 class GatherWithGrad(torch.autograd.Function):
@@ -58,19 +58,18 @@ def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
 
 
 def is_distributed() -> bool:
+    """Is a process group of more than one process running?"""
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def world_size() -> int:
+    """Processes in the group (1 when not distributed)."""
     return dist.get_world_size() if is_distributed() else 1
 
 
 def rank() -> int:
+    """This process's rank (0 when not distributed)."""
     return dist.get_rank() if is_distributed() else 0
-
-
-def is_main_process() -> bool:
-    return rank() == 0
 
 
 def setup(backend: str | None = None) -> torch.device:
@@ -89,19 +88,12 @@ def setup(backend: str | None = None) -> torch.device:
 
 
 def cleanup() -> None:
+    """Destroy the process group, if any (the trainer calls this on every exit path)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier() -> None:
+    """Wait for every rank (no-op when not distributed)."""
     if is_distributed():
         dist.barrier()
-
-
-def broadcast_object(obj, src: int = 0):
-    """Send a picklable object from rank ``src`` to all ranks (identity when not distributed)."""
-    if not is_distributed():
-        return obj
-    box = [obj]
-    dist.broadcast_object_list(box, src=src)
-    return box[0]

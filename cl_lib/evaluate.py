@@ -1,6 +1,6 @@
 r"""How good is a representation? kNN, linear probe and geometry metrics on frozen features.
 
-The protocol of the contrastive-learning literature (and of the DHEL/KCL paper, seed 000):
+The protocol of the contrastive-learning literature (and of Koromilas et al. 2024, DHEL/KCL):
 freeze the trained backbone $f$, embed the training and test images once *without augmentation*,
 then
 
@@ -11,9 +11,10 @@ then
   and the prediction is $\arg\max_c w_c$.
 - **linear probe** (:func:`linear_probe`): multinomial logistic regression on standardised
   features, trained on the device (full-batch L-BFGS, or mini-batch Adam), with an L2 penalty.
-- **metrics** (:func:`embedding_metrics`): alignment/uniformity (Wang & Isola, 2020),
-  effective rank (RankMe), Wasserstein uniformity (seed 000) from ``cl_lib.metrics``, measured
-  on held-out images.
+- **metrics** (:func:`heldout_metrics`, the one held-out evaluation of the library):
+  alignment/uniformity (Wang & Isola, 2020), effective rank (RankMe), embedding variance,
+  Wasserstein uniformity (Koromilas et al. 2024) from ``cl_lib.metrics``, measured on held-out
+  images, together with the kNN accuracy and the linear probe.
 """
 from __future__ import annotations
 
@@ -25,16 +26,27 @@ import torch.nn as nn
 import torch.nn.functional as F
 
 from cl_lib import metrics
+from cl_lib.augment import DATASET_STATS, normalize, to_float
 
 __all__ = ["default_preprocess", "extract_features", "knn_predict", "knn_accuracy",
-           "linear_probe", "embedding_metrics"]
+           "linear_probe", "heldout_metrics"]
 
 
-def default_preprocess(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float in [-1, 1] (floats are passed through unchanged)."""
-    if x.dtype == torch.uint8:
-        return x.float().div_(127.5).sub_(1.0)
-    return x.float()
+def default_preprocess(x: torch.Tensor, dataset: str = "cifar10") -> torch.Tensor:
+    """The trainer's test-time normalisation: pixels to [0, 1], then the data set's per-channel
+    mean/std (:data:`cl_lib.augment.DATASET_STATS`), exactly as the training views are
+    normalised by :class:`~cl_lib.augment.SimCLRAugment`.
+
+    Args:
+        x: (N, C, H, W) uint8 images in [0, 255], or floats already in [0, 1].
+        dataset: whose statistics to use; ``"imagefolder:..."`` gets ImageNet's.
+
+    Returns:
+        (N, C, H, W) float32 tensor.
+    """
+    name = dataset.lower()
+    stats = DATASET_STATS["imagenet" if name.startswith("imagefolder:") else name]
+    return normalize(to_float(x), *stats)
 
 
 def _check_features(feats: torch.Tensor, labels: torch.Tensor | None, name: str) -> None:
@@ -198,31 +210,103 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
     return {"acc": acc, "train_acc": train_acc}
 
 
-@torch.no_grad()
-def embedding_metrics(z1: torch.Tensor, z2: torch.Tensor | None = None,
-                      features: torch.Tensor | None = None, max_points: int = 2048) -> dict:
-    r"""Geometry of held-out embeddings, via ``cl_lib.metrics`` (first ``max_points`` rows):
+def _effective_rank(m: torch.Tensor) -> float:
+    """RankMe, with the one guard of the library: an all-zero matrix has rank 0 (RankMe itself
+    is undefined there), a non-finite one gives NaN."""
+    if not bool(torch.isfinite(m).all()):
+        return float("nan")
+    return metrics.effective_rank(m) if bool(m.abs().sum() > 0) else 0.0
 
-    - ``uniformity``, ``wasserstein_uniformity``, ``effective_rank``: of the projections ``z1``;
-    - ``embedding_variance``: $\sum_k \operatorname{Var}(z_k)$ of the raw ``z1``, the collapse
-      measure of Li & Pimentel-Alarcon (2024, seed 001, Fig. 2), and
-      ``embedding_variance_sphere``: the same of $z / \lVert z \rVert$, which equals
-      $1 - \lVert \bar u \rVert^2 \in [0, 1]$ and does not depend on the scale of $z$;
-    - ``alignment``: between ``z1`` and ``z2`` (two augmented views of the same images), if given;
-    - ``effective_rank_features``, ``embedding_variance_features``: of the backbone
-      ``features``, if given.
+
+def _sphere(m: torch.Tensor) -> torch.Tensor | None:
+    """Rows scaled to unit norm, or None when a row is zero or not finite (no direction)."""
+    norms = m.norm(dim=1)
+    if not bool(torch.isfinite(norms).all() and (norms > 0).all()):
+        return None
+    return F.normalize(m, dim=1)
+
+
+def _geometry(m: torch.Tensor, suffix: str, wasserstein: bool) -> dict:
+    nan = float("nan")
+    finite = bool(torch.isfinite(m).all())
+    unit = _sphere(m) if finite else None
+    out = {"effective_rank" + suffix: _effective_rank(m),
+           "embedding_variance" + suffix: metrics.embedding_variance(m) if finite else nan,
+           "embedding_variance_sphere" + suffix:
+               metrics.embedding_variance(unit) if unit is not None else nan,
+           "effective_rank_sphere" + suffix: _effective_rank(unit) if unit is not None else nan}
+    if suffix == "":  # the sphere metrics of the projections
+        out["uniformity"] = metrics.uniformity(m) if unit is not None else nan
+        if wasserstein:
+            out["wasserstein_uniformity"] = (metrics.wasserstein_uniformity(m)
+                                             if unit is not None and m.shape[0] > 1 else nan)
+    return out
+
+
+@torch.no_grad()
+def heldout_metrics(z: torch.Tensor | None = None, labels: torch.Tensor | None = None, *,
+                    views: tuple[torch.Tensor, torch.Tensor] | None = None,
+                    features: torch.Tensor | None = None, bank: torch.Tensor | None = None,
+                    bank_labels: torch.Tensor | None = None, query: torch.Tensor | None = None,
+                    knn_k: int = 200, knn_t: float = 0.1, probe: dict | None = None,
+                    num_classes: int | None = None, spectra: bool = False,
+                    wasserstein: bool = True) -> dict:
+    r"""Every held-out number of the library, in one place: the trainer's final and along-training
+    evaluation, the results tracker (:mod:`cl_lib.experiments.results`) and the toy of chapter 1
+    all call this function.
+
+    Geometry of the projections ``z`` of held-out images (``cl_lib.metrics``): ``uniformity``
+    (Wang & Isola 2020), ``wasserstein_uniformity`` (Koromilas et al. 2024), ``effective_rank``
+    (RankMe, Garrido et al. 2023; 0 for an all-zero matrix), ``embedding_variance``
+    $\sum_k \operatorname{Var}(z_k)$ (Li & Pimentel-Alarcón 2024, Fig. 2), and the same two of
+    $z / \lVert z \rVert$ (``embedding_variance_sphere`` $= 1 - \lVert \bar u \rVert^2$,
+    ``effective_rank_sphere``; NaN when a row is zero). The backbone ``features`` get the same
+    keys with the suffix ``_features`` (no uniformity). ``views``: ``alignment`` between two
+    augmented views of the same images. ``bank``: kNN accuracy (:func:`knn_accuracy`) of
+    ``query`` against a labelled bank, and with ``probe`` the linear probe (:func:`linear_probe`).
+
+    Args:
+        z: (N, D) projections of N held-out (un-augmented) images, or None.
+        labels: (Q,) labels of ``query`` (needed with ``bank``).
+        views: two (M, D) tensors, projections of two augmented views of the same M images.
+        features: (N, F) backbone features of the images of ``z``.
+        bank: (B, F') labelled training features for kNN / probe; ``bank_labels``: (B,).
+        query: (Q, F') test features scored against ``bank``.
+        knn_k, knn_t: kNN neighbours and temperature.
+        probe: keyword arguments of :func:`linear_probe` (e.g. ``{"steps": 100}``), or None for
+            no probe.
+        num_classes: classes of the kNN / probe (default: from the labels).
+        spectra: add ``singular_values_z`` / ``singular_values_features``, the singular values
+            of the centred matrices, largest first (dimensional collapse, Jing et al. 2022).
+        wasserstein: compute ``wasserstein_uniformity`` (O(N^2) pairs).
+
+    Returns:
+        A dict of floats (lists for the spectra); keys only for the inputs given.
     """
-    _check_features(z1, None, "z1")
-    z1 = z1[:max_points].float().cpu()
-    out = {"uniformity": metrics.uniformity(z1),
-           "wasserstein_uniformity": metrics.wasserstein_uniformity(z1),
-           "effective_rank": metrics.effective_rank(z1),
-           "embedding_variance": metrics.embedding_variance(z1),
-           "embedding_variance_sphere": metrics.embedding_variance(F.normalize(z1, dim=1))}
-    if z2 is not None:
-        out["alignment"] = metrics.alignment(z1, z2[:max_points].float().cpu())
+    out: dict = {}
+    if z is not None:
+        _check_features(z, None, "z")
+        z = z.cpu()
+        out.update(_geometry(z, "", wasserstein))
     if features is not None:
-        h = features[:max_points].float().cpu()
-        out["effective_rank_features"] = metrics.effective_rank(h)
-        out["embedding_variance_features"] = metrics.embedding_variance(h)
+        _check_features(features, None, "features")
+        features = features.cpu()
+        out.update(_geometry(features, "_features", wasserstein))
+    if views is not None:
+        z1, z2 = (v.cpu() for v in views)
+        finite = bool(torch.isfinite(z1).all() and torch.isfinite(z2).all())
+        out["alignment"] = metrics.alignment(z1, z2) if finite else float("nan")
+    if spectra:
+        for name, m in (("z", z), ("features", features)):
+            if m is not None:
+                out[f"singular_values_{name}"] = torch.linalg.svdvals(m - m.mean(0)).tolist()
+    if bank is not None:
+        if query is None or labels is None or bank_labels is None:
+            raise ValueError("kNN needs bank, bank_labels, query and labels together")
+        out["knn_acc"] = knn_accuracy(bank, bank_labels, query, labels, k=knn_k, t=knn_t,
+                                      num_classes=num_classes)
+        if probe is not None:
+            fit = linear_probe(bank, bank_labels, query, labels, num_classes=num_classes,
+                               **probe)
+            out["linear_probe_acc"], out["linear_probe_train_acc"] = fit["acc"], fit["train_acc"]
     return out

@@ -1,9 +1,11 @@
 """Tests for cl_lib.evaluate: kNN and linear probe on separable and on random-label data."""
+import math
+
 import pytest
 import torch
 import torch.nn as nn
 
-from cl_lib.evaluate import (default_preprocess, embedding_metrics, extract_features, knn_accuracy,
+from cl_lib.evaluate import (default_preprocess, heldout_metrics, extract_features, knn_accuracy,
                              knn_predict, linear_probe)
 
 
@@ -62,27 +64,64 @@ def test_extract_features_batched_and_restores_mode():
     assert f_all.shape == (10, 4) and net.training
     assert torch.allclose(f_all, f_batched, atol=1e-6)  # eval mode: BN uses running stats
     assert not f_all.requires_grad
-    assert torch.allclose(default_preprocess(torch.tensor([0, 255], dtype=torch.uint8)), torch.tensor([-1.0, 1.0]))
 
 
-def test_embedding_metrics_keys_and_values():
+def test_default_preprocess_is_the_training_normalisation():
+    """Features extracted without a preprocess must see what training saw: [0, 1] pixels,
+    then the data set's mean/std (it used to map to [-1, 1])."""
+    from cl_lib.augment import simclr_preset
+
+    imgs = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
+    for name in ("cifar10", "cifar100", "imagenette-96"):
+        aug = simclr_preset(name, size=32)
+        torch.testing.assert_close(default_preprocess(imgs, name), aug.eval_transform(imgs))
+    torch.testing.assert_close(default_preprocess(imgs), simclr_preset("cifar10").eval_transform(imgs))
+    seen = []
+    extract_features(lambda x: seen.append(x) or x.flatten(1), imgs)
+    torch.testing.assert_close(seen[0], simclr_preset("cifar10").eval_transform(imgs))
+
+
+def test_heldout_metrics_keys_and_values():
     g = torch.Generator().manual_seed(0)
     z = torch.randn(300, 8, generator=g)
-    m = embedding_metrics(z, z.clone(), features=torch.randn(300, 16, generator=g))
+    m = heldout_metrics(z, views=(z, z.clone()), features=torch.randn(300, 16, generator=g))
     assert set(m) == {"uniformity", "wasserstein_uniformity", "effective_rank", "alignment",
-                      "effective_rank_features", "embedding_variance", "embedding_variance_sphere",
-                      "embedding_variance_features"}
+                      "effective_rank_sphere", "embedding_variance", "embedding_variance_sphere",
+                      "effective_rank_features", "embedding_variance_features",
+                      "embedding_variance_sphere_features", "effective_rank_sphere_features"}
     assert m["alignment"] == pytest.approx(0.0, abs=1e-9)
-    # seed 001's collapse measure: sum of per-dimension variances (~8 for 8 N(0,1) coordinates);
+    # Li & Pimentel-Alarcón's collapse measure: sum of per-dimension variances (~8 for 8 N(0,1) coordinates);
     # on the sphere 1 - |mean direction|^2, ~1 for isotropic z, and scale-free
     assert m["embedding_variance"] == pytest.approx(8.0, rel=0.2)
     assert 0.9 < m["embedding_variance_sphere"] <= 1.0
-    m10 = embedding_metrics(10 * z)
+    m10 = heldout_metrics(10 * z)
     assert m10["embedding_variance"] == pytest.approx(100 * m["embedding_variance"], rel=1e-5)
     assert m10["embedding_variance_sphere"] == pytest.approx(m["embedding_variance_sphere"], rel=1e-5)
-    collapsed = embedding_metrics(torch.ones(50, 8) + 1e-3 * z[:50])
+    collapsed = heldout_metrics(torch.ones(50, 8) + 1e-3 * z[:50])
     assert collapsed["embedding_variance_sphere"] < 1e-5
     assert 6 < m["effective_rank"] <= 8
+
+
+def test_heldout_metrics_guards_zero_and_nonfinite_matrices():
+    """One guard for every caller: an all-zero matrix has effective rank 0 (no exception),
+    a non-finite one gives NaN; sphere metrics are NaN when a row has no direction."""
+    zero = heldout_metrics(torch.zeros(20, 4), features=torch.zeros(20, 6))
+    assert zero["effective_rank"] == 0.0 and zero["effective_rank_features"] == 0.0
+    assert zero["embedding_variance"] == 0.0 and math.isnan(zero["embedding_variance_sphere"])
+    bad = heldout_metrics(torch.full((20, 4), float("nan")))
+    assert math.isnan(bad["effective_rank"]) and math.isnan(bad["uniformity"])
+
+
+def test_heldout_metrics_accuracies_and_spectra():
+    x, y = blobs()
+    m = heldout_metrics(bank=x, bank_labels=y, query=x, labels=y, knn_k=5, probe={"steps": 20})
+    assert set(m) == {"knn_acc", "linear_probe_acc", "linear_probe_train_acc"}
+    assert m["knn_acc"] > 0.9 and m["linear_probe_acc"] > 0.9
+    assert m["knn_acc"] == knn_accuracy(x, y, x, y, k=5)
+    s = heldout_metrics(x, spectra=True, wasserstein=False)["singular_values_z"]
+    torch.testing.assert_close(torch.tensor(s), torch.linalg.svdvals(x - x.mean(0)))
+    with pytest.raises(ValueError, match="kNN needs"):
+        heldout_metrics(bank=x, bank_labels=y)
 
 
 def test_bad_input():

@@ -104,7 +104,7 @@ def test_nan_guard_keeps_last_good_checkpoint(cfg, tmp_path, monkeypatch):
         return wrapped
 
     monkeypatch.setattr(train_mod, "get_loss", poisoned_get_loss)
-    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, step 2/3.*after epoch 1\)") as err:
+    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, by step 3/3.*after epoch 1\)") as err:
         train(cfg)
     assert str(tmp_path) not in str(err.value) and "checkpoint.pt" in str(err.value)  # no machine paths
     assert issubclass(NonFiniteLossError, RuntimeError)
@@ -130,7 +130,7 @@ def test_nan_embeddings_stop_with_nonfinite_loss_error(cfg, tmp_path, monkeypatc
         return model
 
     monkeypatch.setattr(train_mod, "build_model", poisoned_build_model)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2, step 2/3.*after epoch 1\)"):
+    with pytest.raises(NonFiniteLossError, match=r"epoch 2, by step 3/3.*after epoch 1\)"):
         train(cfg)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 1
@@ -189,7 +189,7 @@ def test_other_losses_and_adamw_run(cfg):
         assert math.isfinite(train(cfg).history[0]["loss"])
 
 
-@pytest.mark.parametrize("field, value", [("epochs", 0), ("batch_size", 1), ("label_fraction", 1.5),
+@pytest.mark.parametrize("field, value", [("epochs", -1), ("batch_size", 1), ("label_fraction", 1.5),
                                           ("optimizer", "lamb"), ("grad_clip", 0.0), ("lr", -1.0),
                                           ("checkpoint_every", 0), ("resume", True), ("image_size", 0),
                                           ("augment_kwargs", {"size": 8}), ("augment_kwargs", {"jiter": 1})])
