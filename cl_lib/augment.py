@@ -40,11 +40,6 @@ DATASET_STATS: dict[str, tuple[tuple[float, float, float], tuple[float, float, f
 for _name in ("stl10", "tiny-imagenet-32", "imagenette-96", "imagenet100"):
     DATASET_STATS[_name] = DATASET_STATS["imagenet"]
 
-# CPU: apply each colour-jitter op only to the samples that draw it in a slot (index_select /
-# index_copy_), so every sample pays for its own four ops and nothing else. False = the GPU code
-# path (sync-free: fused blends on the whole batch, hue selected with torch.where); the tests run both.
-JITTER_SUBSETS_ON_CPU = True
-
 # Grayscale weights of ITU-R 601-2 luma, the ones torchvision (and PIL) use.
 _LUMA = (0.2989, 0.587, 0.114)
 
@@ -296,26 +291,49 @@ def apply_jitter(x: torch.Tensor, params: dict[str, torch.Tensor]) -> torch.Tens
     """Apply sampled ``ColorJitter`` parameters to a float batch in [0, 1], in each sample's order.
 
     Each of the four slots applies, per sample, one op; samples with ``apply == False`` are left
-    unchanged. CPU: in slot $k$, op $o$ runs only on the samples whose $k$-th op is $o$
-    (``index_select`` -> op -> ``index_copy_``), so each sample's four ops are computed once --
-    the hue shift, by far the dearest op, on 80% of the samples instead of 4x the batch. GPU
-    (``index_select`` would need the subset sizes on the host, a synchronisation): brightness,
-    contrast and saturation are all blends $f x + (1 - f) y$ (with $y$ = 0, mean luma, luma),
-    done in one fused blend per slot over the batch, and hue is computed for the whole batch
-    and selected with ``torch.where``.
+    unchanged. On the CPU, :func:`_jitter_by_subsets` (each op only on the samples that draw
+    it); on other devices :func:`_jitter_masked` (no host synchronisation). Both give the same
+    result (tested).
+
+    Args:
+        x: (B, C, H, W) float batch in [0, 1].
+        params: the output of :func:`sample_jitter_params` for B samples.
+
+    Returns:
+        The jittered (B, C, H, W) batch (a new tensor).
     """
-    order = torch.where(params["apply"][:, None], params["order"], torch.full_like(params["order"], -1))
-    if x.device.type == "cpu" and JITTER_SUBSETS_ON_CPU:
-        x = x.clone()  # written in place below; never modify the caller's batch
-        for k in range(4):
-            slot = order[:, k]
-            for o, (name, op) in enumerate(_JITTER_OPS):
-                idx = (slot == o).nonzero()[:, 0]
-                if idx.numel():
-                    x.index_copy_(0, idx, op(x.index_select(0, idx), params[name].index_select(0, idx)))
-        return x
+    if x.device.type == "cpu":
+        return _jitter_by_subsets(x, params)
+    return _jitter_masked(x, params)
+
+
+def _slot_ops(params: dict) -> torch.Tensor:
+    """(B, 4) op index per slot; -1 for the samples that are not jittered."""
+    return torch.where(params["apply"][:, None], params["order"],
+                       torch.full_like(params["order"], -1))
+
+
+def _jitter_by_subsets(x: torch.Tensor, params: dict) -> torch.Tensor:
+    """CPU: in slot $k$, op $o$ runs only on the samples whose $k$-th op is $o$
+    (``index_select`` -> op -> ``index_copy_``), so each sample's four ops are computed once --
+    the hue shift, by far the dearest op, on 80% of the samples instead of 4x the batch."""
+    x, order = x.clone(), _slot_ops(params)  # x is written in place: not the caller's batch
+    for k in range(4):
+        slot = order[:, k]
+        for o, (name, op) in enumerate(_JITTER_OPS):
+            idx = (slot == o).nonzero()[:, 0]
+            if idx.numel():
+                x.index_copy_(0, idx, op(x.index_select(0, idx), params[name].index_select(0, idx)))
+    return x
+
+
+def _jitter_masked(x: torch.Tensor, params: dict) -> torch.Tensor:
+    """GPU (``index_select`` would need the subset sizes on the host, a synchronisation):
+    brightness, contrast and saturation are all blends $f x + (1 - f) y$ (with $y$ = 0, mean
+    luma, luma), done in one fused blend per slot over the batch; hue is computed for the
+    whole batch and selected with ``torch.where``."""
     b, c, s, hue = params["brightness"], params["contrast"], params["saturation"], params["hue"]
-    one = torch.ones_like(b)
+    one, order = torch.ones_like(b), _slot_ops(params)
     for k in range(4):
         op = order[:, k]
         f = torch.where(op == 0, b, torch.where(op == 1, c, torch.where(op == 2, s, one)))[:, None, None, None]

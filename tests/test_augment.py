@@ -132,12 +132,13 @@ def test_grayscale_matches_torchvision():
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("subsets", [True, False])
-def test_jitter_in_sample_order_matches_torchvision_sequence(device, subsets, monkeypatch):
-    monkeypatch.setattr(A, "JITTER_SUBSETS_ON_CPU", subsets)  # False: the GPU code path, on the CPU
+@pytest.mark.parametrize("path", ["apply_jitter", "_jitter_by_subsets", "_jitter_masked"])
+def test_jitter_in_sample_order_matches_torchvision_sequence(device, path):
+    # _jitter_masked is the GPU code path; here it also runs on the CPU
     x = smooth_batch(24, 12, 12, seed=8)
     params = A.sample_jitter_params(24, 0.4, 0.4, 0.4, 0.1, p=0.8, generator=gen(9))
-    ours = A.apply_jitter(x.to(device), {k: v.to(device) for k, v in params.items()}).cpu()
+    jitter = getattr(A, path)
+    ours = jitter(x.to(device), {k: v.to(device) for k, v in params.items()}).cpu()
     fns = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
     keys = ["brightness", "contrast", "saturation", "hue"]
     for b in range(24):
@@ -179,13 +180,11 @@ def test_cpu_jitter_runs_each_op_once_per_applied_sample(monkeypatch):
     assert torch.equal(y[~params["apply"]], x[~params["apply"]])
 
 
-def test_cpu_subset_and_masked_jitter_paths_agree(monkeypatch):
+def test_cpu_subset_and_masked_jitter_paths_agree():
     x = smooth_batch(32, 10, 10, seed=5)
     params = A.sample_jitter_params(32, 0.8, 0.8, 0.8, 0.2, p=0.8, generator=gen(6))
-    monkeypatch.setattr(A, "JITTER_SUBSETS_ON_CPU", True)
-    a = A.apply_jitter(x, params)
-    monkeypatch.setattr(A, "JITTER_SUBSETS_ON_CPU", False)
-    b = A.apply_jitter(x, params)
+    a = A._jitter_by_subsets(x, params)
+    b = A._jitter_masked(x, params)
     torch.testing.assert_close(a, b, atol=1e-5, rtol=0)
 
 
