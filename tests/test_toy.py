@@ -175,3 +175,72 @@ def test_last_layer_hessian_saddle_and_dead_features():
     assert r["eigenvalues"].abs().max() < 1e-12                             # flat: b moves all alike
     with pytest.raises(ValueError):
         toy.last_layer_hessian(h1, h2[:, :4], zero_w, v)
+
+
+def test_loss_slice_is_the_hessian_parabola():
+    n, tau = 4, 0.5
+    z1, z2 = toy.collapsed_configuration(n, 3, "point", seed=0)
+    u = torch.cat([z1, z2])
+    f = lambda w: infonce_loss(w[:n], w[n:], tau=tau)  # noqa: E731
+    ev, h = toy.riemannian_hessian(f, u)
+    vecs = torch.linalg.eigh(h).eigenvectors
+    ts = [1e-3, 2e-3]
+    down = toy.loss_slice(f, u, vecs[:, 0], ts)              # most negative eigenvalue
+    up = toy.loss_slice(f, u, vecs[:, -1], ts)
+    for t, dv, uv in zip(ts, down, up):               # f(t) = lambda t^2 / 2 + O(t^3)
+        assert dv == pytest.approx(float(ev[0]) * t ** 2 / 2, rel=1e-2)
+        assert uv == pytest.approx(float(ev[-1]) * t ** 2 / 2, rel=1e-2)
+    with pytest.raises(ValueError):
+        toy.loss_slice(f, u, torch.zeros(len(vecs), dtype=torch.float64), ts)
+
+
+def test_angular_gradient_norm_zero_at_collapse_and_scale_free():
+    z1, z2 = toy.collapsed_configuration(8, 3, "line_random", seed=0)
+    fn = lambda p, q: infonce_loss(p, q, tau=0.5)  # noqa: E731
+    loss, grad = toy.angular_gradient_norm(fn, z1, z2)
+    assert grad < 1e-12 and loss > 0                   # a critical point: Theorem 3.1
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(2, 8, 3, generator=g, dtype=torch.float64)
+    l1, g1 = toy.angular_gradient_norm(fn, a, b)
+    l2, g2 = toy.angular_gradient_norm(fn, 30 * a, 30 * b)   # raw norms do not matter
+    assert g1 > 0.1 and l1 == pytest.approx(l2) and g1 == pytest.approx(g2)
+    with pytest.raises(ValueError):
+        toy.angular_gradient_norm(fn, a, b[:4])
+
+
+def test_interventions_keep_the_embeddings():
+    torch.manual_seed(0)
+    model = toy.ToyEncoder(3, 16, 3)
+    x = torch.randn(64, 3)
+    with torch.no_grad():
+        for _ in range(100):                                  # running statistics of x
+            model(x)
+        model.eval()
+        model.net[4].bias[:5] = -100.0                 # five dead units in layer 2
+        model.net[6].weight.mul_(40.0)
+        model.net[6].bias.mul_(40.0)
+        before = model(x)
+    assert toy.dead_relu_fraction(model, x) == 5 / 32
+    assert toy.revive_dead_units(model, x) == 5
+    assert toy.dead_relu_fraction(model, x) == 0
+    factor = toy.rescale_output_layer(model, x, target_norm=1.0)
+    with torch.no_grad():
+        after = model(x)
+    assert factor < 0.1 and after.norm(dim=1).mean() == pytest.approx(1.0, rel=1e-5)
+    same = F.normalize(after, dim=1) - F.normalize(before, dim=1)
+    assert same.abs().max() < 1e-5
+    with pytest.raises(ValueError):
+        toy.rescale_output_layer(model, x, target_norm=0.0)
+
+
+def test_intervention_and_early_stop_in_training():
+    kw = dict(lr=0.05, epochs=6, n_per_class=50, hidden=8)
+    plain = toy.train_toy("infonce", **kw)
+    calls = []
+    run = toy.train_toy("infonce", intervention=lambda m, x: calls.append(len(x)),
+                        intervene_at=2, **kw)
+    assert calls == [150] and torch.equal(run.z, plain.z)   # same draws as without
+    assert {"eval_loss", "angular_grad", "effective_rank_sphere"} <= set(run.history)
+    assert len(run.history["angular_grad"]) == 7 and run.history["angular_grad"][-1] > 0
+    short = toy.train_toy("infonce", stop_when=lambda h: h["epoch"][-1] >= 3, **kw)
+    assert short.history["epoch"][-1] == 3

@@ -1,4 +1,4 @@
-"""The rank-1 subspace toy of the CLOA paper (Li & Pimentel-Alarcon, 2024, seed 001, Sec. 3, Table 2).
+"""The rank-1 subspace toy of the CLOA paper (Li & Pimentel-Alarcón 2024, Sec. 3).
 
 Read top to bottom:
 
@@ -15,9 +15,14 @@ Read top to bottom:
 5. **Theorem 3.1** -- :func:`collapsed_configuration`, :func:`infonce_unnormalised`,
    :func:`sphere_gradients`, :func:`riemannian_hessian`, :func:`tangent_probe`: the gradient and
    the second-order behaviour of InfoNCE at collapsed embeddings, on the product of spheres;
-   :func:`last_layer_hessian`: the same question in the encoder's parameter space.
-6. **Figures** -- :func:`plot_toy_data`, :func:`plot_embedding_trajectory` (plotly, shown
-   with ``cl_lib.experiments.viz.show_plotly``).
+   :func:`last_layer_hessian`: the same question in the encoder's parameter space;
+   :func:`loss_slice`: the loss along one tangent direction (a 1-D picture of a saddle).
+6. **Plateaus** -- :func:`angular_gradient_norm` (how far a state is from a critical
+   point), :func:`rescale_output_layer` and :func:`revive_dead_units` (interventions
+   that leave the embeddings unchanged but change the weights), passed to
+   :func:`train_toy` as ``intervention``.
+7. **Figures** -- :func:`plot_toy_data`, :func:`plot_embedding_trajectory` (plotly,
+   shown with ``cl_lib.experiments.viz.show_plotly``).
 """
 from __future__ import annotations
 
@@ -35,10 +40,9 @@ __all__ = ["make_subspace_data", "augment", "ToyEncoder", "ToyRun", "train_toy",
            "probe_accuracies", "dead_relu_fraction", "class_mean_collinearity",
            "sweep_toy", "mean_std", "sweep_table",
            "collapsed_configuration", "infonce_unnormalised", "sphere_gradients",
-           "riemannian_hessian", "tangent_probe", "last_layer_hessian", "plot_toy_data", "plot_embedding_trajectory"]
-
-# losses of cl_lib.losses that take a temperature
-_TAU_LOSSES = {"infonce", "dcl", "dhel", "cloa", "supcon", "nscl"}
+           "riemannian_hessian", "tangent_probe", "last_layer_hessian", "loss_slice",
+           "angular_gradient_norm", "rescale_output_layer", "revive_dead_units",
+           "plot_toy_data", "plot_embedding_trajectory"]
 
 
 # ----------------------------------------------------------------------------- 1. data
@@ -195,13 +199,15 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
               label_fraction: float = 0.0, tau: float = 0.5, n_per_class: int = 200,
               batch_size: int = 128, hidden: int = 16, out_dim: int = 3, noise: float = 0.05,
               aug_noise: float = 0.05, momentum: float = 0.9, anchor_weight: float = 1.0,
-              snapshot_every: int = 0, n_snapshot: int = 150, loss_kwargs: dict | None = None) -> ToyRun:
+              snapshot_every: int = 0, n_snapshot: int = 150,
+              loss_kwargs: dict | None = None, intervention=None, intervene_at: int = 0,
+              stop_when=None) -> ToyRun:
     r"""Train :class:`ToyEncoder` on the toy with SGD (batch size 128, as in the paper; the paper
     gives neither the width nor the momentum: we use 16 hidden units and momentum 0.9).
 
     Loss per batch: ``get_loss(loss_name)(z1, z2)`` on two augmented views, plus, when
     ``label_fraction > 0``, ``anchor_weight`` times the CLOA anchor regression (paper eq. 2,
-    :func:`cl_lib.losses.cloa_loss`) on both views of the labelled samples (a fixed random
+    :func:`cl_lib.losses.cloa_anchor_term`) on both views of the labelled samples (a fixed random
     ``label_fraction`` of the training set, at least one per class; anchors:
     :func:`cl_lib.losses.make_anchors`). ``tau`` goes to the losses that take a temperature.
 
@@ -215,8 +221,21 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
     training points, scored on a fresh test set), ``dead_relu`` fraction,
     ``grad_norm`` (norm of the loss gradient w.r.t. all weights, one batch, at the end),
     ``diverged`` (a non-finite loss stopped training).
+
+    ``history`` also holds, per epoch, on one fixed evaluation batch (two augmented
+    views of ``batch_size`` training points, drawn once from their own generator, eval
+    mode): ``eval_loss`` (the base loss) and ``angular_grad``
+    (:func:`angular_gradient_norm`: 0 exactly at a critical point of a scale-invariant
+    loss, such as a collapsed state), and ``effective_rank_sphere`` of the normalised
+    clean embeddings.
+
+    Interventions: ``intervention(model, x)`` (e.g. :func:`revive_dead_units`) is called
+    once, after epoch ``intervene_at``, before training goes on; ``stop_when(history)``
+    ends training after any epoch for which it returns True. Neither draws from the
+    training generator, so a run with an intervention sees the same batches and
+    augmentations as one without.
     """
-    from cl_lib.losses import cloa_loss, get_loss, make_anchors
+    from cl_lib.losses import cloa_anchor_term, get_loss, make_anchors
 
     if lr <= 0 or epochs < 0 or batch_size < 2:
         raise ValueError(f"need lr > 0, epochs >= 0, batch_size >= 2; got {lr}, {epochs}, {batch_size}")
@@ -226,9 +245,10 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
                   tau=tau, n_per_class=n_per_class, batch_size=batch_size, hidden=hidden,
                   momentum=momentum, anchor_weight=anchor_weight)
     kwargs = dict(loss_kwargs or {})
-    if loss_name in _TAU_LOSSES:
-        kwargs.setdefault("tau", tau)
-    base_loss = get_loss(loss_name, **kwargs)
+    try:                 # the registry knows which losses take a temperature
+        base_loss = get_loss(loss_name, **{"tau": tau, **kwargs})
+    except ValueError:
+        base_loss = get_loss(loss_name, **kwargs)
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
@@ -249,7 +269,11 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
 
     snap_idx = torch.randperm(len(x), generator=g)[:n_snapshot]
     history = {k: [] for k in ("epoch", "loss", "variance_sphere", "effective_rank",
-                               "class_mean_collinearity", "grad_norm")}
+                               "class_mean_collinearity", "grad_norm", "eval_loss",
+                               "angular_grad", "effective_rank_sphere")}
+    g_eval = torch.Generator().manual_seed(3000 + seed)   # not g: training unchanged
+    eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
+    x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
     snapshots = []
 
     def batch_loss(xb, lb):
@@ -258,7 +282,8 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
             return torch.tensor(float("nan"))               # diverged: the caller stops
         loss = base_loss(z1, z2)
         if label_fraction > 0 and (lb >= 0).any():
-            loss = loss + anchor_weight * cloa_loss(torch.cat([z1, z2]), torch.cat([lb, lb]), anchors)
+            anchor_term = cloa_anchor_term(torch.cat([z1, z2]), torch.cat([lb, lb]), anchors)
+            loss = loss + anchor_weight * anchor_term
         return loss
 
     def record(epoch, loss_value, grad_norm):
@@ -270,12 +295,23 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
         history["effective_rank"].append(metrics.effective_rank(z) if ok else float("nan"))
         history["class_mean_collinearity"].append(class_mean_collinearity(z, y) if ok else float("nan"))
         history["grad_norm"].append(grad_norm)
+        e1, e2 = _embed(model, x_eval[0]), _embed(model, x_eval[1])
+        if ok and torch.isfinite(e1).all() and torch.isfinite(e2).all():
+            ev_loss, ang = angular_gradient_norm(base_loss, e1.double(), e2.double())
+        else:
+            ev_loss = ang = float("nan")
+        history["eval_loss"].append(ev_loss)
+        history["angular_grad"].append(ang)
+        history["effective_rank_sphere"].append(
+            metrics.effective_rank(F.normalize(z, dim=1)) if ok else float("nan"))
         if snapshot_every and (epoch % snapshot_every == 0 or epoch == epochs):
             snapshots.append((epoch, F.normalize(z[snap_idx], dim=1).numpy().copy()))
 
     record(0, float("nan"), float("nan"))
     diverged = False
     for epoch in range(1, epochs + 1):
+        if intervention is not None and epoch == intervene_at + 1:
+            intervention(model, x)
         perm = torch.randperm(len(x), generator=g)
         losses, norms = [], []
         for start in range(0, len(x) - batch_size + 1, batch_size):   # drop_last: BN needs > 1
@@ -292,6 +328,8 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
         if diverged or not losses:
             break
         record(epoch, float(np.mean(losses)), float(np.mean(norms)))
+        if stop_when is not None and stop_when(history):
+            break
 
     z, z_test = _embed(model, x).double(), _embed(model, x_test).double()   # float64: huge norms
     finite = bool(torch.isfinite(z).all() and torch.isfinite(z_test).all()
@@ -383,7 +421,8 @@ def collapsed_configuration(n_pairs: int, dim: int, kind: str = "point", seed: i
 
 
 def infonce_unnormalised(u1: torch.Tensor, u2: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
-    r"""Eq. (1) of seed 001 in its SimCLR form, on the rows *as given* (no normalisation):
+    r"""Eq. (1) of Li & Pimentel-Alarcón (2024) in its SimCLR form, on the rows *as
+    given* (no normalisation):
 
     $$\mathcal L = \frac{1}{2N}\sum_{i=1}^{2N} -\log
       \frac{e^{u_i^\top u_{j(i)}/\tau}}{\sum_{a\ne i} e^{u_i^\top u_a/\tau}} .$$
@@ -510,7 +549,123 @@ def last_layer_hessian(h1: torch.Tensor, h2: torch.Tensor, weight: torch.Tensor,
     return dict(grad_max=float(grad.abs().max()), eigenvalues=torch.linalg.eigvalsh((hess + hess.T) / 2))
 
 
-# ----------------------------------------------------------------------------- 6. figures
+def loss_slice(f, u: torch.Tensor, tangent_coords: torch.Tensor, ts) -> torch.Tensor:
+    r"""The loss along one tangent direction of the product of spheres.
+
+    For each $t$ in ``ts``: $f(\operatorname{normalise}(u + t\,\xi)) - f(u)$, with $\xi
+    = B c/\lVert c\rVert$ the unit tangent vector whose coordinates ``tangent_coords``
+    $c$ are in the basis $B$ of :func:`riemannian_hessian` (e.g. an eigenvector of its
+    matrix). At a critical point the slice is $\tfrac{\lambda}{2}t^2 + O(t^3)$ along an
+    eigenvector of eigenvalue $\lambda$: a parabola opening downwards along a negative
+    eigenvalue is what a saddle looks like.
+
+    Args:
+        f: loss of ``(M, d)`` unit rows.
+        u: ``(M, d)`` unit rows (the point).
+        tangent_coords: ``(M(d-1),)``.
+        ts: 1-D sequence of step sizes.
+
+    Returns:
+        float64 tensor of the loss changes, one per ``t``.
+    """
+    if u.ndim != 2 or tangent_coords.shape != (u.shape[0] * (u.shape[1] - 1),):
+        raise ValueError(f"need u (M, d) and tangent_coords (M(d-1),), got "
+                         f"{tuple(u.shape)}, {tuple(tangent_coords.shape)}")
+    if float(tangent_coords.norm()) == 0:
+        raise ValueError("tangent_coords must not be zero")
+    basis = _tangent_basis(u.detach())
+    coords = tangent_coords.to(u.dtype) / tangent_coords.norm()
+    xi = (basis @ coords).reshape(u.shape)
+    with torch.no_grad():
+        f0 = f(u)
+        vals = [float(f(F.normalize(u + float(t) * xi, dim=1)) - f0) for t in ts]
+    return torch.tensor(vals, dtype=torch.float64)
+
+
+# ------------------------------------------------------------------------- 6. plateaus
+def angular_gradient_norm(loss_fn, z1: torch.Tensor,
+                          z2: torch.Tensor) -> tuple[float, float]:
+    r"""Loss and root-mean-square **angular gradient** of ``loss_fn(z1, z2)`` at raw
+    embeddings $\tilde z_1,\dots,\tilde z_{2N}$ (the rows of ``z1`` then ``z2``):
+
+    $$G = \Big(\frac{1}{2N}\sum_{i=1}^{2N}\big\lVert 2N\,\lVert\tilde z_i\rVert\,
+      (I - z_i z_i^\top)\,\partial\mathcal L/\partial\tilde z_i\big\rVert^2\Big)^{1/2},
+      \qquad z_i = \tilde z_i/\lVert\tilde z_i\rVert .$$
+
+    For a loss that normalises its inputs (InfoNCE, DCL), $\lVert\tilde
+    z_i\rVert\,\partial\mathcal L/\partial\tilde z_i$ is the Riemannian gradient on the
+    sphere: $G$ does not depend on the raw norms and is exactly 0 at a critical point,
+    e.g. every collapsed state of Theorem 3.1 (Li & Pimentel-Alarcón 2024). The factor
+    $2N$ undoes the mean over the $2N$ terms of the loss: $G$ is the size of one
+    embedding's share of the gradient.
+
+    Args:
+        loss_fn: ``loss_fn(z1, z2) -> scalar``.
+        z1, z2: ``(N, d)`` raw embeddings of the two views.
+
+    Returns:
+        ``(loss, G)`` as floats.
+    """
+    if z1.ndim != 2 or z1.shape != z2.shape:
+        raise ValueError(f"need z1, z2 of the same (N, d) shape, got "
+                         f"{tuple(z1.shape)}, {tuple(z2.shape)}")
+    z = torch.cat([z1, z2]).detach().clone().requires_grad_(True)
+    n = z1.shape[0]
+    with torch.enable_grad():
+        loss = loss_fn(z[:n], z[n:])
+        (grad,) = torch.autograd.grad(loss, z)
+    unit = F.normalize(z.detach(), dim=1)
+    tangent = grad - (grad * unit).sum(1, keepdim=True) * unit
+    share = 2 * n * z.detach().norm(dim=1, keepdim=True) * tangent
+    return float(loss.detach()), float(share.pow(2).sum(1).mean().sqrt())
+
+
+@torch.no_grad()
+def rescale_output_layer(model: ToyEncoder, x: torch.Tensor,
+                         target_norm: float = 1.0) -> float:
+    """Scale the last linear layer so that the mean raw embedding norm on ``x`` (eval
+    mode) is ``target_norm``. The normalised embeddings, and so any loss that
+    normalises, do not change; the gradient reaching that layer grows by the same factor
+    (scale invariance).
+    Returns the factor applied."""
+    if target_norm <= 0:
+        raise ValueError(f"target_norm must be > 0, got {target_norm}")
+    mean_norm = float(_embed(model, x).norm(dim=1).mean())
+    if not math.isfinite(mean_norm) or mean_norm == 0:
+        raise ValueError(f"cannot rescale embeddings of mean norm {mean_norm}")
+    factor = target_norm / mean_norm
+    last = model.net[-1]
+    last.weight.mul_(factor)
+    last.bias.mul_(factor)
+    return factor
+
+
+@torch.no_grad()
+def revive_dead_units(model: ToyEncoder, x: torch.Tensor) -> int:
+    """Bring back every hidden ReLU unit that is dead on ``x`` (zero output for every
+    input, eval mode) *without changing the network's output*: its BatchNorm scale and
+    shift go back to their initial values (1 and 0), so it fires again for about half
+    the inputs, and its outgoing weights are set to 0, so the embeddings stay exactly as
+    they were -- only the gradient can flow through the unit again. Returns the number
+    of units revived."""
+    was_training = model.training
+    model.eval()
+    acts = model.hidden_activations(x)
+    model.train(was_training)
+    layers = list(model.net)
+    relus = [i for i, layer in enumerate(layers) if isinstance(layer, nn.ReLU)]
+    revived = 0
+    for act, i in zip(acts, relus):
+        dead = (act <= 0).all(0)
+        bn, nxt = layers[i - 1], layers[i + 1]
+        bn.weight[dead] = 1.0
+        bn.bias[dead] = 0.0
+        nxt.weight[:, dead] = 0.0
+        revived += int(dead.sum())
+    return revived
+
+
+# --------------------------------------------------------------------------- 7. figures
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
