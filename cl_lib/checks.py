@@ -243,8 +243,8 @@ def labels(y: Any, n: int, where: str | None = None, *, name: str = "labels",
         if min_classes:
             found = int(y[y >= 0].unique().numel())
             if found < min_classes:
-                raise fail(where, name, f"of at least {min_classes} classes",
-                           f"{found} classes")
+                raise fail(where, name, f"of at least {min_classes} different classes",
+                           f"{found} class(es)")
     return y.to(device=device if device is not None else y.device, dtype=torch.long)
 
 

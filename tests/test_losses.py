@@ -199,11 +199,16 @@ CASES = {
                       lambda a, b, y, t: ref_kcl(a, b, "riesz", -t, 16.0)),
     "kcl_riesz_pos": (lambda a, b, y, t: L.kcl_loss(a, b, kernel="riesz", s=t, gamma=0.5),
                       lambda a, b, y, t: ref_kcl(a, b, "riesz", t, 0.5)),
-    "cloa": (lambda a, b, y, t: L.cloa_loss(a, y, _anchors(a.shape[1])),
-             lambda a, b, y, t: ref_cloa(a, y, _anchors(a.shape[1]))),
-    "cloa_combined": (lambda a, b, y, t: L.cloa_combined_loss(a, b, y, _anchors(a.shape[1]), weight=0.7, tau=t),
-                      lambda a, b, y, t: ref_infonce(a, b, t) + 0.7 * ref_cloa(
-                          torch.cat([a, b]), torch.cat([y, y]), _anchors(a.shape[1]))),
+    "cloa_anchor_term": (lambda a, b, y, t: L.cloa_anchor_term(a, y, _anchors(a.shape[1])),
+                         lambda a, b, y, t: ref_cloa(a, y, _anchors(a.shape[1]))),
+    "cloa": (lambda a, b, y, t: L.cloa_loss(a, b, y, anchors=_anchors(a.shape[1]), weight=0.7,
+                                            tau=t),
+             lambda a, b, y, t: ref_infonce(a, b, t) + 0.7 * ref_cloa(
+                 torch.cat([a, b]), torch.cat([y, y]), _anchors(a.shape[1]))),
+    "cloa_num_classes": (lambda a, b, y, t: L.cloa_loss(a, b, y, num_classes=3, seed=ANCHOR_SEED,
+                                                        base="dcl", tau=t),
+                         lambda a, b, y, t: ref_dcl(a, b, t) + ref_cloa(
+                             torch.cat([a, b]), torch.cat([y, y]), _anchors(a.shape[1]))),
     "vicreg": (lambda a, b, y, t: L.vicreg_loss(a, b), lambda a, b, y, t: ref_vicreg(a, b)),
     "vicreg_coeffs": (lambda a, b, y, t: L.vicreg_loss(a, b, sim_coeff=1.0, std_coeff=t, cov_coeff=3.0),
                       lambda a, b, y, t: ref_vicreg(a, b, 1.0, t, 3.0)),
@@ -295,9 +300,12 @@ def test_rotation_and_scale_invariance(case):
 
 
 def test_cloa_rotation_invariant_when_anchors_rotate_too():
-    z, _, y = _inputs(8, 5, seed=13)
+    z, z2, y = _inputs(8, 5, seed=13)
     anchors, q = _anchors(5), _random_orthogonal(5, seed=4)
-    assert L.cloa_loss(z @ q, y, anchors @ q).item() == pytest.approx(L.cloa_loss(z, y, anchors).item(), rel=1e-12)
+    assert L.cloa_anchor_term(z @ q, y, anchors @ q).item() == pytest.approx(
+        L.cloa_anchor_term(z, y, anchors).item(), rel=1e-12)
+    assert L.cloa_loss(z @ q, z2 @ q, y, anchors=anchors @ q).item() == pytest.approx(
+        L.cloa_loss(z, z2, y, anchors=anchors).item(), rel=1e-12)
 
 
 @pytest.mark.parametrize("case", ["vicreg", "barlow_twins"])
@@ -384,8 +392,9 @@ def test_dhel_and_kcl_match_the_authors_formulation():
 
 
 def test_nscl_matches_the_authors_formulation():
-    """Re-expresses NegSupConLoss of github.com/DLFundamentals/understanding-ssl (utils/losses.py):
-    cross-entropy with target 0 over the logits [positive, samples of another class]."""
+    """Re-expresses WeakNTXentLoss of github.com/DLFundamentals/understanding-ssl
+    (utils/losses.py): cross-entropy with target 0 over the logits [positive, samples of
+    another class]."""
     z1, z2, y = _inputs(8, 5, seed=28, case="nscl")
     tau = 0.5
     z = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
@@ -426,7 +435,8 @@ BAD_CALLS = {
     "shape mismatch": (lambda: L.dhel_loss(_Z, torch.randn(5, 3)), "same shape"),
     "dim mismatch": (lambda: L.kcl_loss(_Z, torch.randn(4, 2)), "same shape"),
     "N < 2": (lambda: L.infonce_loss(torch.randn(1, 3), torch.randn(1, 3)), "N >= 2"),
-    "NaN": (lambda: L.vicreg_loss(_Z, _Z.clone().index_fill_(0, torch.tensor([1]), float("nan"))), "NaN or Inf"),
+    "NaN": (lambda: L.vicreg_loss(_Z, _Z.clone().index_fill_(0, torch.tensor([1]), float("nan"))),
+            "NaN or Inf"),
     "Inf": (lambda: L.barlow_twins_loss(_Z.clone().index_fill_(1, torch.tensor([0]), float("inf")), _Z), "NaN"),
     "integer z": (lambda: L.infonce_loss(torch.ones(4, 3, dtype=torch.long), _Z), "floating"),
     "not a tensor": (lambda: L.infonce_loss([[1.0, 2.0]], _Z), "torch.Tensor"),
@@ -442,26 +452,43 @@ BAD_CALLS = {
     "negative gamma": (lambda: L.kcl_loss(_Z, _Z, gamma=-1.0), "gamma"),
     "labels missing supcon": (lambda: L.supcon_loss(_Z, _Z, None), "needs labels"),
     "labels missing nscl": (lambda: L.nscl_loss(_Z, _Z, None), "needs labels"),
-    "labels missing cloa": (lambda: L.cloa_loss(_Z, None, _A), "needs labels"),
+    "labels missing cloa": (lambda: L.cloa_loss(_Z, _Z, anchors=_A), "needs labels"),
+    "labels missing anchor term": (lambda: L.cloa_anchor_term(_Z, None, _A), "needs labels"),
+    "tau given by position": (lambda: L.infonce_loss(_Z, _Z, 0.5), "keyword arguments"),
+    "labels wrong length, unused": (lambda: L.dcl_loss(_Z, _Z, torch.tensor([0, 1])), "length"),
+    "labels float, unused": (lambda: L.vicreg_loss(_Z, _Z, torch.ones(4)), "integer"),
+    "both_views not a bool": (lambda: L.dhel_loss(_Z, _Z, both_views="yes"), "both_views"),
     "labels missing registry cloa": (lambda: L.get_loss("cloa", anchors=_A)(_Z, _Z), "needs labels"),
     "labels wrong length": (lambda: L.supcon_loss(_Z, _Z, torch.tensor([0, 1, 0])), "length"),
     "labels float": (lambda: L.nscl_loss(_Z, _Z, torch.tensor([0.0, 1.0, 0.0, 1.0])), "integer"),
     "labels bool": (lambda: L.nscl_loss(_Z, _Z, torch.tensor([True, False, True, False])), "integer"),
     "labels 2-D": (lambda: L.supcon_loss(_Z, _Z, _Y.view(2, 2)), "1-D"),
     "decoupled nscl one class": (lambda: L.nscl_loss(_Z, _Z, torch.zeros(4, dtype=torch.long), decoupled=True),
-                                 "two classes"),
+                                 "2 different classes"),
     "labels -1 in supcon": (lambda: L.supcon_loss(_Z, _Z, torch.tensor([0, -1, 0, 1])), ">= 0"),
-    "labels < -1 in cloa": (lambda: L.cloa_loss(_Z, torch.tensor([0, -2, 0, 1]), _A), "-1"),
-    "label without anchor": (lambda: L.cloa_loss(_Z, torch.tensor([0, 2, 0, 1]), _A), "no anchor"),
-    "anchors wrong dim": (lambda: L.cloa_loss(_Z, _Y, L.make_anchors(2, 4)), "anchors must have shape"),
-    "anchors 1-D": (lambda: L.cloa_loss(_Z, _Y, torch.ones(3)), "2-D"),
+    "labels < -1 in cloa": (lambda: L.cloa_anchor_term(_Z, torch.tensor([0, -2, 0, 1]), _A), "-1"),
+    "label without anchor": (lambda: L.cloa_anchor_term(_Z, torch.tensor([0, 2, 0, 1]), _A),
+                             "no anchor"),
+    "label without anchor, cloa": (lambda: L.cloa_loss(_Z, _Z, torch.tensor([0, 2, 0, 1]),
+                                                       anchors=_A), "no anchor"),
+    "anchors wrong dim": (lambda: L.cloa_anchor_term(_Z, _Y, L.make_anchors(2, 4)),
+                          "anchors must be of shape"),
+    "anchors wrong dim, cloa": (lambda: L.cloa_loss(_Z, _Z, _Y, anchors=L.make_anchors(2, 4)),
+                                "anchors must be of shape"),
+    "anchors 1-D": (lambda: L.cloa_anchor_term(_Z, _Y, torch.ones(3)), "2-D"),
+    "anchors and num_classes": (lambda: L.cloa_loss(_Z, _Z, _Y, anchors=_A, num_classes=2),
+                                "exactly one of"),
     "too many classes": (lambda: L.make_anchors(5, 3), "num_classes <= dim"),
     "zero classes": (lambda: L.make_anchors(0, 3), "num_classes"),
-    "negative weight": (lambda: L.cloa_combined_loss(_Z, _Z, _Y, _A, weight=-1.0), "weight"),
-    "cloa base cloa": (lambda: L.cloa_combined_loss(_Z, _Z, _Y, _A, base="cloa"), "base"),
+    "negative weight": (lambda: L.cloa_loss(_Z, _Z, _Y, anchors=_A, weight=-1.0), "weight"),
+    "cloa base cloa": (lambda: L.cloa_loss(_Z, _Z, _Y, anchors=_A, base="cloa"), "base"),
+    "cloa base unknown": (lambda: L.get_loss("cloa", num_classes=2, base="simclr"), "base"),
+    "cloa base bad kwarg": (lambda: L.get_loss("cloa", num_classes=2, temperature=0.1),
+                            "hyper-parameters"),
     "vicreg negative coeff": (lambda: L.vicreg_loss(_Z, _Z, cov_coeff=-1.0), "cov_coeff"),
     "unknown loss": (lambda: L.get_loss("simclr"), "unknown loss"),
-    "misspelt kwarg": (lambda: L.get_loss("infonce", temperature=0.5), "no parameter"),
+    "misspelt kwarg": (lambda: L.get_loss("infonce", temperature=0.5), "hyper-parameters"),
+    "registry tau checked early": (lambda: L.get_loss("supcon", tau=0.0), "tau"),
     "registry kernel checked early": (lambda: L.get_loss("kcl", kernel="rbf"), "unknown kernel"),
     "registry cloa no anchors": (lambda: L.get_loss("cloa"), "exactly one of"),
 }
@@ -514,19 +541,21 @@ def test_cloa_unlabelled_samples_contribute_nothing():
     anchors = _anchors(4)
     labels = torch.tensor([0, -1, 2, -1, 1, 0])
     z = z.clone().requires_grad_()
-    loss = L.cloa_loss(z, labels, anchors)
+    loss = L.cloa_anchor_term(z, labels, anchors)
     loss.backward()
     assert torch.all(z.grad[labels == -1] == 0)
     moved = z.detach().clone()
     moved[labels == -1] = torch.randn(2, 4, dtype=torch.float64)
-    assert L.cloa_loss(moved, labels, anchors).item() == pytest.approx(loss.item(), rel=1e-12)
+    assert L.cloa_anchor_term(moved, labels, anchors).item() == pytest.approx(loss.item(),
+                                                                             rel=1e-12)
     labelled = labels >= 0
-    assert loss.item() == pytest.approx(L.cloa_loss(z.detach()[labelled], labels[labelled], anchors).item())
+    assert loss.item() == pytest.approx(
+        L.cloa_anchor_term(z.detach()[labelled], labels[labelled], anchors).item())
 
 
 def test_cloa_all_unlabelled_is_zero_with_grad():
     z = torch.randn(5, 4, requires_grad=True)
-    loss = L.cloa_loss(z, torch.full((5,), -1), L.make_anchors(3, 4))
+    loss = L.cloa_anchor_term(z, torch.full((5,), -1), L.make_anchors(3, 4))
     assert loss.item() == 0.0 and loss.requires_grad
     loss.backward()
     assert torch.all(z.grad == 0)
@@ -537,18 +566,27 @@ def test_cloa_perfect_alignment_is_zero():
     labels = torch.tensor([3, 0, 1, 1, 2, 0, 3])
     scale = torch.rand(7, 1) + 0.1          # cosine ignores the norm
     z = anchors[labels] * scale
-    assert L.cloa_loss(z, labels, anchors).item() == pytest.approx(0.0, abs=1e-6)
-    assert L.cloa_loss(-z, labels, anchors).item() == pytest.approx(2.0, abs=1e-6)   # antipodal: 1 - (-1)
+    assert L.cloa_anchor_term(z, labels, anchors).item() == pytest.approx(0.0, abs=1e-6)
+    # antipodal: 1 - (-1)
+    assert L.cloa_anchor_term(-z, labels, anchors).item() == pytest.approx(2.0, abs=1e-6)
 
 
 def test_cloa_combined_is_base_plus_weighted_mean_over_both_views():
     z1, z2, _ = _inputs(6, 5, seed=24)
     labels, anchors = torch.tensor([0, -1, 1, 2, -1, 0]), _anchors(5)
     expected = (L.dcl_loss(z1, z2, tau=0.2)
-                + 0.3 * L.cloa_loss(torch.cat([z1, z2]), torch.cat([labels, labels]), anchors))
-    got = L.cloa_combined_loss(z1, z2, labels, anchors, base="dcl", weight=0.3, tau=0.2)
+                + 0.3 * L.cloa_anchor_term(torch.cat([z1, z2]), torch.cat([labels, labels]),
+                                           anchors))
+    got = L.cloa_loss(z1, z2, labels, anchors=anchors, base="dcl", weight=0.3, tau=0.2)
     assert torch.allclose(got, expected)
-    assert torch.allclose(L.cloa_combined_loss(z1, z2, labels, anchors, weight=0.0), L.infonce_loss(z1, z2))
+    assert torch.allclose(L.cloa_loss(z1, z2, labels, anchors=anchors, weight=0.0),
+                          L.infonce_loss(z1, z2))
+    # a base loss that needs labels gets them (here all labelled)
+    full = torch.tensor([0, 1, 1, 2, 0, 0])
+    expected = (L.supcon_loss(z1, z2, full, tau=0.2)
+                + L.cloa_anchor_term(torch.cat([z1, z2]), torch.cat([full, full]), anchors))
+    got = L.cloa_loss(z1, z2, full, anchors=anchors, base="supcon", tau=0.2)
+    assert torch.allclose(got, expected)
 
 
 def test_make_anchors_orthonormal_and_deterministic():
@@ -577,7 +615,8 @@ def test_registry_names_and_calls():
         "dhel": L.dhel_loss(z1, z2, tau=0.2), "kcl": L.kcl_loss(z1, z2, kernel="imq", c=1.0),
         "vicreg": L.vicreg_loss(z1, z2), "barlow_twins": L.barlow_twins_loss(z1, z2),
         "supcon": L.supcon_loss(z1, z2, y, tau=0.2), "nscl": L.nscl_loss(z1, z2, y, tau=0.2),
-        "cloa": L.cloa_combined_loss(z1, z2, y, L.make_anchors(3, 5, seed=4), weight=2.0, tau=0.2),
+        "cloa": L.cloa_loss(z1, z2, y, anchors=L.make_anchors(3, 5, seed=4), weight=2.0,
+                            tau=0.2),
     }
     kwargs = {"infonce": {"tau": 0.2}, "dcl": {"tau": 0.2}, "dhel": {"tau": 0.2},
               "kcl": {"kernel": "imq", "c": 1.0}, "vicreg": {}, "barlow_twins": {},
