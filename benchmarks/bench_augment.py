@@ -1,137 +1,169 @@
-"""Images/s of cl_lib's batched SimCLR augmentation vs a per-sample torchvision v2 pipeline.
+"""Views/s of cl_lib's batched SimCLR augmentation vs torchvision's per-image
+transforms.v2.
 
-Both pipelines do the same work (random resized crop, flip, colour jitter with p = 0.8,
-grayscale p = 0.2, blur p = 0.5 for the 96px preset, normalisation) on uint8 input; the
-per-sample one is what a DataLoader worker runs, one image at a time. Run::
+Both pipelines do the same work on uint8 input (random resized crop, flip, colour jitter
+with p = 0.8, grayscale p = 0.2, blur p = 0.5 for the 96 px preset, normalisation); the
+per-image one is what a DataLoader worker runs, one image at a time, on the CPU. Run::
 
-    python benchmarks/bench_augment.py                      # CPU (and CUDA when present)
-    python benchmarks/bench_augment.py --preset imagenette-96 --batch 256 --threads 1
+    python benchmarks/bench_augment.py --device cpu --budget-s 60 --out aug.json
+    python benchmarks/bench_augment.py --device cuda --budget-s 20 --stages
 
-Prints one row per (pipeline, device) with images/s and the speed-up of the batched pipeline
-over torchvision on the same device (and over torchvision on the CPU, the usual data-loader
-setting). Timings are wall-clock of the process; on a shared machine read them as rough.
-``--stages`` adds, on the CPU, the images/s of each stage of the batched pipeline in *process
-CPU time* (user + sys, robust to other jobs on a shared machine): crop + flip, colour jitter
-(:func:`cl_lib.augment.apply_jitter` on pre-drawn parameters), grayscale, blur, normalisation.
+Prints, for 32 px (CIFAR-10 preset) and 96 px (Imagenette-96 preset), the views/s of the
+batched pipeline on ``--device`` and of torchvision per image on the CPU (one process),
+and their ratio. On the CPU the default is one torch thread for both (so the ratio
+compares equal resources; a DataLoader would give each of its workers one core the same
+way), and the ratio is also given in process CPU time, robust to other jobs on a shared
+machine. ``--stages`` adds the CPU-time views/s of each stage of the batched pipeline
+(on the CPU).
+
+JSON (``--out``): ``results[<preset>]`` = {``batched``, ``torchvision_per_image``:
+measurement dicts with ``items_per_s`` (views/s) ...; ``ratio``; ``ratio_cpu_time`` (CPU
+only); ``stages_views_per_cpu_s`` (with ``--stages``)}.
 """
+
 from __future__ import annotations
 
 import argparse
-import time
 
 import torch
-import torchvision.transforms.v2 as T
 
+from _common import (
+    Recorder,
+    add_common_args,
+    fmt_rate,
+    load_images,
+    measure,
+    setup,
+    torchvision_pipeline,
+)
 from cl_lib import augment as A
 from cl_lib.augment import SimCLRAugment, simclr_preset
 
-
-def torchvision_pipeline(aug: SimCLRAugment) -> T.Compose:
-    """The per-sample equivalent of ``aug`` in torchvision.transforms.v2."""
-    steps = [
-        T.RandomResizedCrop(aug.size, scale=aug.scale, ratio=aug.ratio,
-                            interpolation=T.InterpolationMode.BILINEAR, antialias=False),
-        T.RandomHorizontalFlip(aug.flip_p),
-        T.RandomApply([T.ColorJitter(*aug.jitter)], p=aug.jitter_p),
-        T.RandomGrayscale(aug.gray_p),
-        T.ToDtype(torch.float32, scale=True),
-    ]
-    if aug.blur_p > 0:
-        steps.append(T.RandomApply([T.GaussianBlur(aug.blur_kernel, aug.blur_sigma)], p=aug.blur_p))
-    if aug.mean is not None:
-        steps.append(T.Normalize(list(aug.mean), list(aug.std)))
-    return T.Compose(steps)
+PRESETS = {
+    "cifar10": ("cifar10", "test", 32),
+    "imagenette-96": ("imagenette-96", "val", 96),
+}
 
 
-def sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def images_per_second(fn, n_images: int, device: torch.device, min_time: float) -> float:
-    fn()  # warm-up (allocations, kernels, lazy imports)
-    sync(device)
-    reps, start = 0, time.perf_counter()
-    while True:
-        fn()
-        reps += 1
-        sync(device)
-        elapsed = time.perf_counter() - start
-        if elapsed >= min_time:
-            return reps * n_images / elapsed
-
-
-def cpu_images_per_second(fn, n_images: int, min_time: float) -> float:
-    """As :func:`images_per_second`, in process CPU time (CPU only)."""
-    fn()
-    reps, start = 0, time.process_time()
-    while True:
-        fn()
-        reps += 1
-        elapsed = time.process_time() - start
-        if elapsed >= min_time:
-            return reps * n_images / elapsed
-
-
-def stage_rows(aug: SimCLRAugment, data: torch.Tensor, min_time: float) -> list[tuple[str, float]]:
-    """CPU images/s of each stage of ``aug``, each on the output of the stage before."""
+def stage_rates(aug: SimCLRAugment, data: torch.Tensor, seconds: float) -> dict:
+    """CPU-time views/s of each stage of ``aug``, each on the output of the stage
+    before."""
     g = torch.Generator().manual_seed(0)
-    B = data.shape[0]
-    crop = lambda: A.random_resized_crop(data, aug.size, aug.scale, aug.ratio, g, flip_p=aug.flip_p)  # noqa: E731
-    x = crop()
-    params = A.sample_jitter_params(B, *aug.jitter, p=aug.jitter_p, generator=g)
-    rows = [("crop + flip", cpu_images_per_second(crop, B, min_time)),
-            ("colour jitter", cpu_images_per_second(lambda: A.apply_jitter(x, params), B, min_time)),
-            ("grayscale", cpu_images_per_second(lambda: A.random_grayscale(x, aug.gray_p, g), B, min_time))]
+    n = data.shape[0]
+    cpu = torch.device("cpu")
+    x = A.random_resized_crop(
+        data, aug.size, aug.scale, aug.ratio, g, flip_p=aug.flip_p
+    )
+    params = A.sample_jitter_params(n, *aug.jitter, p=aug.jitter_p, generator=g)
+    stages = {
+        "crop + flip": lambda: A.random_resized_crop(
+            data, aug.size, aug.scale, aug.ratio, g, flip_p=aug.flip_p
+        ),
+        "colour jitter": lambda: A.apply_jitter(x, params),
+        "grayscale": lambda: A.random_grayscale(x, aug.gray_p, g),
+        "normalise": lambda: aug.eval_transform(x),
+    }
     if aug.blur_p > 0:
-        rows.append(("blur", cpu_images_per_second(
-            lambda: A.random_gaussian_blur(x, aug.blur_kernel, aug.blur_sigma, aug.blur_p, g), B, min_time)))
-    rows.append(("normalise", cpu_images_per_second(lambda: aug.eval_transform(x), B, min_time)))
-    rows.append(("whole pipeline", cpu_images_per_second(lambda: aug(data, g), B, min_time)))
-    return rows
+        stages["blur"] = lambda: A.random_gaussian_blur(
+            x, aug.blur_kernel, aug.blur_sigma, aug.blur_p, g
+        )
+    out = {}
+    for name, fn in stages.items():
+        out[name] = round(
+            measure(fn, n, cpu, seconds / len(stages))["items_per_cpu_s"], 1
+        )
+    return out
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--preset", default="cifar10", help="data set name of simclr_preset (cifar10, imagenette-96, ...)")
-    ap.add_argument("--batch", type=int, default=512, help="batch size of the batched pipeline")
-    ap.add_argument("--per-sample", type=int, default=256, help="images per timing round of the per-sample pipeline")
-    ap.add_argument("--min-time", type=float, default=2.0, help="seconds per measurement")
-    ap.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (CPU)")
-    ap.add_argument("--devices", default=None, help="comma list, default: cpu[,cuda]")
-    ap.add_argument("--stages", action="store_true", help="also time each stage on the CPU (CPU time)")
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-
-    aug = simclr_preset(args.preset)
-    tv = torchvision_pipeline(aug)
-    side = {32: 32, 96: 96, 224: 256}.get(aug.size, aug.size)
-    g = torch.Generator().manual_seed(0)
-    data = torch.randint(0, 256, (args.batch, 3, side, side), dtype=torch.uint8, generator=g)
-    devices = args.devices.split(",") if args.devices else ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
-
-    print(f"preset {args.preset}: {aug}")
-    print(f"input {side}x{side} uint8, batch {args.batch}, torch threads {torch.get_num_threads()}")
-    rows, tv_cpu = [], None
-    for name in devices:
-        device = torch.device(name)
-        x = data.to(device)
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    add_common_args(p, default_budget=60)
+    p.add_argument(
+        "--presets",
+        default="cifar10,imagenette-96",
+        help=f"comma list of {sorted(PRESETS)}",
+    )
+    p.add_argument("--batch", type=int, default=512, help="images per batched call")
+    p.add_argument(
+        "--per-image",
+        type=int,
+        default=256,
+        help="images per timing round of the per-image pipeline",
+    )
+    p.add_argument(
+        "--stages", action="store_true", help="also time each batched stage (CPU)"
+    )
+    args = p.parse_args(argv)
+    device = setup(args)
+    rec = Recorder("augment", args, device, args.out)
+    presets = [s.strip() for s in args.presets.split(",") if s.strip()]
+    for name in presets:
+        if name not in PRESETS:
+            raise SystemExit(f"unknown preset {name!r}; choose from {sorted(PRESETS)}")
+    rec.doc["results"] = {}
+    rec.save()
+    per_preset = 3 if args.stages else 2  # batched, per image (, stages)
+    n_measurements = per_preset * len(presets)
+    print(
+        f"augmentation on {device.type}, torch threads {torch.get_num_threads()}, "
+        f"budget {args.budget_s:.0f} s"
+    )
+    for i, name in enumerate(presets):
+        dataset, split, side = PRESETS[name]
+        images, note = load_images(
+            split, n=max(args.batch, args.per_image), dataset=dataset, side=side
+        )
+        rec.doc["data"][name] = note
+        aug = simclr_preset(name)
+        tv = torchvision_pipeline(aug)
+        slice_s = max(0.5, (rec.left() - 2) / (n_measurements - per_preset * i))
+        x = images[: args.batch].to(device)
         gen = torch.Generator(device=device).manual_seed(0)
-        batched = images_per_second(lambda: aug(x, gen), args.batch, device, args.min_time)
-        xs = x[: args.per_sample]
-        per_sample = images_per_second(lambda: [tv(img) for img in xs], xs.shape[0], device, args.min_time)
-        if name == "cpu":
-            tv_cpu = per_sample
-        rows.append((name, batched, per_sample))
-    print(f"{'device':8s} {'batched img/s':>14s} {'torchvision img/s':>18s} {'ratio':>7s} {'vs tv cpu':>9s}")
-    for name, batched, per_sample in rows:
-        vs_cpu = f"{batched / tv_cpu:9.1f}" if tv_cpu else f"{'-':>9s}"
-        print(f"{name:8s} {batched:14.0f} {per_sample:18.0f} {batched / per_sample:7.1f} {vs_cpu}")
-    if args.stages:
-        print(f"\nbatched pipeline on the CPU, per stage (process CPU time):\n{'stage':16s} {'img/s':>10s}")
-        for stage, speed in stage_rows(aug, data, args.min_time):
-            print(f"{stage:16s} {speed:10.0f}")
+        batched = measure(lambda: aug(x, gen), x.shape[0], device, slice_s)
+        torch.manual_seed(0)
+        xs = images[: args.per_image]
+        per_image = measure(
+            lambda: [tv(img) for img in xs], xs.shape[0], torch.device("cpu"), slice_s
+        )
+        row = {
+            "view_side": aug.size,
+            "augment": repr(aug),
+            "batched": batched,
+            "torchvision_per_image": per_image,
+            "ratio": batched["items_per_s"] / per_image["items_per_s"],
+        }
+        if device.type == "cpu":
+            row["ratio_cpu_time"] = (
+                batched["items_per_cpu_s"] / per_image["items_per_cpu_s"]
+            )
+        if args.stages:
+            row["stages_views_per_cpu_s"] = stage_rates(
+                aug, images[: args.batch], slice_s
+            )
+        rec.doc["results"][name] = row
+        rec.save()
+        extra = (
+            f", {row['ratio_cpu_time']:.1f}x in CPU time"
+            if "ratio_cpu_time" in row
+            else ""
+        )
+        print(
+            f"  {name:14s} {aug.size:3d}px  batched on {device.type}: "
+            f"{fmt_rate(batched['items_per_s'])} views/s   "
+            "torchvision per image (CPU): "
+            f"{fmt_rate(per_image['items_per_s'])} views/s   "
+            f"ratio {row['ratio']:.1f}x{extra}"
+        )
+        if args.stages:
+            print(
+                "      batched stages (views per CPU second): "
+                + ", ".join(
+                    f"{k} {fmt_rate(v)}"
+                    for k, v in row["stages_views_per_cpu_s"].items()
+                )
+            )
+    rec.save(complete=True)
+    return rec.doc
 
 
 if __name__ == "__main__":
