@@ -252,9 +252,25 @@ def run_name(record: Mapping) -> str:
 
 def peak_lr(record: Mapping) -> float:
     r"""The learning rate the optimiser actually used at its peak: the CLI's ``lr`` is per 256
-    images (linear scaling rule), $\eta = \texttt{lr} \cdot B / 256$ (``cl_lib.train``)."""
+    images (linear scaling rule), $\eta = \texttt{lr} \cdot B / 256$ (``cl_lib.train``).
+
+    Args:
+        record: a results record; its ``peak_lr`` (written by the trainer) is used when
+            present, else ``config.lr`` -- or, for a run with the default lr (``None``), the
+            trainer's default for ``config.optimizer``.
+
+    Returns:
+        The peak learning rate.
+    """
+    if isinstance(record.get("peak_lr"), (int, float)):
+        return float(record["peak_lr"])
     cfg = record["config"]
-    return float(cfg["lr"]) * float(cfg["batch_size"]) / 256.0
+    lr = cfg.get("lr")
+    if lr is None:
+        from cl_lib.train import DEFAULT_LR  # the trainer's defaults (imports torch)
+
+        lr = DEFAULT_LR[cfg.get("optimizer", "sgd")]
+    return float(lr) * float(cfg["batch_size"]) / 256.0
 
 
 def provenance(record: Mapping) -> str:
@@ -343,104 +359,130 @@ def missing_runs(planned: Sequence[PlannedRun], records: Iterable[Mapping]) -> l
 
 # ---------------------------------------------------------------------------- run and record
 # What the trainer's results.json does not (yet) hold, but the real-image chapters plot: the
-# embedding variance of seed 001 (Fig. 2), singular-value spectra (dimensional collapse, Jing et
-# al. 2022) and geometry *during* training. ``python -m cl_lib.experiments.results`` runs the trainer with
-# the CLI's own flags and adds these under ``"extra"``.
+# embedding variance of Li & Pimentel-Alarcón 2024 (Fig. 2), singular-value spectra
+# (dimensional collapse, Jing et al. 2022) and geometry *during* training.
+# ``python -m cl_lib.experiments.results`` runs the trainer once, with the CLI's own flags and
+# an epoch-end callback, and adds these under ``"extra"``.
 
 def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
-                      spectra: bool = False) -> dict:
-    r"""Geometry of a trained model on a class-balanced subset of ``max_points`` test images of its config:
+                      spectra: bool = False, state=None) -> dict:
+    r"""Geometry of a model on a class-balanced subset of ``max_points`` test images of its
+    config, computed by :func:`cl_lib.evaluate.heldout_metrics`:
 
     - ``embedding_variance_features`` / ``embedding_variance_z``: $\sum_k \operatorname{Var}(h_k)$
-      of the backbone features $h$ and of the projections $z$ (``cl_lib.metrics``; seed 001);
+      of the backbone features $h$ and of the projections $z$ (Li & Pimentel-Alarcón 2024);
       ``embedding_variance_sphere``: the same for $h / \lVert h \rVert$, which is
       $1 - \lVert \bar u \rVert^2 \in [0, 1]$ and does not depend on the scale of $h$;
-    - ``effective_rank_features`` / ``effective_rank_z`` (RankMe);
+    - ``effective_rank_features`` / ``effective_rank_z`` (RankMe; 0 for an all-zero matrix);
     - with ``views``: ``uniformity`` of $z$ and ``alignment`` between two augmented views of the
       same images (Wang & Isola 2020, eqs. 4--5);
     - with ``spectra``: the singular values of the *centred* $h$ and $z$, largest first.
+
+    Args:
+        model: a :class:`~cl_lib.models.ContrastiveModel`.
+        config: its :class:`~cl_lib.train.TrainConfig`.
+        max_points: held-out images used.
+        views, spectra: what to add (above).
+        state: the :class:`~cl_lib.train.TrainState` of the run, whose test split and
+            augmentation are used (no data set is loaded); None loads the test split.
+
+    Returns:
+        A dict of floats (lists for the spectra).
     """
     import torch
 
-    from cl_lib import metrics
     from cl_lib.data import balanced_subset, load_dataset
-    from cl_lib.evaluate import extract_features
+    from cl_lib.evaluate import extract_features, heldout_metrics
+    from cl_lib.profile import mix_seed
     from cl_lib.train import make_augment
 
-    test_x, test_y, _ = load_dataset(config.dataset, "test", subset=config.test_subset, root=config.data_root,
-                                     cache_dir=config.cache_dir, seed=config.seed)
-    # splits are stored sorted by class: a class-balanced subset, not the first max_points images
-    test_x = test_x[balanced_subset(test_y, min(max_points, test_x.shape[0]), seed=config.seed)]
-    augment = make_augment(config, config.image_size or int(test_x.shape[-1]))
+    if state is not None:
+        test_x, test_y, augment = state.test_x, state.test_y, state.augment
+    else:
+        test_x, test_y, _ = load_dataset(config.dataset, "test", subset=config.test_subset,
+                                         root=config.data_root, cache_dir=config.cache_dir,
+                                         seed=config.seed)
+        augment = make_augment(config, config.image_size or int(test_x.shape[-1]))
+    # splits are stored sorted by class: a class-balanced subset, not the first images
+    test_x = test_x[balanced_subset(test_y.cpu(), min(max_points, test_x.shape[0]),
+                                    seed=config.seed)]
     device = next(model.parameters()).device
-    h = extract_features(model.backbone, test_x, device=device, preprocess=augment.eval_transform).cpu()
-    z = extract_features(model, test_x, device=device, preprocess=augment.eval_transform).cpu()
-    out = {"embedding_variance_features": metrics.embedding_variance(h),
-           "embedding_variance_z": metrics.embedding_variance(z),
-           "embedding_variance_sphere": metrics.embedding_variance(
-               torch.nn.functional.normalize(h, dim=1)),
-           "effective_rank_features": metrics.effective_rank(h) if h.abs().sum() > 0 else 0.0,
-           "effective_rank_z": metrics.effective_rank(z) if z.abs().sum() > 0 else 0.0}
+    h = extract_features(model.backbone, test_x, device=device,
+                         preprocess=augment.eval_transform)
+    with torch.no_grad():
+        was_training = model.training
+        model.eval()
+        z = model.projector(h)
+        model.train(was_training)
+    pair = None
     if views:
-        gen = torch.Generator().manual_seed(config.seed + 1)  # the same held-out views every call
-        v1, v2 = (augment(test_x.to(device), gen) for _ in range(2))
-        z1, z2 = (extract_features(model, v, device=device, preprocess=lambda x: x).cpu() for v in (v1, v2))
-        out.update(uniformity=metrics.uniformity(z1), alignment=metrics.alignment(z1, z2))
+        gen = torch.Generator().manual_seed(mix_seed(config.seed, 1))  # same views every call
+        pair = tuple(extract_features(model, augment(test_x.to(device), gen), device=device,
+                                      preprocess=lambda x: x) for _ in range(2))
+    m = heldout_metrics(z, views=pair, features=h, spectra=spectra, wasserstein=False)
+    out = {"embedding_variance_features": m["embedding_variance_features"],
+           "embedding_variance_z": m["embedding_variance"],
+           "embedding_variance_sphere": m["embedding_variance_sphere_features"],
+           "effective_rank_features": m["effective_rank_features"],
+           "effective_rank_z": m["effective_rank"]}
+    if views:
+        out.update(uniformity=m["uniformity"], alignment=m["alignment"])
     if spectra:
-        out["singular_values_features"] = torch.linalg.svdvals(h - h.mean(0)).tolist()
-        out["singular_values_z"] = torch.linalg.svdvals(z - z.mean(0)).tolist()
+        out["singular_values_features"] = m["singular_values_features"]
+        out["singular_values_z"] = m["singular_values_z"]
     return out
 
 
 def train_and_record(train_args: Sequence[str], save: str | Path, track_every: int = 0) -> dict:
-    """Run ``cl_lib.train`` with its own CLI flags, then save its results dict plus ``"extra"``
-    (:func:`geometry_snapshot` with spectra at the end; with ``track_every=k``, also a snapshot
-    every ``k`` epochs, by training in chunks of ``k`` epochs with the trainer's exact resume).
-    A run that stops on a non-finite loss is saved too, with ``"diverged": true`` and no
-    accuracies (a diverged run is a result of an lr sweep, not an error)."""
-    import dataclasses
-    import tempfile
+    """Run ``cl_lib.train`` once with its own CLI flags, then save its results dict plus
+    ``"extra"``: ``extra.final`` (:func:`geometry_snapshot` with spectra, at the end) and, with
+    ``track_every=k``, ``extra.tracking`` (a snapshot every ``k`` epochs and at the last one,
+    taken by an epoch-end callback of :func:`cl_lib.train.train`, on the data already in
+    memory). A run that stops on a non-finite loss is saved too, with ``"diverged": true`` and
+    no accuracies (a diverged run is a result of an lr sweep, not an error).
+
+    Args:
+        train_args: the flags of ``cl-train`` (``["--profile", "quick", "--lr", "0.1"]``).
+        save: the results JSON file to write (atomically).
+        track_every: snapshot period in epochs (0: no tracking).
+
+    Returns:
+        The saved record.
+    """
     import time
 
     from cl_lib import train as T
+    from cl_lib.io import write_json
 
-    cfg = T.config_from_args(list(train_args))
     if track_every < 0:
         raise ValueError(f"track_every must be >= 0, got {track_every}")
+    cfg = T.config_from_args(list(train_args))
     save = Path(save)
     t0, tracking = time.time(), []
-    with tempfile.TemporaryDirectory() as tmp:
-        if track_every and cfg.out_dir is None:
-            cfg.out_dir = tmp  # the chunks resume from a checkpoint
-        try:
-            if track_every:
-                done, result = 0, None
-                while done < cfg.epochs:
-                    chunk = dataclasses.replace(cfg, resume=done > 0,
-                                                stop_after_epochs=min(track_every, cfg.epochs - done))
-                    result = T.train(chunk)
-                    done = result.history[-1]["epoch"]
-                    knn = result.history[-1].get("knn_acc", result.results["final"].get("knn_acc"))
-                    tracking.append({"epoch": done, "knn_acc": knn,
-                                     **geometry_snapshot(result.model, cfg, max_points=500)})
-            else:
-                result = T.train(cfg)
-            record = result.results
-            record["extra"] = {"final": geometry_snapshot(result.model, cfg, views=False, spectra=True)}
-            record["diverged"] = False
-        except T.NonFiniteLossError as err:
-            record = {"config": T.config_dict(cfg), "profile": cfg.profile, "finished": False,
-                      "diverged": True, "error": str(err).split(";")[0], "final": {}, "extra": {}}
+
+    def track(epoch, model, state):
+        if epoch % track_every == 0 or epoch == cfg.epochs:
+            tracking.append({"epoch": epoch, "knn_acc": state.history[-1].get("knn_acc"),
+                             **geometry_snapshot(model, cfg, max_points=500, state=state)})
+
+    try:
+        result = T.train(cfg, callbacks=[track] if track_every else [])
+        record = result.results
+        record["extra"] = {"final": geometry_snapshot(result.model, cfg, views=False,
+                                                      spectra=True, state=result.state)}
+        record["diverged"] = False
+        if tracking and tracking[-1]["epoch"] == cfg.epochs and tracking[-1]["knn_acc"] is None:
+            tracking[-1]["knn_acc"] = record["final"].get("knn_acc")  # the final evaluation
+    except T.NonFiniteLossError as err:
+        record = {"config": T.config_dict(cfg), "profile": cfg.profile, "finished": False,
+                  "diverged": True, "error": str(err).split(";")[0], "final": {}, "extra": {}}
     if tracking:
         record["extra"]["tracking"] = tracking
-    if cfg.out_dir == tmp:
-        record["config"]["out_dir"] = None
-    record["wall_time_s"] = time.time() - t0  # all chunks, plus the extra measurements
-    track = f" --track-every {track_every}" if track_every else ""
-    record["command"] = (f"python -m cl_lib.experiments.results {shlex.quote(str(save))}{track} -- "
-                         + " ".join(shlex.quote(a) for a in train_args))
-    save.parent.mkdir(parents=True, exist_ok=True)
-    save.write_text(json.dumps(record, indent=1, default=str) + "\n")
+    record["wall_time_s"] = time.time() - t0  # training plus the extra measurements
+    track_flag = f" --track-every {track_every}" if track_every else ""
+    record["command"] = (f"python -m cl_lib.experiments.results {shlex.quote(str(save))}"
+                         f"{track_flag} -- " + " ".join(shlex.quote(a) for a in train_args))
+    write_json(json.loads(json.dumps(record, default=str)), save)
     return record
 
 
