@@ -13,6 +13,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
 
+from cl_lib.experiments import grid as G  # noqa: E402
 from cl_lib.experiments import results as R  # noqa: E402
 
 
@@ -159,34 +160,39 @@ def test_provenance_and_run_name(results_dir):
 
 
 def test_cli_command_and_missing_runs(results_dir):
-    run = R.PlannedRun("dhel_b512", {"dataset": "cifar10", "loss": "dhel", "batch_size": 512,
+    run = G.PlannedRun("dhel_b512", {"dataset": "cifar10", "loss": "dhel", "batch_size": 512,
                                      "lr": 1e-7, "loss_kwargs": {"tau": 0.2}, "subset": None})
-    cmd = R.cli_command(run, results_dir="book/results/full/ch11", record=False)
+    cmd = G.cli_command(run, results_dir="book/results/full/ch11", record=False)
     assert cmd.startswith("python -m cl_lib.train --profile full --dataset cifar10 --loss dhel")
     assert "--batch-size 512" in cmd and "--lr 1e-07" in cmd and "--subset" not in cmd
     assert """--loss-kwargs '{"tau":0.2}'""" in cmd
     assert cmd.endswith("--out runs/dhel_b512 && mkdir -p book/results/full/ch11 && "
                         "cp runs/dhel_b512/results.json book/results/full/ch11/dhel_b512.json")
-    rec = R.cli_command(run, results_dir="book/results/full/ch11", track_every=5)
-    assert rec.startswith("python -m cl_lib.experiments.results book/results/full/ch11/dhel_b512.json "
+    rec = G.cli_command(run, results_dir="book/results/full/ch11", track_every=5)
+    assert rec.startswith("python -m cl_lib.experiments.results "
+                          "book/results/full/ch11/dhel_b512.json "
                           "--track-every 5 -- --profile full --dataset cifar10")
-    planned = [R.PlannedRun("cloa_lr1"), R.PlannedRun("dhel_run"), R.PlannedRun("kcl_b512")]
-    assert [p.name for p in R.missing_runs(planned, R.load_results(results_dir))] == ["kcl_b512"]
+    with pytest.raises(ValueError, match="no chapter"):
+        G.cli_command(run)  # no chapter: nowhere to put the file
+    planned = [G.PlannedRun("cloa_lr1"), G.PlannedRun("dhel_run"), G.PlannedRun("kcl_b512")]
+    assert [p.name for p in G.missing_runs(planned, R.load_results(results_dir))] == ["kcl_b512"]
     for bad in ("", "a/b", "x.json", "a b"):
         with pytest.raises(ValueError):
-            R.PlannedRun(bad)
+            G.PlannedRun(bad)
 
 
 def test_cli_command_parses_with_the_trainer():
-    """The command's flags are ones the real CLI accepts (argparse of cl_lib.train)."""
+    """Every planned command's flags are ones the real CLI accepts (argparse of cl_lib.train),
+    and they give the run's own settings."""
     train = pytest.importorskip("cl_lib.train")
     import shlex
-    run = R.PlannedRun("x", {"dataset": "cifar10", "loss": "cloa", "lr": 2e-7, "batch_size": 128,
-                             "label_fraction": 0.1, "loss_kwargs": {"tau": 0.5}, "warmup_epochs": 0.0})
-    argv = shlex.split(R.cli_command(run)).__getitem__(slice(5, None))  # after "... x.json --"
-    cfg = train.config_from_args(argv)
-    assert cfg.loss == "cloa" and cfg.lr == 2e-7 and cfg.batch_size == 128 and cfg.profile == "full"
-    assert cfg.label_fraction == 0.1 and cfg.loss_kwargs == {"tau": 0.5}
+    for tier in G.TIERS:
+        for run in G.planned_runs(tier):
+            words = shlex.split(G.cli_command(run))
+            cfg = train.config_from_args(words[words.index("--") + 1:])
+            assert cfg.profile == G.TIERS[tier]["profile"]
+            for key, value in run.args.items():
+                assert getattr(cfg, key) == value, (run.name, key)
 
 
 def _tiny_image_folder(root, n_train=12, n_test=6, size=16):
@@ -242,13 +248,6 @@ def _code_cells(nb_path):
     return [c.source for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code"]
 
 
-def _planned_full_runs(namespace) -> dict:
-    grid = namespace["GRID"]["full"]
-    if isinstance(grid, dict):  # chapter 11 keeps {name: command}; its runs come from ch11_grid
-        return {r.name: r for runs in namespace["ch11_grid"]("full").values() for r in runs}
-    return {r.name: r for r in grid}
-
-
 @pytest.mark.parametrize("chapter, notebook", CHAPTERS)
 def test_chapter_plots_synthetic_full_results(chapter, notebook, tmp_path, monkeypatch):
     """Run a real-image chapter's code against SYNTHETIC full-profile files (made in tmp_path
@@ -262,12 +261,7 @@ def test_chapter_plots_synthetic_full_results(chapter, notebook, tmp_path, monke
     (tmp_path / "results").mkdir()
     (tmp_path / "results" / "quick").symlink_to(BOOK / "results" / "quick")
     monkeypatch.chdir(tmp_path)
-    namespace: dict = {}
-    for i, src in enumerate(cells):  # up to the grid definition
-        exec(compile(src, f"{notebook}[{i}]", "exec"), namespace)
-        if "GRID" in namespace:
-            break
-    planned = _planned_full_runs(namespace)
+    planned = {run.name: run for run in G.planned_runs("full", chapter)}
     quick = R.load_results(quick_dir)
     full_dir = tmp_path / "results" / "full" / chapter
     full_dir.mkdir(parents=True)

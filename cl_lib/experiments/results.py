@@ -26,8 +26,8 @@ Reading:
   to $y(x)$ per group (mean over seeds), print a rounded table;
 - :func:`plot_curves` -- one matplotlib line per group, with 95% binomial error bars for
   accuracies (:func:`binomial_halfwidth`);
-- :class:`PlannedRun`, :func:`cli_command`, :func:`missing_runs` -- a chapter's grid, the exact
-  command of each run, and which runs have no results file yet;
+- the planned runs of chapters 10--12, their exact commands and which of them have no
+  results file yet are in :mod:`cl_lib.experiments.grid`;
 - :func:`provenance` -- which file, profile, hardware, torch, commit, date and wall time a
   number came from.
 """
@@ -36,13 +36,12 @@ from __future__ import annotations
 import json
 import math
 import shlex
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 __all__ = ["load_results", "lookup", "select", "curves", "format_table", "table_rows",
-           "plot_curves", "binomial_halfwidth", "run_name", "peak_lr", "provenance", "PlannedRun",
-           "cli_command", "missing_runs", "geometry_snapshot", "train_and_record", "main", "MISSING"]
+           "plot_curves", "binomial_halfwidth", "run_name", "peak_lr", "provenance",
+           "geometry_snapshot", "train_and_record", "main", "MISSING"]
 
 
 class _Missing:
@@ -296,65 +295,6 @@ def provenance(record: Mapping) -> str:
     if isinstance(wall, (int, float)):
         parts.append(f"{wall / 60:.1f} min")
     return " | ".join(parts)
-
-
-@dataclass(frozen=True)
-class PlannedRun:
-    """One run of a chapter's grid: a name (its results file is ``<results_dir>/<name>.json``)
-    and the CLI arguments (``{"loss": "dhel", "lr": 0.3}`` becomes ``--loss dhel --lr 0.3``)."""
-
-    name: str
-    args: Mapping[str, Any] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if not self.name or any(c in self.name for c in "/ \\") or self.name.endswith(".json"):
-            raise ValueError(f"run name must be a plain file stem, got {self.name!r}")
-
-
-def _cli_value(v: Any) -> str:
-    if isinstance(v, Mapping):
-        return json.dumps(dict(v), separators=(",", ":"))
-    if isinstance(v, float):
-        return f"{v:g}"
-    return str(v)
-
-
-def cli_command(run: PlannedRun, results_dir: str = "book/results/full", profile: str = "full",
-                record: bool = True, track_every: int = 0, runs_dir: str = "runs") -> str:
-    """The exact shell command for a planned run.
-
-    ``record=True`` (what the chapters use): the trainer's CLI, wrapped by this module so the
-    results file also gets the geometry ``"extra"`` (:func:`train_and_record`)::
-
-        python -m cl_lib.experiments.results <results_dir>/<name>.json -- --profile full --dataset cifar10 ...
-
-    ``record=False``: the bare trainer, whose ``--out`` folder gets ``results.json`` and a
-    checkpoint; only the JSON is copied into the book::
-
-        python -m cl_lib.train --profile full ... --out runs/<name> && cp runs/<name>/results.json ...
-
-    Argument names get dashes for underscores (``batch_size`` -> ``--batch-size``); dicts are
-    passed as JSON (``--loss-kwargs '{"tau":0.2}'``); ``None`` omits the argument."""
-    flags = ["--profile", profile]
-    for k, v in run.args.items():
-        if v is None:
-            continue
-        flags += ["--" + k.replace("_", "-"), shlex.quote(_cli_value(v))]
-    dest = results_dir.rstrip("/")
-    if record:
-        head = ["python", "-m", "cl_lib.experiments.results", f"{dest}/{run.name}.json"]
-        head += ["--track-every", str(track_every)] if track_every else []
-        return " ".join(head + ["--"] + flags)
-    out = f"{runs_dir.rstrip('/')}/{run.name}"
-    return " ".join(["python", "-m", "cl_lib.train"] + flags +
-                    ["--out", out, "&&", "mkdir", "-p", dest, "&&", "cp", f"{out}/results.json",
-                     f"{dest}/{run.name}.json"])
-
-
-def missing_runs(planned: Sequence[PlannedRun], records: Iterable[Mapping]) -> list[PlannedRun]:
-    """Planned runs that have no results file yet (matched by :func:`run_name`)."""
-    have = {run_name(r) for r in records}
-    return [p for p in planned if p.name not in have]
 
 
 # ---------------------------------------------------------------------------- run and record

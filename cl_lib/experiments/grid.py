@@ -1,0 +1,462 @@
+r"""The planned runs of chapters 10--12, per tier, in one place.
+
+A *tier* is a size of the real-image experiments: ``quick`` (CPU smoke runs that CI
+re-checks, stored in ``book/results/quick/``) and ``full`` (one GPU, stored in
+``book/results/full/``). A tier is one entry of :data:`TIERS`; adding a tier (e.g. a
+``cpu-study`` between the two) means adding one entry there, nothing else.
+
+- :class:`PlannedRun` -- one run: its name (results file ``<name>.json``), chapter, the
+  trainer's flags, how often to record geometry along training, and its priority;
+- :func:`chapter_grid` -- a chapter's runs by section (``{"losses": [...], ...}``);
+- :func:`planned_runs` -- every run of a tier (or of one chapter), in priority order;
+- :func:`cli_command` / :func:`missing_runs` -- the exact command of a run, and which runs
+  have no results file yet;
+- :func:`estimate_seconds` -- how long a run takes at a measured throughput, which is how
+  the full tier is sized for one GPU lease and how ``python -m cl_lib.campaign`` picks the
+  runs that fit its budget.
+
+**Sizing the full tier.** A lent GPU (one H200) gives 10 minutes per command, so every
+full run is planned to take at most :data:`LEASE_RUN_LIMIT_S` (6 minutes) at the target
+throughput :data:`TARGET_VIEWS_PER_S` (40,000 augmented views/s for ResNet-18 on CIFAR at
+batch 512: 100 epochs of CIFAR-10 = 10 million views, about 4 minutes). Hence 100 epochs at
+batch 512 for the chapter-11 runs, 50 epochs for the slower small-batch runs (chapter 10's
+batch 128, chapter 11's batch sweep) and for Tiny-ImageNet (twice CIFAR's images), and 200
+epochs for Imagenette (9,469 images). The papers' 200-epoch settings remain one flag away
+(:data:`PAPER_EPOCHS`, ``--epochs 200``). ImageNet-100 runs take hours: they are planned
+for a GPU server, not for a lease (``lease=False``).
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import shlex
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Mapping, Sequence
+
+__all__ = ["PlannedRun", "TIERS", "CHAPTERS", "TARGET_VIEWS_PER_S", "LEASE_RUN_LIMIT_S",
+           "PAPER_EPOCHS", "chapter_grid", "planned_runs", "cli_command", "missing_runs",
+           "results_dir", "estimate_seconds", "views_per_run", "gflop_per_view",
+           "dataset_available", "DATASET_TRAIN_SIZE"]
+
+CHAPTERS = ("ch10", "ch11", "ch12")
+TARGET_VIEWS_PER_S = 40_000.0   # ResNet-18, CIFAR stem, batch 512, one H200 (issue goal)
+LEASE_RUN_LIMIT_S = 360.0       # a full run must fit a 10-minute command with room
+PAPER_EPOCHS = 200              # the DHEL/KCL paper's and SimCLR's CIFAR setting
+REFERENCE_BATCH = 512           # the batch size the throughput is measured at
+
+# Losses by short name: (cl_lib.losses name, loss_kwargs)
+LOSSES = {"simclr": ("infonce", {"tau": 0.5}), "dcl": ("dcl", {"tau": 0.5}),
+          "dhel": ("dhel", {"tau": 0.5}),
+          "dhel2v": ("dhel", {"tau": 0.3, "both_views": True}),  # the DHEL authors' code
+          "kcl": ("kcl", {"kernel": "gaussian"}), "cloa": ("cloa", {"tau": 0.5})}
+
+# One entry per tier. "profile" is the trainer's --profile; "seeds" every run is repeated
+# for (seed 0 keeps the plain name, seed s > 0 gets "_s<s>").
+TIERS: dict[str, dict] = {
+    "quick": {
+        "profile": "quick", "seeds": (0,),
+        "ch10": {"size": dict(arch="small_cnn", width=16, subset=2048, test_subset=500,
+                              epochs=6),
+                 "lrs": [1e-5, 1e-3, 1e-2, 1e-1, 1.0], "track": 0,
+                 # longer runs at two rates, geometry every 5 epochs
+                 "long": {"epochs": 30, "track": 5, "lrs": [1e-3, 1.0]}},
+        "ch11": {"size": dict(arch="small_cnn", width=16, subset=1024, test_subset=500,
+                              epochs=2),
+                 "batch": 128, "track": 1, "batches": [64, 128, 256], "batch_epochs": 2,
+                 "taus": [0.1, 0.5, 1.0],
+                 "tiny": {"size": dict(subset=2000), "losses": ("simclr", "dhel")},
+                 "cifar100": False},
+        "ch12": {"size": dict(arch="small_cnn", width=16, subset=500, test_subset=250,
+                              epochs=2, batch_size=64),
+                 "losses": ("simclr", "dhel"), "imagenet100": False},
+    },
+    "full": {
+        "profile": "full", "seeds": (0,),
+        "ch10": {"size": dict(arch="resnet18", epochs=50), "track": 10,
+                 "lrs": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], "long": None},
+        "ch11": {"size": dict(arch="resnet18", epochs=100),
+                 "batch": 512, "track": 20, "batches": [128, 256, 512, 1024],
+                 "batch_epochs": 50, "taus": [0.1, 0.2, 0.5, 1.0],
+                 "tiny": {"size": dict(epochs=50), "losses": tuple(LOSSES)},
+                 "cifar100": True},
+        "ch12": {"size": dict(arch="resnet18", epochs=200, batch_size=256),
+                 "losses": ("simclr", "dhel", "kcl", "dcl", "cloa"), "imagenet100": True},
+    },
+}
+
+# The one priority order of a tier's runs (lower first): headline runs first.
+PRIORITY = {("ch11", "losses"): 0, ("ch10", "key rates"): 1, ("ch12", "imagenette"): 2,
+            ("ch11", "batch"): 3, ("ch11", "tau"): 4, ("ch10", "sweep"): 5,
+            ("ch10", "long"): 5, ("ch11", "tiny"): 6, ("ch11", "cifar100"): 7,
+            ("ch12", "imagenet100"): 8}
+# Within ch11's headline runs: the five losses of the chapter first, DHEL (authors') last.
+_HEADLINE_ORDER = ("simclr", "dhel", "kcl", "dcl", "cloa", "dhel2v")
+_CH10_KEY_RATES = (1.0, 1e-3)   # the paper's "strong" and "mild" learning: first
+
+DATASET_TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "tiny-imagenet-32": 100_000,
+                      "imagenette-96": 9_469, "imagenet100": 126_689}
+DATASET_IMAGE_SIDE = {"cifar10": 32, "cifar100": 32, "tiny-imagenet-32": 32,
+                      "imagenette-96": 96, "imagenet100": 224}
+# Offline archives (in $CL_LIB_DATA) of the data sets a bare GPU machine can read.
+_ARCHIVES = {"cifar10": "cifar10-jpeg.tar.gz", "tiny-imagenet-32": "tiny-imagenet-32.tar.gz",
+             "imagenette-96": "imagenette-96.tar.gz"}
+
+
+@dataclass(frozen=True)
+class PlannedRun:
+    """One planned run.
+
+    Attributes:
+        name: file stem of its results file, ``<results_dir>/<name>.json``.
+        args: the trainer's flags as a dict (``{"loss": "dhel", "lr": 0.3}`` becomes
+            ``--loss dhel --lr 0.3``).
+        chapter: ``"ch10"``, ``"ch11"`` or ``"ch12"`` ("" for a free-standing run).
+        tier: the tier it belongs to (its results folder and trainer profile).
+        section: the chapter section it serves (``"losses"``, ``"batch"``, ...).
+        track_every: record geometry every this many epochs (0: only at the end).
+        priority: lower runs first in a campaign (see :data:`PRIORITY`).
+        lease: whether it fits one GPU lease (ImageNet-100 runs do not).
+    """
+
+    name: str
+    args: Mapping[str, Any] = field(default_factory=dict)
+    chapter: str = ""
+    tier: str = "full"
+    section: str = ""
+    track_every: int = 0
+    priority: float = 0.0
+    lease: bool = True
+
+    def __post_init__(self):
+        if not self.name or any(c in self.name for c in "/ \\") or self.name.endswith(".json"):
+            raise ValueError(f"run name must be a plain file stem, got {self.name!r}")
+        if self.track_every < 0:
+            raise ValueError(f"track_every must be >= 0, got {self.track_every}")
+
+
+def _tier(tier: str) -> dict:
+    if tier not in TIERS:
+        raise ValueError(f"unknown tier {tier!r}; choose one of {sorted(TIERS)}")
+    return TIERS[tier]
+
+
+def results_dir(tier: str, chapter: str, root: str | Path = "book/results") -> str:
+    """Where a tier's results of a chapter live: ``<root>/<tier>/<chapter>``."""
+    _tier(tier)
+    if chapter not in CHAPTERS:
+        raise ValueError(f"unknown chapter {chapter!r}; choose one of {CHAPTERS}")
+    return f"{str(root).rstrip('/')}/{tier}/{chapter}"
+
+
+def _seeded(runs: list[PlannedRun], seeds: Sequence[int]) -> list[PlannedRun]:
+    out = []
+    for run in runs:
+        for s in seeds:
+            if s == 0:
+                out.append(run)
+                continue
+            out.append(PlannedRun(f"{run.name}_s{s}", dict(run.args, seed=s), run.chapter,
+                                  run.tier, run.section, run.track_every, run.priority,
+                                  run.lease))
+    return out
+
+
+# ------------------------------------------------------------------------------ chapter 10
+def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
+    spec = _tier(tier)["ch10"]
+    track = spec["track"]
+    sections: dict[str, list[PlannedRun]] = {"key rates": [], "sweep": [], "long": []}
+    for eta in spec["lrs"]:
+        for loss in ("infonce", "cloa"):
+            # Peak lr eta at batch 128; the CLI's --lr is per 256 images: it gets 2 * eta.
+            args = dict(dataset="cifar10", loss=loss, loss_kwargs={"tau": 0.5}, **spec["size"],
+                        batch_size=128, lr=2 * eta, warmup_epochs=0.0, min_lr_ratio=1.0,
+                        proj_layers=0)
+            if loss == "cloa":
+                args["label_fraction"] = 0.1
+            if track:
+                args["eval_every"] = track
+            section = "key rates" if any(math.isclose(eta, k) for k in _CH10_KEY_RATES) \
+                else "sweep"
+            rank = (next((i for i, k in enumerate(_CH10_KEY_RATES) if math.isclose(eta, k)),
+                         None))
+            sub = rank if rank is not None else -math.log10(eta) / 100  # large rates first
+            sections[section].append(PlannedRun(
+                f"{loss}_lr{eta:g}", args, "ch10", tier, section, track,
+                PRIORITY[("ch10", section)] + sub / 10))
+    long = spec.get("long")
+    if long:
+        for run in sections["key rates"] + sections["sweep"]:
+            eta = _eta(run)
+            if any(math.isclose(eta, k) for k in long["lrs"]):
+                sections["long"].append(PlannedRun(
+                    "long_" + run.name, dict(run.args, epochs=long["epochs"],
+                                             eval_every=long["track"]),
+                    "ch10", tier, "long", long["track"], PRIORITY[("ch10", "long")] + 0.5))
+    # definition order of the quick grid: losses outer, rates inner
+    for key in sections:
+        sections[key].sort(key=lambda r: (r.args["loss"] != "infonce",
+                                          spec["lrs"].index(_eta(r))))
+    return sections
+
+
+def _eta(run: PlannedRun) -> float:
+    """The peak learning rate of a chapter-10 run (its --lr is per 256 images, batch 128)."""
+    return run.args["lr"] / 2
+
+
+# ------------------------------------------------------------------------------ chapter 11
+def _ch11_run(tier: str, key: str, section: str, batch_size: int | None = None,
+              tau: float | None = None, dataset: str = "cifar10",
+              epochs: int | None = None) -> PlannedRun:
+    spec = _tier(tier)["ch11"]
+    loss, kwargs = LOSSES[key]
+    kwargs = dict(kwargs, **({} if tau is None else {"tau": tau}))
+    b, size = batch_size or spec["batch"], dict(spec["size"])
+    main_epochs = size["epochs"]
+    if dataset == "tiny-imagenet-32":  # twice CIFAR's images: its own size
+        size.update(spec["tiny"]["size"])
+    if epochs is not None:
+        size["epochs"] = epochs
+    args = dict(dataset=dataset, loss=loss, loss_kwargs=kwargs, **size, batch_size=b)
+    if loss == "cloa":
+        args["label_fraction"] = 0.1
+    track = spec["track"] if section == "losses" else 0
+    if track:
+        args["eval_every"] = track  # the main runs: kNN along training
+    tag = f"_t{kwargs['tau']:g}" if "tau" in kwargs else ""
+    tag += f"_e{size['epochs']}" if size["epochs"] != main_epochs else ""
+    prefix = {"cifar10": "", "tiny-imagenet-32": "tiny_", "cifar100": "c100_"}[dataset]
+    sub = _HEADLINE_ORDER.index(key) / 100
+    return PlannedRun(f"{prefix}{key}_b{b}{tag}", args, "ch11", tier, section, track,
+                      PRIORITY[("ch11", section)] + sub)
+
+
+def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
+    spec = _tier(tier)["ch11"]
+    be = spec["batch_epochs"]
+    sections = {
+        "losses": [_ch11_run(tier, k, "losses") for k in LOSSES],
+        "batch": [_ch11_run(tier, k, "batch", batch_size=b, epochs=be)
+                  for k in ("simclr", "dhel") for b in spec["batches"]],
+        "tau": [_ch11_run(tier, k, "tau", tau=t) for k in ("simclr", "dhel")
+                for t in spec["taus"]],
+        "tiny": [_ch11_run(tier, k, "tiny", dataset="tiny-imagenet-32")
+                 for k in spec["tiny"]["losses"]],
+    }
+    if spec["cifar100"]:  # torchvision's CIFAR-100, where it is on disk or downloadable
+        sections["cifar100"] = [_ch11_run(tier, k, "cifar100", dataset="cifar100")
+                                for k in LOSSES]
+    return sections
+
+
+# ------------------------------------------------------------------------------ chapter 12
+def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
+    spec = _tier(tier)["ch12"]
+    sections: dict[str, list[PlannedRun]] = {"imagenette": []}
+    for i, key in enumerate(spec["losses"]):
+        loss, kwargs = LOSSES[key]
+        args = dict(dataset="imagenette-96", loss=loss, loss_kwargs=dict(kwargs), **spec["size"])
+        if loss == "cloa":
+            args["label_fraction"] = 0.1
+        # SimCLR and DHEL first: the comparison the chapter draws
+        sections["imagenette"].append(PlannedRun(
+            f"imagenette_{key}", args, "ch12", tier, "imagenette", 0,
+            PRIORITY[("ch12", "imagenette")] + (0 if i < 2 else 0.5) + i / 100))
+    if spec["imagenet100"]:  # real ImageNet-100 ($CL_LIB_IMAGENET): hours, not a lease
+        sections["imagenet100"] = [
+            PlannedRun(f"in100_{arch}_{key}", dict(
+                dataset="imagenet100", loss=LOSSES[key][0], loss_kwargs=dict(LOSSES[key][1]),
+                arch=arch, epochs=PAPER_EPOCHS, batch_size=256), "ch12", tier, "imagenet100",
+                0, PRIORITY[("ch12", "imagenet100")], lease=False)
+            for arch in ("resnet18", "resnet50") for key in ("simclr", "dhel", "kcl")]
+    return sections
+
+
+_BUILDERS = {"ch10": _ch10, "ch11": _ch11, "ch12": _ch12}
+
+
+def chapter_grid(chapter: str, tier: str) -> dict[str, list[PlannedRun]]:
+    """A chapter's planned runs of one tier, by section (``{"losses": [...], ...}``).
+
+    A run shared by two sections (chapter 11's SimCLR at the main batch size is in the
+    losses, batch and temperature sections) is the same name, hence one results file.
+    """
+    if chapter not in _BUILDERS:
+        raise ValueError(f"unknown chapter {chapter!r}; choose one of {CHAPTERS}")
+    sections = _BUILDERS[chapter](tier)
+    seeds = _tier(tier)["seeds"]
+    return {k: _seeded(v, seeds) for k, v in sections.items()}
+
+
+def planned_runs(tier: str, chapters: Sequence[str] | str | None = None,
+                 ordered: bool = True) -> list[PlannedRun]:
+    """Every planned run of a tier (one per results file), in priority order.
+
+    Args:
+        tier: a key of :data:`TIERS`.
+        chapters: one chapter or several (default: all of :data:`CHAPTERS`).
+        ordered: sort by priority (else chapter and definition order).
+
+    Returns:
+        list of :class:`PlannedRun`, each name once per chapter (the first section that
+        plans it keeps it, so a shared run records geometry if its main section does).
+    """
+    chapters = CHAPTERS if chapters is None else [chapters] if isinstance(chapters, str) \
+        else list(chapters)
+    runs: list[PlannedRun] = []
+    for ch in chapters:
+        seen: set[str] = set()
+        for section_runs in chapter_grid(ch, tier).values():
+            for run in section_runs:
+                if run.name not in seen:
+                    seen.add(run.name)
+                    runs.append(run)
+    if ordered:
+        runs = sorted(runs, key=lambda r: r.priority)  # stable: definition order on ties
+    return runs
+
+
+# -------------------------------------------------------------------------------- commands
+def _cli_value(v: Any) -> str:
+    if isinstance(v, Mapping):
+        return json.dumps(dict(v), separators=(",", ":"))
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def train_flags(run: PlannedRun, profile: str | None = None) -> list[str]:
+    """The trainer's flags of a run: ``["--profile", P, "--dataset", "cifar10", ...]``
+    (dashes for underscores, dicts as JSON, ``None`` values left out); unquoted."""
+    if profile is None:
+        profile = TIERS[run.tier]["profile"] if run.tier in TIERS else "full"
+    flags = ["--profile", profile]
+    for k, v in run.args.items():
+        if v is not None:
+            flags += ["--" + k.replace("_", "-"), _cli_value(v)]
+    return flags
+
+
+def cli_command(run: PlannedRun, results_dir: str | None = None, profile: str | None = None,
+                record: bool = True, track_every: int | None = None,
+                runs_dir: str = "runs") -> str:
+    """The exact shell command of a planned run (run from the repository root).
+
+    ``record=True`` (what the chapters use): the trainer wrapped by
+    ``cl_lib.experiments.results``, so the file also gets the geometry ``"extra"``::
+
+        python -m cl_lib.experiments.results <results_dir>/<name>.json [--track-every K] \
+            -- --profile <profile> --dataset cifar10 ...
+
+    ``record=False``: the bare trainer, whose ``--out`` folder gets ``results.json`` and a
+    checkpoint; only the JSON is copied into the book.
+
+    Args:
+        run: the planned run.
+        results_dir: default ``book/results/<tier>/<chapter>``.
+        profile: the trainer's profile; default the tier's.
+        track_every: default the run's own ``track_every``.
+    """
+    if results_dir is None:
+        if run.chapter not in CHAPTERS:
+            raise ValueError(f"run {run.name!r} has no chapter: pass results_dir")
+        results_dir = "book/" + results_dir_rel(run)
+    track = run.track_every if track_every is None else track_every
+    flags = [shlex.quote(f) for f in train_flags(run, profile)]
+    dest = results_dir.rstrip("/")
+    if record:
+        head = ["python", "-m", "cl_lib.experiments.results", f"{dest}/{run.name}.json"]
+        head += ["--track-every", str(track)] if track else []
+        return " ".join(head + ["--"] + flags)
+    out = f"{runs_dir.rstrip('/')}/{run.name}"
+    return " ".join(["python", "-m", "cl_lib.train"] + flags +
+                    ["--out", out, "&&", "mkdir", "-p", dest, "&&", "cp", f"{out}/results.json",
+                     f"{dest}/{run.name}.json"])
+
+
+def results_dir_rel(run: PlannedRun) -> str:
+    """``results/<tier>/<chapter>``: the run's folder relative to ``book/``."""
+    return results_dir(run.tier, run.chapter, root="results")
+
+
+def missing_runs(planned: Sequence[PlannedRun], records: Iterable[Mapping]) -> list[PlannedRun]:
+    """Planned runs that have no results file among ``records`` (matched by run name)."""
+    from cl_lib.experiments.results import run_name
+
+    have = {run_name(r) for r in records}
+    return [p for p in planned if p.name not in have]
+
+
+# -------------------------------------------------------------------------------- estimates
+def gflop_per_view(arch: str, image_side: int, width: int = 16) -> float:
+    """Forward GFLOP of one view (approximate; only ratios between runs are used).
+
+    ResNet-18 with the CIFAR stem at 32 px is about 0.56 GFLOP; the ImageNet stem (from
+    96 px up) costs 1.82 GFLOP at 224 px, scaling with the pixel count. ResNet-50: 1.30 /
+    4.1. The small convnet: about 0.01 GFLOP at width 16 and 32 px.
+    """
+    scale = (image_side / 224) ** 2
+    if arch in ("resnet18", "cifar_resnet18"):
+        return 0.56 * (image_side / 32) ** 2 if image_side < 96 else 1.82 * scale
+    if arch in ("resnet50", "cifar_resnet50"):
+        return 1.30 * (image_side / 32) ** 2 if image_side < 96 else 4.1 * scale
+    return 0.01 * (width / 16) ** 2 * (image_side / 32) ** 2
+
+
+def views_per_run(run: PlannedRun) -> int:
+    """Augmented views a run trains on: epochs x training images x 2."""
+    a = run.args
+    n = DATASET_TRAIN_SIZE.get(a.get("dataset", "cifar10"), 50_000)
+    if a.get("subset"):
+        n = min(n, int(a["subset"]))
+    return 2 * n * int(a.get("epochs", PAPER_EPOCHS))
+
+
+def batch_efficiency(batch_size: int) -> float:
+    """Share of the batch-512 throughput assumed at a smaller batch, $\\sqrt{B/512}$ (capped
+    at 1): small batches leave a large GPU partly idle. A conservative guess that a
+    campaign replaces by measured rates as runs finish."""
+    return min(1.0, math.sqrt(batch_size / REFERENCE_BATCH))
+
+
+def estimate_seconds(run: PlannedRun, gflops: float, overhead_s: float = 30.0,
+                     per_snapshot_s: float = 3.0) -> float:
+    """Estimated wall time of a run.
+
+    Args:
+        run: the planned run.
+        gflops: measured training rate in forward-GFLOP per second at batch 512
+            (views/s times :func:`gflop_per_view`; e.g. 40,000 x 0.56 = 22,400).
+        overhead_s: per run: start-up, data loading, final evaluation.
+        per_snapshot_s: per geometry snapshot along training.
+
+    Returns:
+        seconds: views x GFLOP per view / (gflops x batch efficiency) + overheads.
+    """
+    if gflops <= 0:
+        raise ValueError(f"gflops must be > 0, got {gflops}")
+    a = run.args
+    side = DATASET_IMAGE_SIDE.get(a.get("dataset", "cifar10"), 32)
+    cost = gflop_per_view(a.get("arch", "resnet18"), side, a.get("width", 16))
+    rate = gflops * batch_efficiency(int(a.get("batch_size", REFERENCE_BATCH)))
+    epochs = int(a.get("epochs", PAPER_EPOCHS))
+    snapshots = epochs // run.track_every if run.track_every else 0
+    return views_per_run(run) * cost / rate + overhead_s + per_snapshot_s * snapshots
+
+
+def dataset_available(name: str, data_root: str | Path | None = None) -> bool:
+    """Whether a bare machine can read a data set: its archive is in ``$CL_LIB_DATA``
+    (``cifar10``, ``tiny-imagenet-32``, ``imagenette-96``), ``$CL_LIB_IMAGENET`` is set
+    (``imagenet100``), or torchvision's copy is in the data folder (``cifar100``)."""
+    root = Path(data_root) if data_root else (
+        Path(os.environ["CL_LIB_DATA"]).expanduser() if os.environ.get("CL_LIB_DATA") else None)
+    if name in _ARCHIVES:
+        return root is not None and (root / _ARCHIVES[name]).is_file()
+    if name == "imagenet100":
+        return bool(os.environ.get("CL_LIB_IMAGENET"))
+    if name == "cifar100":
+        return root is not None and (root / "cifar-100-python").is_dir()
+    return False
