@@ -55,12 +55,13 @@ branch) and solo-learn (``solo.losses``), and the authors' code where it differs
   public here as in lightly (``invariance_loss``, ``variance_loss``,
   ``covariance_loss``): :func:`vicreg_invariance_term`, :func:`vicreg_variance_term`,
   :func:`vicreg_covariance_term`.
-* Barlow Twins: solo-learn multiplies the loss by ``scale_loss``; the terms, which
-  lightly computes inside ``BarlowTwinsLoss.forward``, are public here:
+* Barlow Twins: solo-learn multiplies the loss by ``scale_loss`` (its method's config
+  defaults are ``lamb=0.0051, scale_loss=0.024``); the terms, which lightly computes
+  inside ``BarlowTwinsLoss.forward``, are public here:
   :func:`barlow_twins_cross_correlation`, :func:`barlow_twins_invariance_term`,
   :func:`barlow_twins_redundancy_term`.
-* DCL: lightly's ``DCLLoss`` (no ``weight_fn``) averages the two directions, which is
-  this loss with ``tau=0.1``.
+* DCL: lightly's ``DCLLoss`` (no ``weight_fn``; since lightly 1.5.21, earlier releases
+  added two separate log-sum-exps) is this loss with ``tau=0.1``.
 * SupCon: the authors' code (``SupConLoss(temperature=0.07, base_temperature=0.07)`` in
   github.com/HobbitLong/SupContrast) multiplies the loss by ``temperature /
   base_temperature``; here that factor is 1 (``base_temperature = tau``). lightly's
