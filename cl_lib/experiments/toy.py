@@ -134,11 +134,19 @@ def probe_accuracies(z_train: torch.Tensor, y_train: torch.Tensor, z_test: torch
     embeddings (what the sphere-based losses see, whatever the raw scale) and *without*
     standardising: a collapsed embedding must not be blown back up by the probe. kNN: cosine,
     ``k`` neighbours (5: the toy has a few hundred points, not an image bank)."""
-    from cl_lib.evaluate import knn_accuracy, linear_probe
+    held = _heldout(z_train, y_train, z_test, y_test, k=k, geometry=False)
+    return held["linear_probe_acc"], held["knn_acc"]
 
-    a, b = F.normalize(z_train.float(), dim=1), F.normalize(z_test.float(), dim=1)
-    lin = linear_probe(a, y_train, b, y_test, standardize=False)["acc"]
-    return lin, knn_accuracy(a, y_train, b, y_test, k=k)
+
+def _heldout(z_train, y_train, z_test, y_test, views=None, k: int = 5,
+             geometry: bool = True) -> dict:
+    """The library's one held-out evaluation (:func:`cl_lib.evaluate.heldout_metrics`) as the
+    toy uses it: geometry of the raw ``z_train`` (and ``views``), probes on the sphere."""
+    from cl_lib.evaluate import heldout_metrics
+
+    a, b = (F.normalize(v.float(), dim=1) for v in (z_train, z_test))
+    return heldout_metrics(z_train if geometry else None, y_test, views=views, bank=a, bank_labels=y_train, query=b,
+                           knn_k=k, probe={"standardize": False}, wasserstein=False)
 
 
 def class_mean_collinearity(z: torch.Tensor, y: torch.Tensor) -> float:
@@ -336,16 +344,16 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
                   and (z.norm(dim=1) > 0).all() and torch.isfinite(z.norm(dim=1)).all())
     z1, z2 = (_embed(model, augment(x, aug_noise, generator=g)).double() for _ in range(2))
     nan = float("nan")
-    probes = probe_accuracies(z, y, z_test, y_test) if finite else (nan, nan)
+    held = _heldout(z, y, z_test, y_test, views=(z1, z2)) if finite else {}
     out = dict(
-        variance=metrics.embedding_variance(z) if finite else nan,
+        variance=held.get("embedding_variance", nan),
         variance_sphere=_sphere_variance(z),
-        effective_rank=metrics.effective_rank(z) if finite else nan,
-        effective_rank_sphere=metrics.effective_rank(F.normalize(z, dim=1)) if finite else nan,
-        alignment=metrics.alignment(z1, z2) if finite else nan,
-        uniformity=metrics.uniformity(z) if finite else nan,
-        linear_probe=probes[0],
-        knn=probes[1],
+        effective_rank=held.get("effective_rank", nan),
+        effective_rank_sphere=held.get("effective_rank_sphere", nan),
+        alignment=held.get("alignment", nan),
+        uniformity=held.get("uniformity", nan),
+        linear_probe=held.get("linear_probe_acc", nan),
+        knn=held.get("knn_acc", nan),
         mean_norm=float(z.norm(dim=1).mean()) if finite else nan,
         class_mean_collinearity=class_mean_collinearity(z, y) if finite else nan,
         dead_relu=dead_relu_fraction(model, x),
