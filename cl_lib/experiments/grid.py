@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
 __all__ = ["PlannedRun", "TIERS", "CHAPTERS", "TARGET_VIEWS_PER_S", "LEASE_RUN_LIMIT_S",
-           "PAPER_EPOCHS", "chapter_grid", "planned_runs", "cli_command", "missing_runs",
+           "PAPER_EPOCHS", "chapter_grid", "planned_runs", "cli_command", "wrap_command",
+           "missing_runs", "train_flags",
            "results_dir", "estimate_seconds", "views_per_run", "gflop_per_view",
            "dataset_available", "DATASET_TRAIN_SIZE"]
 
@@ -375,6 +376,31 @@ def cli_command(run: PlannedRun, results_dir: str | None = None, profile: str | 
     return " ".join(["python", "-m", "cl_lib.train"] + flags +
                     ["--out", out, "&&", "mkdir", "-p", dest, "&&", "cp", f"{out}/results.json",
                      f"{dest}/{run.name}.json"])
+
+
+def wrap_command(command: str, width: int = 88) -> str:
+    """A shell command broken into lines of at most ``width`` characters (where its words
+    allow) with ``\\`` continuations, so that a printed command still pastes into a shell."""
+    if width < 20:
+        raise ValueError(f"width must be >= 20, got {width}")
+    lines, line = [], ""
+    words = shlex.split(command)
+    quoted = [shlex.quote(w) if w not in ("&&",) else w for w in words]
+    units: list[str] = []  # a flag stays on one line with its value
+    for word in quoted:
+        if units and units[-1].startswith("--") and units[-1] != "--" and " " not in \
+                units[-1] and not word.startswith("--"):
+            units[-1] += " " + word
+        else:
+            units.append(word)
+    for word in units:
+        if line and len(line) + 1 + len(word) > width - 2:
+            lines.append(line + " \\")
+            line = "    " + word
+        else:
+            line = f"{line} {word}" if line else word
+    lines.append(line)
+    return "\n".join(lines)
 
 
 def results_dir_rel(run: PlannedRun) -> str:
