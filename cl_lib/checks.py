@@ -4,10 +4,10 @@ Every check raises ``ValueError`` with the message
 
     ``<function>: <argument> must be <requirement>, got <value>``
 
-(``<function>`` is the public function that was called, passed as ``where``) and returns the
-value, converted where that helps (a Python ``float`` for scalars, a ``long`` tensor for
-labels). Checks cost no host-device synchronisation unless they must read tensor values
-(finiteness, label ranges), and those reads can be switched off where documented.
+(``<function>`` is the public function that was called, passed as ``where``) and returns
+the value, converted where that helps (a Python ``float`` for scalars, a ``long`` tensor
+for labels). Checks cost no host-device synchronisation unless they must read tensor
+values (finiteness, label ranges), and those reads can be switched off where documented.
 
 Example::
 
@@ -17,6 +17,7 @@ Example::
     ...
     ValueError: infonce_loss: tau must be a finite number > 0, got 0.0
 """
+
 from __future__ import annotations
 
 import math
@@ -24,12 +25,23 @@ from typing import Any, Iterable
 
 import torch
 
-__all__ = ["fail", "tensor", "embeddings", "views", "positive", "nonnegative", "integer",
-           "labels", "one_of"]
+__all__ = [
+    "fail",
+    "tensor",
+    "embeddings",
+    "views",
+    "positive",
+    "nonnegative",
+    "integer",
+    "labels",
+    "one_of",
+    "boolean",
+]
 
 
 def fail(where: str | None, name: str, requirement: str, got: Any) -> ValueError:
-    """The ``ValueError`` of a failed check, in the module's message style (to ``raise``).
+    """The ``ValueError`` of a failed check, in the module's message style (to
+    ``raise``).
 
     Args:
         where: Name of the public function that was called (``None``: no prefix).
@@ -44,15 +56,12 @@ def fail(where: str | None, name: str, requirement: str, got: Any) -> ValueError
     return ValueError(f"{prefix}{name} must be {requirement}, got {got}")
 
 
-def _describe(x: Any) -> str:
-    """Short description of a wrong value: a tensor's shape, else its type."""
-    if isinstance(x, torch.Tensor):
-        return f"a tensor of shape {tuple(x.shape)}"
-    return f"{type(x).__name__}"
-
-
-def tensor(x: Any, name: str, where: str | None = None,
-           ndim: int | tuple[int, ...] | None = None) -> torch.Tensor:
+def tensor(
+    x: Any,
+    name: str,
+    where: str | None = None,
+    ndim: int | tuple[int, ...] | None = None,
+) -> torch.Tensor:
     """A ``torch.Tensor``, optionally with a given number of dimensions.
 
     Args:
@@ -73,8 +82,16 @@ def tensor(x: Any, name: str, where: str | None = None,
     return x
 
 
-def embeddings(z: Any, name: str = "z", where: str | None = None, *, min_rows: int = 1,
-               ndim: int = 2, finite: bool = True, floating: bool = True) -> torch.Tensor:
+def embeddings(
+    z: Any,
+    name: str = "z",
+    where: str | None = None,
+    *,
+    min_rows: int = 1,
+    ndim: int = 2,
+    finite: bool = True,
+    floating: bool = True,
+) -> torch.Tensor:
     """A floating tensor of embeddings, shape ``(N, d)`` (or ``ndim`` dimensions).
 
     Args:
@@ -83,8 +100,8 @@ def embeddings(z: Any, name: str = "z", where: str | None = None, *, min_rows: i
         where: Calling public function, for the message.
         min_rows: Smallest allowed number of rows ``N`` (second-last dimension).
         ndim: Required number of dimensions (2 for ``(N, d)``, 3 for ``(N, K, d)``).
-        finite: Also require every entry finite (no NaN/Inf); this reads the values, i.e.
-            synchronises with an accelerator.
+        finite: Also require every entry finite (no NaN/Inf); this reads the values,
+            i.e. synchronises with an accelerator.
         floating: Require a floating dtype (``False`` also accepts integer tensors).
 
     Returns:
@@ -100,28 +117,46 @@ def embeddings(z: Any, name: str = "z", where: str | None = None, *, min_rows: i
         raise fail(where, name, "a real-valued tensor", f"dtype {z.dtype}")
     rows = z.shape[0] if ndim == 2 else z.shape[-2]
     if ndim == 2 and rows < min_rows:
-        raise fail(where, name, f"(N, d) with at least {min_rows} rows (N >= {min_rows})",
-                   f"shape {tuple(z.shape)}")
+        raise fail(
+            where,
+            name,
+            f"(N, d) with at least {min_rows} rows (N >= {min_rows})",
+            f"shape {tuple(z.shape)}",
+        )
     if ndim != 2 and z.shape[0] < min_rows:
-        raise fail(where, name, f"at least {min_rows} samples (N >= {min_rows})",
-                   f"shape {tuple(z.shape)}")
+        raise fail(
+            where,
+            name,
+            f"at least {min_rows} samples (N >= {min_rows})",
+            f"shape {tuple(z.shape)}",
+        )
     if z.shape[-1] < 1:
-        raise fail(where, name, "at least one column (d >= 1)", f"shape {tuple(z.shape)}")
+        raise fail(
+            where, name, "at least one column (d >= 1)", f"shape {tuple(z.shape)}"
+        )
     if finite and not bool(torch.isfinite(z).all()):
         bad = int((~torch.isfinite(z)).sum())
         raise fail(where, name, "finite (no NaN or Inf)", f"{bad} NaN or Inf entries")
     return z
 
 
-def views(z1: Any, z2: Any, where: str | None = None, *, min_rows: int = 2,
-          finite: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Two views of a batch: each an ``(N, d)`` embedding tensor, both of the same shape.
+def views(
+    z1: Any,
+    z2: Any,
+    where: str | None = None,
+    *,
+    min_rows: int = 2,
+    finite: bool = True,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two views of a batch: each an ``(N, d)`` embedding tensor, both of the same
+    shape.
 
     Args:
         z1: First view, shape ``(N, d)``.
         z2: Second view, shape ``(N, d)``; row ``i`` is the positive of ``z1[i]``.
         where: Calling public function, for the message.
-        min_rows: Smallest allowed batch size ``N`` (2: a negative needs a second sample).
+        min_rows: Smallest allowed batch size ``N`` (2: a negative needs a second
+            sample).
         finite: Also require finite entries (see :func:`embeddings`).
 
     Returns:
@@ -130,8 +165,12 @@ def views(z1: Any, z2: Any, where: str | None = None, *, min_rows: int = 2,
     embeddings(z1, "z1", where, min_rows=min_rows, finite=finite)
     embeddings(z2, "z2", where, min_rows=min_rows, finite=finite)
     if z1.shape != z2.shape:
-        raise fail(where, "z2", f"the same shape as z1 {tuple(z1.shape)}",
-                   f"shape {tuple(z2.shape)}")
+        raise fail(
+            where,
+            "z2",
+            f"the same shape as z1 {tuple(z1.shape)}",
+            f"shape {tuple(z2.shape)}",
+        )
     return z1, z2
 
 
@@ -178,7 +217,9 @@ def nonnegative(value: Any, name: str, where: str | None = None) -> float:
     return number
 
 
-def integer(value: Any, name: str, where: str | None = None, minimum: int | None = None) -> int:
+def integer(
+    value: Any, name: str, where: str | None = None, minimum: int | None = None
+) -> int:
     """A Python or NumPy integer (not ``bool``), optionally ``>= minimum``.
 
     Args:
@@ -199,32 +240,49 @@ def integer(value: Any, name: str, where: str | None = None, minimum: int | None
     return number
 
 
-def labels(y: Any, n: int, where: str | None = None, *, name: str = "labels",
-           allow_unlabelled: bool = False, min_classes: int = 0,
-           device: torch.device | str | None = None, check_values: bool = True) -> torch.Tensor:
+def labels(
+    y: Any,
+    n: int,
+    where: str | None = None,
+    *,
+    name: str = "labels",
+    allow_unlabelled: bool = False,
+    min_classes: int = 0,
+    device: torch.device | str | None = None,
+    check_values: bool = True,
+) -> torch.Tensor:
     """Integer class labels, one per sample: a 1-D tensor of length ``n``.
 
     Args:
-        y: The labels (a tensor, or anything ``torch.as_tensor`` accepts; ``None`` fails with
-            a message saying that labels are needed).
+        y: The labels (a tensor, or anything ``torch.as_tensor`` accepts; ``None`` fails
+            with a message saying that labels are needed).
         n: Number of samples, i.e. the required length.
         where: Calling public function, for the message.
         name: Argument name for the message.
         allow_unlabelled: Accept ``-1`` for "unlabelled" besides class indices ``>= 0``.
         min_classes: Smallest number of distinct classes ``>= 0`` required.
         device: Move the result there (default: leave it where it is).
-        check_values: Check the values (range, number of classes); this reads the tensor,
-            i.e. synchronises with an accelerator.
+        check_values: Check the values (range, number of classes); this reads the
+            tensor, i.e. synchronises with an accelerator.
 
     Returns:
         The labels as a ``long`` tensor of shape ``(n,)``.
     """
     if y is None:
-        raise fail(where, name, f"a 1-D integer tensor of length {n} (this loss needs labels)",
-                   "None")
+        raise fail(
+            where,
+            name,
+            f"a 1-D integer tensor of length {n} (this loss needs labels)",
+            "None",
+        )
     if isinstance(y, (bool, int, float, complex)):
-        raise fail(where, name, f"a 1-D integer tensor of length {n} (hyper-parameters are "
-                   "keyword arguments, e.g. tau=0.5)", repr(y))
+        raise fail(
+            where,
+            name,
+            f"a 1-D integer tensor of length {n} (hyper-parameters are "
+            "keyword arguments, e.g. tau=0.5)",
+            repr(y),
+        )
     if not isinstance(y, torch.Tensor):
         y = torch.as_tensor(y)
     if y.dtype == torch.bool or y.is_floating_point() or y.is_complex():
@@ -232,23 +290,36 @@ def labels(y: Any, n: int, where: str | None = None, *, name: str = "labels",
     if y.dim() != 1:
         raise fail(where, name, f"1-D of length {n}", f"shape {tuple(y.shape)}")
     if y.shape[0] != n:
-        raise fail(where, name, f"of length N={n} (one label per sample)",
-                   f"length {y.shape[0]}")
+        raise fail(
+            where,
+            name,
+            f"of length N={n} (one label per sample)",
+            f"length {y.shape[0]}",
+        )
     if check_values and n > 0:
         lowest = -1 if allow_unlabelled else 0
         if int(y.min()) < lowest:
-            what = ("-1 (unlabelled) or a class index >= 0" if allow_unlabelled
-                    else "class indices >= 0")
+            what = (
+                "-1 (unlabelled) or a class index >= 0"
+                if allow_unlabelled
+                else "class indices >= 0"
+            )
             raise fail(where, name, what, f"min {int(y.min())}")
         if min_classes:
             found = int(y[y >= 0].unique().numel())
             if found < min_classes:
-                raise fail(where, name, f"of at least {min_classes} different classes",
-                           f"{found} class(es)")
+                raise fail(
+                    where,
+                    name,
+                    f"of at least {min_classes} different classes",
+                    f"{found} class(es)",
+                )
     return y.to(device=device if device is not None else y.device, dtype=torch.long)
 
 
-def one_of(value: Any, choices: Iterable[Any], name: str, where: str | None = None) -> Any:
+def one_of(
+    value: Any, choices: Iterable[Any], name: str, where: str | None = None
+) -> Any:
     """One of a fixed set of choices (loss names, kernel names, ...).
 
     Args:
@@ -263,4 +334,20 @@ def one_of(value: Any, choices: Iterable[Any], name: str, where: str | None = No
     choices = list(choices)
     if value not in choices:
         raise fail(where, name, f"one of {choices}", repr(value))
+    return value
+
+
+def boolean(value: Any, name: str, where: str | None = None) -> bool:
+    """``True`` or ``False``, not a truthy string or number (``"no"`` is truthy).
+
+    Args:
+        value: The value to check.
+        name: Argument name for the message.
+        where: Calling public function, for the message.
+
+    Returns:
+        ``value`` unchanged.
+    """
+    if not isinstance(value, bool):
+        raise fail(where, name, "True or False", repr(value))
     return value

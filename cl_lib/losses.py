@@ -198,23 +198,17 @@ def _check_tau(where: str, tau: float) -> dict:
     return {"tau": checks.positive(tau, "tau", where)}
 
 
-def _check_flag(value: Any, name: str, where: str) -> bool:
-    if not isinstance(value, bool):
-        raise checks.fail(where, name, "True or False", repr(value))
-    return value
-
-
 def _check_dhel(where: str, tau: float, both_views: bool) -> dict:
     return {
         **_check_tau(where, tau),
-        "both_views": _check_flag(both_views, "both_views", where),
+        "both_views": checks.boolean(both_views, "both_views", where),
     }
 
 
 def _check_nscl(where: str, tau: float, decoupled: bool) -> dict:
     return {
         **_check_tau(where, tau),
-        "decoupled": _check_flag(decoupled, "decoupled", where),
+        "decoupled": checks.boolean(decoupled, "decoupled", where),
     }
 
 
@@ -883,7 +877,7 @@ def make_anchors(num_classes: int, dim: int, seed: int = 0) -> torch.Tensor:
         raise checks.fail(
             "make_anchors",
             "num_classes",
-            f"<= dim = {dim} (orthonormal " "anchors; need num_classes <= dim)",
+            f"<= dim = {dim} (orthonormal anchors; need num_classes <= dim)",
             num_classes,
         )
     generator = torch.Generator().manual_seed(seed)
@@ -902,14 +896,14 @@ def _check_anchor_inputs(
         raise checks.fail(
             where,
             "anchors",
-            f"of shape (num_classes, {z.shape[1]}) to match " "the embeddings",
+            f"of shape (num_classes, {z.shape[1]}) to match the embeddings",
             f"shape {tuple(anchors.shape)}",
         )
     if labels.numel() and int(labels.max()) >= anchors.shape[0]:
         raise checks.fail(
             where,
             "labels",
-            f"< {anchors.shape[0]}, the number of anchors " "(a label has no anchor)",
+            f"< {anchors.shape[0]}, the number of anchors (a label has no anchor)",
             f"max {int(labels.max())}",
         )
 
@@ -993,7 +987,7 @@ def _check_cloa(
         raise checks.fail(
             where,
             "anchors or num_classes",
-            "given, exactly one of them " "(anchors: a (C, d) tensor)",
+            "given, exactly one of them (anchors: a (C, d) tensor)",
             f"anchors={_short(anchors)}, num_classes={num_classes!r}",
         )
     if anchors is not None:
@@ -1212,7 +1206,7 @@ def loss_spec(name: str) -> LossSpec:
         raise checks.fail(
             "get_loss",
             "the loss name",
-            f"one of {list(LOSS_NAMES)} (unknown " "loss)",
+            f"one of {list(LOSS_NAMES)} (unknown loss)",
             repr(name),
         )
     return LOSSES[name]
