@@ -170,3 +170,18 @@ def test_returns_python_numbers():
 def test_wasserstein_uniformity_accepts_cuda_input():
     u = _uniform_sphere(200, 3)
     assert wasserstein_uniformity(u.cuda()) == pytest.approx(wasserstein_uniformity(u), abs=1e-9)
+
+
+def test_error_messages_name_the_function_and_argument():
+    """Messages follow cl_lib.checks: '<function>: <argument> must be ..., got ...'."""
+    with pytest.raises(ValueError, match=r"^alignment: z2 must be the same shape"):
+        alignment(torch.randn(4, 3), torch.randn(5, 3))
+    with pytest.raises(ValueError, match=r"^uniformity: t must be a finite number > 0"):
+        uniformity(torch.randn(4, 3), t=0)
+    with pytest.raises(ValueError, match=r"^rank: z must be finite"):
+        rank(torch.full((3, 3), float("nan")))
+    with pytest.raises(ValueError, match=r"^effective_rank: z must be non-zero"):
+        effective_rank(torch.zeros(3, 3))
+    with pytest.raises(ValueError, match=r"^wasserstein_uniformity: n_ref must be an integer"):
+        wasserstein_uniformity(torch.randn(5, 3), n_ref=0)
+    assert rank(torch.eye(3, dtype=torch.long)) == 3   # integer matrices are accepted
