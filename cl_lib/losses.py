@@ -43,7 +43,8 @@ branch) and solo-learn (``solo.losses``), and the authors' code where it differs
                                                               cov_loss_weight=1
     barlow_twins_ lambd=5e-3   BarlowTwinsLoss              barlow_loss_func lamb=5e-3,
     loss                         lambda_param=5e-3            scale_loss=0.025
-    supcon_loss   tau=0.1      not in lightly               not in solo-learn
+    supcon_loss   tau=0.1      not in lightly               simclr_loss_func with class
+                                                              labels: the "in" variant
     nscl_loss     tau=0.5      not in lightly               not in solo-learn
     cloa_loss     weight=1,    not in lightly               not in solo-learn
                   base=infonce
@@ -66,8 +67,9 @@ branch) and solo-learn (``solo.losses``), and the authors' code where it differs
   github.com/HobbitLong/SupContrast) multiplies the loss by ``temperature /
   base_temperature``; here that factor is 1 (``base_temperature = tau``). lightly's
   ``SupConLoss`` exists only on a branch that is not merged; solo-learn's
-  ``simclr_loss_func`` with class labels as ``indexes`` is the other variant,
-  :math:`\mathcal L^{sup}_{in}` (log of the summed positives).
+  ``simclr_loss_func`` with class labels as ``indexes`` takes the log of the summed
+  positives, i.e. the other variant :math:`\mathcal L^{sup}_{in}` without its
+  :math:`1/|P(a)|`.
 * DHEL: the authors' ``DHEL(tau=0.3, include_augs=True)``
   (github.com/pakoromilas/DHEL-KCL) is ``dhel_loss(tau=0.3, both_views=True)``; this
   library's default uses one view's energy.

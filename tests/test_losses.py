@@ -1061,6 +1061,21 @@ def test_dcl_matches_lightly_formulation():
     assert torch.allclose(L.dcl_loss(z1, z2, tau=0.1), lightly)
 
 
+def test_infonce_matches_lightly_ntxent_formulation():
+    """lightly's NTXentLoss (no memory bank): cross-entropy over [positive, the 2N - 2
+    other samples] for each of the 2N anchors."""
+    z1, z2, _ = _inputs(7, 4, seed=63)
+    w = torch.nn.functional.normalize(torch.cat([z1, z2]), dim=1)
+    sim = w @ w.T
+    positive = torch.cat([torch.diag(sim, 7), torch.diag(sim, -7)]).view(14, 1)
+    drop = torch.eye(14, dtype=torch.bool)
+    drop[torch.arange(14), (torch.arange(14) + 7) % 14] = True
+    logits = torch.cat([positive, sim[~drop].view(14, -1)], dim=1) / 0.5
+    target = torch.zeros(14, dtype=torch.long)
+    lightly = torch.nn.functional.cross_entropy(logits, target)
+    assert torch.allclose(L.infonce_loss(z1, z2), lightly)
+
+
 # --------------------------------------------------------------------------------------
 # Known minimisers of VICReg and Barlow Twins
 # --------------------------------------------------------------------------------------
