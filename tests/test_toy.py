@@ -238,9 +238,10 @@ def test_intervention_and_early_stop_in_training():
     plain = toy.train_toy("infonce", **kw)
     calls = []
     run = toy.train_toy("infonce", intervention=lambda m, x: calls.append(len(x)),
-                        intervene_at=2, **kw)
+                        intervene_at=2, track_plateau=True, **kw)
     assert calls == [150] and torch.equal(run.z, plain.z)   # same draws as without
     assert {"eval_loss", "angular_grad", "effective_rank_sphere"} <= set(run.history)
     assert len(run.history["angular_grad"]) == 7 and run.history["angular_grad"][-1] > 0
+    assert math.isnan(plain.history["angular_grad"][-1])    # not tracked by default
     short = toy.train_toy("infonce", stop_when=lambda h: h["epoch"][-1] >= 3, **kw)
     assert short.history["epoch"][-1] == 3

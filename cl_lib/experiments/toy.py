@@ -209,7 +209,7 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
               aug_noise: float = 0.05, momentum: float = 0.9, anchor_weight: float = 1.0,
               snapshot_every: int = 0, n_snapshot: int = 150,
               loss_kwargs: dict | None = None, intervention=None, intervene_at: int = 0,
-              stop_when=None) -> ToyRun:
+              stop_when=None, track_plateau: bool = False) -> ToyRun:
     r"""Train :class:`ToyEncoder` on the toy with SGD (batch size 128, as in the paper; the paper
     gives neither the width nor the momentum: we use 16 hidden units and momentum 0.9).
 
@@ -230,12 +230,13 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
     ``grad_norm`` (norm of the loss gradient w.r.t. all weights, one batch, at the end),
     ``diverged`` (a non-finite loss stopped training).
 
-    ``history`` also holds, per epoch, on one fixed evaluation batch (two augmented
-    views of ``batch_size`` training points, drawn once from their own generator, eval
-    mode): ``eval_loss`` (the base loss) and ``angular_grad``
+    ``history`` also holds, per epoch, ``effective_rank_sphere`` of the normalised clean
+    embeddings and, with ``track_plateau`` (NaN without: it costs a gradient per epoch), on
+    one fixed evaluation batch (two augmented views of ``batch_size`` training points,
+    drawn once from their own generator, eval mode): ``eval_loss`` (the base loss) and
+    ``angular_grad``
     (:func:`angular_gradient_norm`: 0 exactly at a critical point of a scale-invariant
-    loss, such as a collapsed state), and ``effective_rank_sphere`` of the normalised
-    clean embeddings.
+    loss, such as a collapsed state).
 
     Interventions: ``intervention(model, x)`` (e.g. :func:`revive_dead_units`) is called
     once, after epoch ``intervene_at``, before training goes on; ``stop_when(history)``
@@ -303,8 +304,8 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
         history["effective_rank"].append(metrics.effective_rank(z) if ok else float("nan"))
         history["class_mean_collinearity"].append(class_mean_collinearity(z, y) if ok else float("nan"))
         history["grad_norm"].append(grad_norm)
-        e1, e2 = _embed(model, x_eval[0]), _embed(model, x_eval[1])
-        if ok and torch.isfinite(e1).all() and torch.isfinite(e2).all():
+        e1, e2 = (_embed(model, v) if track_plateau else None for v in x_eval)
+        if track_plateau and ok and torch.isfinite(e1).all() and torch.isfinite(e2).all():
             ev_loss, ang = angular_gradient_norm(base_loss, e1.double(), e2.double())
         else:
             ev_loss = ang = float("nan")
