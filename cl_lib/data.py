@@ -481,7 +481,9 @@ class GPULoader:
         return gen.manual_seed(mix_seed(self.seed, epoch, batch, 1))
 
     def __iter__(self) -> Iterator[tuple[list[torch.Tensor], torch.Tensor]]:
-        epoch, perm = self.epoch, self.permutation(self.epoch).to(self.device)
+        # non_blocking: no stream synchronisation (the CPU permutation is not reused)
+        epoch = self.epoch
+        perm = self.permutation(epoch).to(self.device, non_blocking=True)
         for k in range(len(self)):
             idx = perm[k * self.batch_size:(k + 1) * self.batch_size]
             x, y = self.images[idx], self.labels[idx]

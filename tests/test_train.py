@@ -285,3 +285,188 @@ def test_heldout_metrics_use_every_class(cfg, monkeypatch):
     train(TrainConfig(**{**vars(cfg), "epochs": 1, "metrics": True, "metrics_points": 6}))
     counts = torch.bincount(picked[-1], minlength=3)
     assert counts.tolist() == [2, 2, 2]
+
+
+# ----------------------------------------------------------------- sync-free step, callbacks
+def _poison_at(monkeypatch, call: int):
+    """The loss becomes NaN at its ``call``-th evaluation (1-based)."""
+    real_get_loss, calls = train_mod.get_loss, {"n": 0}
+
+    def poisoned_get_loss(name, **kw):
+        loss = real_get_loss(name, **kw)
+
+        def wrapped(z1, z2, labels=None):
+            calls["n"] += 1
+            out = loss(z1, z2, labels)
+            return out * float("nan") if calls["n"] == call else out
+        return wrapped
+
+    monkeypatch.setattr(train_mod, "get_loss", poisoned_get_loss)
+
+
+@pytest.mark.parametrize("bad_step, check_every", [(3, 5), (7, 5), (2, 20)])
+def test_nonfinite_loss_trips_within_check_every_steps(cfg, monkeypatch, bad_step, check_every):
+    """48 images, batch 4: 12 steps per epoch; the running loss is read back every
+    ``check_every`` steps and at the end of the epoch, so a NaN is found within K steps."""
+    cfg.batch_size, cfg.epochs, cfg.check_every = 4, 2, check_every
+    _poison_at(monkeypatch, bad_step)
+    with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1") as err:
+        train(cfg)
+    assert err.value.epoch == 1 and bad_step <= err.value.step < bad_step + check_every
+    assert err.value.step % check_every == 0 or err.value.step == 12
+    assert err.value.checkpoint_epoch is None and "no checkpoint was written" in str(err.value)
+
+
+def test_progress_bar_updates_every_check_every_steps(cfg, monkeypatch):
+    import tqdm.auto
+
+    updates, postfix = [], []
+
+    class FakeBar:
+        def __init__(self, *args, total=None, **kw):
+            self.total = total
+
+        def update(self, n):
+            updates.append(n)
+
+        def set_postfix(self, **kw):
+            postfix.append(kw)
+
+        def close(self):
+            pass
+
+    monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
+    cfg.batch_size, cfg.epochs, cfg.check_every, cfg.progress = 4, 1, 5, True
+    res = train(cfg)
+    assert updates == [5, 5, 2]                  # steps 5, 10 and the end of the epoch (12)
+    assert float(postfix[-1]["loss"]) == pytest.approx(res.history[0]["loss"], abs=1e-4)
+
+
+def test_callbacks_see_every_epoch_and_do_not_change_training(cfg):
+    seen = []
+
+    def record(epoch, model, state):
+        assert model is state.model and model.training
+        assert len(state.history) == epoch == state.epoch
+        seen.append((epoch, state.evaluate()["knn_acc"]))  # evaluating must not disturb
+
+    cfg.epochs = 3
+    with_cb = train(cfg, callbacks=[record])
+    plain = train(TrainConfig(**vars(cfg)))
+    assert [e for e, _ in seen] == [1, 2, 3] and all(0 <= a <= 1 for _, a in seen)
+    assert seen[-1][1] == with_cb.results["final"]["knn_acc"]
+    for k, v in plain.model.state_dict().items():
+        assert torch.equal(v, with_cb.model.state_dict()[k]), k
+    assert with_cb.state.test_x.shape[0] == 24 and with_cb.state.epoch == 3
+
+
+def test_zero_epochs_evaluates_the_untrained_network(cfg, tmp_path):
+    cfg.epochs, cfg.out_dir, cfg.linear_probe, cfg.probe_steps = 0, str(tmp_path / "run"), True, 5
+    res = train(cfg)
+    saved = json.loads((tmp_path / "run" / "results.json").read_text())
+    assert saved["finished"] and saved["epochs_completed"] == 0 and saved["history"] == []
+    assert set(saved["final"]) == {"knn_acc", "linear_probe_acc", "linear_probe_train_acc"}
+    torch.manual_seed(train_mod.mix_seed(cfg.seed, 0) % 2**32)
+    fresh = train_mod.build_model("small_cnn", proj_dim=8, proj_hidden_dim=16, image_size=16,
+                                  width=4)
+    for k, v in fresh.state_dict().items():  # the initial weights, untouched
+        assert torch.equal(v, res.model.state_dict()[k]), k
+
+
+def test_results_json_is_written_atomically(cfg, tmp_path, monkeypatch):
+    written = []
+    real = io_mod.write_atomic
+
+    def spy(path, write):
+        written.append(str(path))
+        return real(path, write)
+
+    monkeypatch.setattr(io_mod, "write_atomic", spy)
+    cfg.out_dir, cfg.epochs = str(tmp_path / "run"), 1
+    train(cfg)
+    assert str(tmp_path / "run" / "results.json") in written
+    assert str(tmp_path / "run" / "checkpoint.pt") in written
+
+
+# ------------------------------------------------------------------------------------ LARS
+def test_lars_step_matches_the_simclr_pytorch_rule():
+    """LARS (You et al. 2017) as in simclr-pytorch: weight decay added to the gradient, then the
+    gradient scaled by trust * |w| / |g|, then SGD with momentum; the group with lars=False
+    (biases, BatchNorm) gets plain SGD without weight decay."""
+    torch.manual_seed(0)
+    w = torch.randn(4, 3, requires_grad=True)
+    b = torch.randn(4, requires_grad=True)
+    gw, gb = torch.randn(4, 3), torch.randn(4)
+    opt = train_mod.LARS([{"params": [w], "weight_decay": 1e-2},
+                          {"params": [b], "weight_decay": 0.0, "lars": False}],
+                         lr=0.5, momentum=0.9, trust_coefficient=1e-3)
+    w0, b0 = w.detach().clone(), b.detach().clone()
+    w.grad, b.grad = gw.clone(), gb.clone()
+    opt.step()
+    g = gw + 1e-2 * w0
+    expected_w = w0 - 0.5 * 1e-3 * w0.norm() / g.norm() * g   # first step: buffer = gradient
+    torch.testing.assert_close(w.detach(), expected_w)
+    torch.testing.assert_close(b.detach(), b0 - 0.5 * gb)
+    assert opt.param_groups[0]["weight_decay"] == 1e-2        # restored after the step
+    z = torch.zeros(3, requires_grad=True)                   # |w| = 0: no adaptation, no NaN
+    zopt = train_mod.LARS([z], lr=0.1)
+    z.grad = torch.ones(3)
+    zopt.step()
+    torch.testing.assert_close(z.detach(), -0.1 * torch.ones(3))
+
+
+def test_lars_option_groups_and_training(cfg):
+    cfg.optimizer, cfg.weight_decay = "lars", 1e-6
+    model = train_mod.build_model("small_cnn", proj_dim=8, width=4)
+    opt = train_mod.build_optimizer(model, cfg)
+    decay, no_decay = opt.param_groups
+    assert isinstance(opt, train_mod.LARS) and opt.trust_coefficient == 1e-3
+    assert decay["lars"] and decay["weight_decay"] == 1e-6 and decay["momentum"] == 0.9
+    assert not no_decay["lars"] and no_decay["weight_decay"] == 0.0
+    assert all(p.ndim <= 1 for p in no_decay["params"]) and all(p.ndim > 1 for p in decay["params"])
+    cfg.epochs, cfg.lr = 1, None
+    res = train(cfg)
+    assert math.isfinite(res.history[0]["loss"])
+    assert res.results["peak_lr"] == pytest.approx(train_mod.DEFAULT_LR["lars"] * 16 / 256)
+
+
+# ----------------------------------------------------------------------------- CUDA only
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+@pytest.mark.parametrize("loss", ["sync_free_infonce", pytest.param("infonce", marks=pytest.mark.xfail(
+    reason="cl_lib.losses checks its inputs for NaN/Inf (a device read) unless told not to"))])
+def test_epoch_steps_never_synchronise_the_gpu(cfg, loss):
+    """The steps between two loss checks (loader, augmentation, lr update, forward, loss,
+    backward, optimiser) run under ``torch.cuda.set_sync_debug_mode("error")``."""
+    import torch.nn.functional as F
+
+    def sync_free_infonce(z1, z2, labels=None):
+        z = F.normalize(torch.cat([z1, z2]), dim=1)
+        sim = (z @ z.T / 0.5).fill_diagonal_(float("-inf"))
+        n = z1.shape[0]
+        target = torch.arange(2 * n, device=z.device).roll(n)  # i <-> i + n
+        return F.cross_entropy(sim, target)
+
+    cfg.device, cfg.loss = "cuda", sync_free_infonce if loss == "sync_free_infonce" else loss
+    cfg.epochs, cfg.batch_size, cfg.check_every = 1, 4, 1000
+    state = train_mod._setup(cfg)
+    train_mod._load_data(state)
+    train_mod._build(state)
+    loss_sum = torch.zeros((), device=state.device)
+
+    def step(i, views, labels):
+        nonlocal loss_sum
+        for group in state.optimizer.param_groups:
+            group["lr"] = train_mod.lr_at(i, 12, state.base_lr, 0)
+        loss_sum += train_mod.train_step(state.step_model, state.loss_fn, state.optimizer,
+                                         views, labels, state.bf16, state.channels_last)
+
+    batches = iter(train_mod._epoch_loader(state, 0))
+    step(0, *next(batches))  # warm-up: first-call set-ups (e.g. mean/std to the device)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for i, (views, labels) in enumerate(batches, start=1):
+            step(i, views, labels)
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+    assert math.isfinite(float(loss_sum))
