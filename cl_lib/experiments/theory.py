@@ -27,6 +27,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from cl_lib import checks
+
 __all__ = [
     "make_class_data", "make_gmm_pairs", "global_dcl_nscl", "cl_nscl_gap_bound",
     "collapse_metrics", "simplex_etf_cosine", "class_means", "cdnv", "directional_cdnv",
@@ -41,31 +43,17 @@ __all__ = [
 # ---------------------------------------------------------------------------------------------
 
 def _check_labels(labels: torch.Tensor, n: int, min_classes: int = 2) -> torch.Tensor:
-    if not isinstance(labels, torch.Tensor) or labels.ndim != 1:
-        raise ValueError("labels must be a 1-D torch.Tensor of class indices")
-    if labels.shape[0] != n:
-        raise ValueError(f"labels has {labels.shape[0]} entries but there are {n} samples")
-    if labels.dtype.is_floating_point or (labels < 0).any():
-        raise ValueError("labels must be non-negative integer class indices")
-    labels = labels.long()
-    if labels.unique().numel() < min_classes:
-        raise ValueError(f"need at least {min_classes} classes, got {labels.unique().numel()}")
-    return labels
+    """Class indices >= 0, one per sample, at least ``min_classes`` classes (long)."""
+    return checks.labels(labels, n, min_classes=min_classes)
 
 
 def _check_matrix(z: torch.Tensor, name: str = "z", ndim: int = 2) -> torch.Tensor:
-    if not isinstance(z, torch.Tensor) or z.ndim != ndim:
-        raise ValueError(f"{name} must be a {ndim}-D torch.Tensor, got "
-                         f"{getattr(z, 'shape', type(z).__name__)}")
-    if not torch.isfinite(z).all():
-        raise ValueError(f"{name} contains NaN or inf")
-    return z
+    """A finite tensor with ``ndim`` dimensions (integer dtypes allowed)."""
+    return checks.embeddings(z, name, ndim=ndim, min_rows=0, floating=False)
 
 
 def _check_positive(value: float, name: str) -> float:
-    if not (isinstance(value, (int, float)) and value > 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a positive finite number, got {value!r}")
-    return float(value)
+    return checks.positive(value, name)
 
 
 def _dense_labels(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
