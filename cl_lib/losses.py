@@ -87,6 +87,7 @@ from __future__ import annotations
 import functools
 import inspect
 from dataclasses import dataclass, field
+from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 import torch
@@ -1115,6 +1116,10 @@ class LossSpec:
         more_hyperparameters: What else the function takes as keyword arguments (``""``
             for none): KCL its kernel's parameter, CLOA its base loss's
             hyper-parameters.
+        check: ``check(where, **hyperparameters) -> arguments``, used by
+            :meth:`resolve`.
+        compute: ``compute(z1, z2, labels, **arguments)``: the loss without
+            hyper-parameter checks (the inputs are still checked).
     """
 
     name: str
@@ -1161,6 +1166,7 @@ def _spec(
 ) -> LossSpec:
     parameters = inspect.signature(function).parameters.values()
     defaults = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
+    defaults = MappingProxyType(defaults)   # read-only: the function's signature rules
     return LossSpec(name, function, needs, defaults, more, check, compute)
 
 
