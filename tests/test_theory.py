@@ -144,3 +144,88 @@ def test_alpha_weights_and_min_player():
     assert (th.min_player_objective(other, d2, tau) >= val).all()
     with pytest.raises(ValueError):
         th.alpha_entropy(torch.ones(3, 3))
+
+
+# ------------------------------------------------------------------------------------
+# learned features: data loading message, the training loop, embeddings, rho
+# ------------------------------------------------------------------------------------
+
+def test_load_book_dataset_says_what_to_fetch(tmp_path, monkeypatch):
+    monkeypatch.setenv("CL_LIB_DATA", str(tmp_path))
+    monkeypatch.setenv("CL_LIB_CACHE", str(tmp_path / "cache"))
+    with pytest.raises(FileNotFoundError, match="tiny-imagenet-32.tar.gz") as info:
+        th.load_book_dataset("tiny-imagenet-32", "val")
+    assert "CL_LIB_DATA" in str(info.value) and str(tmp_path) in str(info.value)
+
+
+def _jitter(x, g):
+    """A cheap stand-in augmentation: pixels in [0, 1] plus seeded noise."""
+    x = x.float() / 255
+    return x + 0.1 * torch.randn(x.shape, generator=g)
+
+
+def _tiny_model():
+    from cl_lib.models import build_model
+    torch.manual_seed(0)
+    return build_model("small_cnn", proj_dim=8, width=2).double()
+
+
+def test_train_contrastive_records_checkpoints_and_is_deterministic():
+    g = torch.Generator().manual_seed(0)
+    images = torch.randint(0, 256, (24, 3, 8, 8), generator=g, dtype=torch.uint8)
+    runs = []
+    for _ in range(2):
+        model = _tiny_model()
+        recs = th.train_contrastive(model, images, _jitter, steps=5, batch_size=8,
+                                    lr=1e-2, checkpoints=[0, 2, 5],
+                                    probe=lambda m: {"training": m.training})
+        runs.append(recs)
+    assert [r["step"] for r in runs[0]] == [0, 2, 5]
+    assert math.isnan(runs[0][0]["train_loss"]) and all(r["training"] for r in runs[0])
+    assert all(math.isfinite(r["train_loss"]) for r in runs[0][1:])
+    losses = [[r["train_loss"] for r in run[1:]] for run in runs]
+    assert losses[0] == losses[1]
+    # a labelled loss gets the batch's labels
+    seen = []
+
+    def loss_fn(z1, z2, y):
+        seen.append(y)
+        return (z1 - z2).pow(2).mean()
+
+    th.train_contrastive(_tiny_model(), images, _jitter, steps=2, batch_size=8,
+                         loss_fn=loss_fn, labels=torch.arange(24) % 3)
+    assert len(seen) == 2 and all(y.shape == (8,) for y in seen)
+    with pytest.raises(ValueError, match="checkpoints"):
+        th.train_contrastive(_tiny_model(), images, _jitter, steps=2, checkpoints=[3],
+                             batch_size=8)
+    with pytest.raises(ValueError, match="batch_size"):
+        th.train_contrastive(_tiny_model(), images, _jitter, steps=2, batch_size=25)
+
+
+def test_embed_views_and_images():
+    g = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (10, 3, 8, 8), generator=g, dtype=torch.uint8)
+    model = _tiny_model()
+    v1 = th.embed_views(model, images, _jitter, num_views=3, seed=4, batch_size=4)
+    v2 = th.embed_views(model, images, _jitter, num_views=3, seed=4)
+    assert v1.shape == (10, 3, 8) and v1.dtype == torch.float64 and model.training
+    assert torch.allclose(v1, v2)           # same seed, same views, any batch size
+    h = th.embed_images(model.backbone, images, lambda x: x.float() / 255)
+    assert h.shape == (10, model.backbone.feature_dim) and h.dtype == torch.float64
+    with pytest.raises(ValueError):
+        th.embed_views(model, images[0], _jitter)
+
+
+def test_gap_similarity_ratio_inverts_the_gap():
+    n, c, rho = 6, 5, 2.5
+    gap = math.log1p(rho * (n - 1) / ((c - 1) * n))
+    assert th.gap_similarity_ratio(gap, n, c) == pytest.approx(rho)
+    # an embedding blind to classes (all views equal) has rho = 1 exactly
+    labels = torch.arange(c).repeat_interleave(n)
+    views = torch.ones(c * n, 2, 4, dtype=torch.float64)
+    dcl, nscl = th.global_dcl_nscl(views, labels, 0.5)
+    assert th.gap_similarity_ratio(float(dcl - nscl), n, c) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="n_per_class"):
+        th.gap_similarity_ratio(0.1, 1, 3)
+    with pytest.raises(ValueError, match="gap"):
+        th.gap_similarity_ratio(-0.1, 4, 3)

@@ -4,25 +4,29 @@ it needs, and what a linear contrastive encoder learns on a Gaussian mixture.
 Read top to bottom; every function computes one quantity of one paper.
 
 1. Synthetic class-structured data (:func:`make_class_data`, :func:`make_gmm_pairs`).
-2. CL vs NSCL (Luthra, Yang & Galanti 2025, arXiv:2506.04411, seed 002):
+2. CL vs NSCL (Luthra, Yang & Galanti 2025, arXiv:2506.04411):
    :func:`global_dcl_nscl` (the global decoupled loss and its negatives-only supervised twin),
    :func:`cl_nscl_gap_bound` (their CL--NSCL gap bound, paraphrased), :func:`collapse_metrics`
-   (the geometry of the NSCL minimisers), :func:`cdnv`, :func:`directional_cdnv`, :func:`ncc_fewshot_error`,
-   :func:`fewshot_error_bound` (a few-shot bound of the paper's form).
-3. Negative sample size (Bao, Nagano & Nozawa, ICML 2022, arXiv:2110.02501, seed 004):
+   (the geometry of the NSCL minimisers), :func:`cdnv`, :func:`directional_cdnv`,
+   :func:`ncc_fewshot_error`, :func:`fewshot_error_bound` (a few-shot bound of the
+   paper's form). On learned features: :func:`load_book_dataset`,
+   :func:`train_contrastive` (a small SimCLR loop that records measurements at
+   checkpoints), :func:`embed_views`, :func:`embed_images`,
+   :func:`gap_similarity_ratio`.
+3. Negative sample size (Bao, Nagano & Nozawa 2022, arXiv:2110.02501):
    :func:`contrastive_loss_mc`, :func:`mean_classifier_loss`, :func:`surrogate_bounds`.
-4. Fisher LDA vs PCA (Bansal et al. 2024, seed 003): :func:`lda_subspace`, :func:`pca_subspace`,
-   :func:`principal_angles`.
-5. alpha-CL (Tian, NeurIPS 2022, seed 003): :func:`alpha_weights`, :func:`alpha_entropy`,
+4. Fisher LDA vs PCA (Bansal, Kavis & Sanghavi 2024): :func:`lda_subspace`,
+   :func:`pca_subspace`, :func:`principal_angles`.
+5. alpha-CL (Tian 2022): :func:`alpha_weights`, :func:`alpha_entropy`,
    :func:`min_player_objective`.
 
-All functions take torch tensors, compute in float64 (these are measurements, not training
-steps, and printed digits must not depend on float32 round-off) and raise ``ValueError`` with a
-message on bad input.
+Measurements compute in float64 (printed digits must not depend on float32 round-off)
+and raise ``ValueError`` with a message on bad input.
 """
 from __future__ import annotations
 
 import math
+import os
 
 import torch
 import torch.nn.functional as F
@@ -31,6 +35,8 @@ from cl_lib import checks
 
 __all__ = [
     "make_class_data", "make_gmm_pairs", "global_dcl_nscl", "cl_nscl_gap_bound",
+    "load_book_dataset", "embed_views", "embed_images", "train_contrastive",
+    "gap_similarity_ratio",
     "collapse_metrics", "simplex_etf_cosine", "class_means", "cdnv", "directional_cdnv",
     "ncc_fewshot_error", "fewshot_error_bound", "fewshot_bound_terms", "contrastive_loss_mc", "mean_classifier_loss",
     "surrogate_bounds", "lda_subspace", "pca_subspace", "orthonormal_basis", "principal_angles",
@@ -383,6 +389,162 @@ def fewshot_bound_terms(z: torch.Tensor, labels: torch.Tensor, shots: int | None
     best, best_dir = best.fill_diagonal_(0.0), best_dir.fill_diagonal_(0.0)
     return {"directional": float(best_dir.sum(1).clamp(max=1.0).mean()),
             "bound": float(best.sum(1).clamp(max=1.0).mean())}
+
+
+# ------------------------------------------------------------------------------------
+# 2b. CL vs NSCL on learned features: data, a small training loop, embeddings
+# ------------------------------------------------------------------------------------
+
+def load_book_dataset(name: str, split: str, subset: int | None = None, seed: int = 0
+                      ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """:func:`cl_lib.data.load_dataset` for a chapter: same arguments and return value,
+    but a missing archive raises ``FileNotFoundError`` saying which file to fetch and
+    where to put it (the directory named by the environment variable
+    ``CL_LIB_DATA``)."""
+    from cl_lib.data import ARCHIVES, load_dataset
+
+    try:
+        return load_dataset(name, split=split, subset=subset, seed=seed)
+    except (OSError, RuntimeError) as err:   # missing file; failed download (offline)
+        fname = ARCHIVES.get(name, (f"the {name} archive",))[0]
+        where = os.environ.get("CL_LIB_DATA") or "(CL_LIB_DATA is not set)"
+        raise FileNotFoundError(
+            f"This chapter needs the {name!r} images: the archive {fname} (an "
+            f"ImageFolder tree <split>/<class>/<image>, gzipped tar). Put it in a "
+            f"directory of your choice and set the environment variable CL_LIB_DATA to "
+            f"that directory before starting Jupyter (now: {where}). See "
+            f"cl_lib.data.load_dataset for the layout."
+        ) from err
+
+
+def _param_dtype(model: torch.nn.Module) -> torch.dtype:
+    params = list(model.parameters())
+    if not params:
+        raise ValueError("model has no parameters")
+    return params[0].dtype
+
+
+@torch.no_grad()
+def embed_views(model: torch.nn.Module, images: torch.Tensor, augment,
+                num_views: int = 2, seed: int = 0, batch_size: int = 1024
+                ) -> torch.Tensor:
+    """``num_views`` augmented views of every image through ``model`` (eval mode, no
+    gradients), as float64 ``(N, num_views, d)``. ``augment(x, generator)`` makes the
+    views (e.g. :class:`cl_lib.augment.SimCLRAugment`); a fixed ``seed`` gives the same
+    views at every call, so checkpoints of one training run see identical inputs."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
+        raise ValueError("images must be a non-empty (N, C, H, W) tensor")
+    if num_views < 1 or batch_size < 1:
+        raise ValueError("num_views and batch_size must be >= 1")
+    g = torch.Generator().manual_seed(seed)
+    dtype, was_training = _param_dtype(model), model.training
+    model.eval()
+    try:
+        views = [torch.cat([model(augment(images[s:s + batch_size], g).to(dtype))
+                            for s in range(0, len(images), batch_size)]).double()
+                 for _ in range(num_views)]
+    finally:
+        model.train(was_training)
+    return torch.stack(views, dim=1)
+
+
+@torch.no_grad()
+def embed_images(encoder: torch.nn.Module, images: torch.Tensor, transform,
+                 batch_size: int = 1024) -> torch.Tensor:
+    """``encoder(transform(images))`` in eval mode without gradients, float64 ``(N, F)``
+    (``transform``: a deterministic test-time transform, e.g.
+    ``SimCLRAugment.eval_transform``)."""
+    if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
+        raise ValueError("images must be a non-empty (N, C, H, W) tensor")
+    dtype, was_training = _param_dtype(encoder), encoder.training
+    encoder.eval()
+    try:
+        return torch.cat([encoder(transform(images[s:s + batch_size]).to(dtype))
+                          for s in range(0, len(images), batch_size)]).double()
+    finally:
+        encoder.train(was_training)
+
+
+def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
+                      steps: int, batch_size: int = 256, lr: float = 3e-3, loss_fn=None,
+                      labels: torch.Tensor | None = None, checkpoints=(), probe=None,
+                      seed: int = 0) -> list[dict]:
+    r"""Train ``model`` with a contrastive loss (SimCLR's loop, Chen et al. 2020) and
+    record measurements along the way.
+
+    Each step draws ``batch_size`` images (epochs of a seeded permutation), two views
+    ``augment(x, generator)`` of each, embeds both in one pass, $z=$ ``model(views)``,
+    and takes an Adam step (learning rate ``lr``) on ``loss_fn(z1, z2, y)`` (default:
+    InfoNCE at $\tau=0.5$; ``y`` are the batch's ``labels`` if given, else None). At
+    every step in ``checkpoints`` (0 = before training) ``probe(model)`` is called and
+    its dict is recorded, with ``step`` and ``train_loss`` (mean loss since the previous
+    record).
+
+    Returns the list of records (one per checkpoint, in step order).
+    """
+    from cl_lib.losses import infonce_loss
+
+    if not isinstance(images, torch.Tensor) or images.ndim < 2:
+        raise ValueError("images must be a tensor with one row per sample, (N, ...)")
+    if steps < 0 or not 1 <= batch_size <= len(images):
+        raise ValueError(f"need steps >= 0 and 1 <= batch_size <= {len(images)}")
+    lr = _check_positive(lr, "lr")
+    marks = sorted(set(int(c) for c in checkpoints))
+    if marks and (marks[0] < 0 or marks[-1] > steps):
+        raise ValueError(f"checkpoints must lie in [0, steps={steps}], got {marks}")
+    if labels is not None and (labels.ndim != 1 or len(labels) != len(images)):
+        raise ValueError("labels must be a 1-D tensor with one entry per image")
+    loss_fn = loss_fn or (lambda z1, z2, y: infonce_loss(z1, z2, tau=0.5))
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    dtype = _param_dtype(model)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    records, losses, order, pos = [], [], torch.empty(0, dtype=torch.long), 0
+
+    def record(step):
+        rec = {"step": step, "train_loss": float(sum(losses) / len(losses)) if losses
+               else float("nan")}
+        rec.update(probe(model) if probe is not None else {})
+        records.append(rec)
+        losses.clear()
+
+    model.train()
+    for step in range(steps + 1):
+        if step in marks:
+            record(step)
+        if step == steps:
+            break
+        if pos + batch_size > len(order):      # a new epoch: a fresh seeded permutation
+            order, pos = torch.randperm(len(images), generator=g), 0
+        idx = order[pos:pos + batch_size]
+        pos += batch_size
+        x = images[idx]
+        views = torch.cat([augment(x, g), augment(x, g)]).to(dtype)
+        z = model(views)
+        y = None if labels is None else labels[idx]
+        loss = loss_fn(z[:batch_size], z[batch_size:], y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(float(loss.detach()))
+    return records
+
+
+def gap_similarity_ratio(gap: float, n_per_class: int, num_classes: int) -> float:
+    r"""The same-class/other-class similarity ratio $\rho$ implied by a CL--NSCL gap.
+
+    With $n$ samples in each of $C$ classes, if a same-class pair had on average $\rho$
+    times the $e^{\mathrm{sim}/\tau}$ of a pair from different classes, every anchor's
+    gap would be $\log\big(1+\rho\,\frac{n-1}{(C-1)n}\big)$; this returns the $\rho$
+    solving that for the measured ``gap``. $\rho=1$: the embedding ignores classes
+    (e.g. random features); the gap bound of :func:`cl_nscl_gap_bound` is the worst case
+    $\rho\approx e^{2/\tau}$.
+    """
+    if n_per_class < 2 or num_classes < 2:
+        raise ValueError("need n_per_class >= 2 and num_classes >= 2")
+    if not (math.isfinite(gap) and gap >= 0):
+        raise ValueError(f"gap must be a finite number >= 0, got {gap}")
+    return math.expm1(gap) * (num_classes - 1) * n_per_class / (n_per_class - 1)
 
 
 # ---------------------------------------------------------------------------------------------
