@@ -295,6 +295,8 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
             loss = loss + anchor_weight * anchor_term
         return loss
 
+    nan = float("nan")
+
     def record(epoch, loss_value, grad_norm):
         z = _embed(model, x)
         history["epoch"].append(epoch)
@@ -311,8 +313,11 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
             ev_loss = ang = float("nan")
         history["eval_loss"].append(ev_loss)
         history["angular_grad"].append(ang)
-        history["effective_rank_sphere"].append(
-            metrics.effective_rank(F.normalize(z, dim=1)) if ok else float("nan"))
+        try:                       # float64: a run in collapse can underflow in float32
+            rank = metrics.effective_rank(F.normalize(z.double(), dim=1)) if ok else nan
+        except ValueError:         # the zero matrix: no rank
+            rank = nan
+        history["effective_rank_sphere"].append(rank)
         if snapshot_every and (epoch % snapshot_every == 0 or epoch == epochs):
             snapshots.append((epoch, F.normalize(z[snap_idx], dim=1).numpy().copy()))
 
