@@ -37,6 +37,7 @@ except Riesz (see ``kcl_loss``).
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import Callable, NamedTuple
 
@@ -72,9 +73,11 @@ def _imq(r: torch.Tensor, c: float) -> torch.Tensor:
 
 
 def _riesz(r: torch.Tensor, s: float) -> torch.Tensor:
+    if s > 0:   # infinite at r = 0, as it should be
+        return r.pow(-s / 2)
     if s == 0:  # the s -> 0 limit of (||x-y||^{-s} - 1) / s
         return -0.5 * torch.log(r)
-    return math.copysign(1.0, s) * _safe_pow(r, -s / 2)
+    return -_safe_pow(r, -s / 2)
 
 
 class Kernel(NamedTuple):
@@ -149,8 +152,10 @@ def kernel_values(r: torch.Tensor, kernel: str = "gaussian", **kernel_params: fl
 def squared_distances(x: torch.Tensor) -> torch.Tensor:
     r"""Squared distances $\lVert x_i - x_j\rVert^2$ over the pairs $i<j$, in ``triu`` order.
 
-    Computed as $\lVert x_i\rVert^2 + \lVert x_j\rVert^2 - 2x_i^\top x_j$ (one matrix product,
-    clamped at 0), so memory is $O(M^2)$, not $O(M^2 d)$.
+    Small problems use the differences $x_i - x_j$ (full relative precision for close pairs,
+    and fastest); once the $(\dots, M(M-1)/2, d)$ difference tensor would exceed $2^{22}$
+    numbers, $\lVert x_i\rVert^2 + \lVert x_j\rVert^2 - 2x_i^\top x_j$ (one matrix product,
+    clamped at 0) keeps memory at $O(M^2)$.
 
     Args:
         x: points, shape ``(..., M, d)`` with ``M >= 2``.
@@ -164,10 +169,18 @@ def squared_distances(x: torch.Tensor) -> torch.Tensor:
     m = x.shape[-2]
     if m < 2:
         raise ValueError(f"an energy needs at least 2 points, got M={m}")
+    i, j = _pairs(m, x.device)
+    if x.numel() // m * (m * (m - 1) // 2) <= 2 ** 22:
+        return (x[..., i, :] - x[..., j, :]).pow(2).sum(-1)
     sq = x.pow(2).sum(-1)
     gram = x @ x.transpose(-1, -2)
-    i, j = torch.triu_indices(m, m, offset=1, device=x.device)
     return (sq[..., i] + sq[..., j] - 2 * gram[..., i, j]).clamp_min(0)
+
+
+@functools.lru_cache(maxsize=64)
+def _pairs(m: int, device: torch.device) -> torch.Tensor:
+    """Row and column indices of the pairs i < j (cached: the minimisers call this per step)."""
+    return torch.triu_indices(m, m, offset=1, device=device)
 
 
 def kernel_energy(x: torch.Tensor, kernel: str = "gaussian", **kernel_params: float

@@ -119,12 +119,12 @@ def logsumexp_energy(x: torch.Tensor, tau: float = 0.5, positive_weight: float =
 
 
 # --------------------------------------------------------------------------- losses on free points
-def _info_nce_family(u: torch.Tensor, v: torch.Tensor, tau: float, decoupled: bool
+def _info_nce_family(u: torch.Tensor, v: torch.Tensor, tau: torch.Tensor, decoupled: bool
                      ) -> torch.Tensor:
     """NT-Xent over the 2M anchors of [U; V] (DCL: positive removed from the denominator)."""
     m = u.shape[-2]
     w = torch.cat([u, v], dim=-2)
-    logits = w @ w.transpose(-1, -2) / tau
+    logits = w @ w.transpose(-1, -2) / tau[:, None]
     eye = torch.eye(2 * m, dtype=torch.bool, device=w.device)
     positive_of = torch.cat([torch.arange(m, 2 * m), torch.arange(m)]).to(w.device)
     positive = (u * v).sum(-1) / tau
@@ -136,13 +136,21 @@ def _info_nce_family(u: torch.Tensor, v: torch.Tensor, tau: float, decoupled: bo
     return (denominator - positive).mean(-1)
 
 
-def batched_loss(name: str, u: torch.Tensor, v: torch.Tensor, **hyper: float) -> torch.Tensor:
+def _one_view_energy(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """DHEL's energy (1/M) sum_i log sum_{j != i} exp(x_i . x_j / tau), per restart."""
+    eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
+    logits = (x @ x.transpose(-1, -2) / tau[:, None]).masked_fill(eye, float("-inf"))
+    return torch.logsumexp(logits, dim=-1).mean(-1)
+
+
+def batched_loss(name: str, u: torch.Tensor, v: torch.Tensor, **hyper) -> torch.Tensor:
     r"""A contrastive loss for a stack of independent batches, one value per batch.
 
     The same formulas as ``cl_lib.losses`` (checked to $10^{-12}$ in the tests), written for a
     leading restart dimension so that many free-point runs share one tensor and one optimiser
-    step. Names: ``"infonce"``, ``"dcl"``, ``"dhel"`` (``tau``; DHEL also ``both_views``),
-    ``"kcl"`` (``kernel``, ``gamma`` and the kernel's parameter, :mod:`cl_lib.kernels`).
+    step. Names: ``"infonce"``, ``"dcl"``, ``"dhel"`` (``tau``: a number or one temperature per
+    batch, shape ``(R,)``; DHEL also ``both_views``), ``"kcl"`` (``kernel``, ``gamma`` and the
+    kernel's parameter, :mod:`cl_lib.kernels`).
 
     Args:
         u, v: the two views, ``(R, M, d)`` (rows normalised inside).
@@ -155,17 +163,19 @@ def batched_loss(name: str, u: torch.Tensor, v: torch.Tensor, **hyper: float) ->
                          f"{tuple(u.shape)} and {tuple(v.shape)}")
     u, v = F.normalize(u, dim=-1), F.normalize(v, dim=-1)
     if name in ("infonce", "dcl", "dhel"):
-        tau = float(hyper.pop("tau", 0.5))
+        tau = torch.as_tensor(hyper.pop("tau", 0.5), dtype=u.dtype, device=u.device)
         both_views = bool(hyper.pop("both_views", False)) if name == "dhel" else False
-        if hyper or not tau > 0:
-            raise ValueError(f"{name}: need tau > 0 and no other hyper-parameters except "
-                             f"both_views for dhel, got tau={tau}, {sorted(hyper)}")
+        if hyper or tau.numel() not in (1, u.shape[0]) or not bool((tau > 0).all()):
+            raise ValueError(f"{name}: need tau > 0 (a number or one per batch) and no other "
+                             f"hyper-parameters except both_views for dhel, got tau of shape "
+                             f"{tuple(tau.shape)}, {sorted(hyper)}")
+        tau = tau.reshape(-1, 1)                           # broadcasts over (R, M)
         if name != "dhel":
             return _info_nce_family(u, v, tau, decoupled=name == "dcl")
-        energy = logsumexp_energy(u, tau)
+        energy = _one_view_energy(u, tau)
         if both_views:
-            energy = energy + logsumexp_energy(v, tau)
-        return energy - (u * v).sum(-1).mean(-1) / tau
+            energy = energy + _one_view_energy(v, tau)
+        return energy - ((u * v).sum(-1) / tau).mean(-1)
     if name == "kcl":
         kernel = hyper.pop("kernel", "gaussian")
         gamma = float(hyper.pop("gamma", 16.0))
