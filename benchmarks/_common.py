@@ -199,8 +199,14 @@ def load_images(
     (cached after the first decode), or random uint8 images when the data set is absent.
     """
     try:
-        from cl_lib.data import load_dataset
+        from cl_lib.data import ARCHIVES, data_dir, load_dataset
 
+        base = data_dir()
+        archive = base / ARCHIVES[dataset][0] if base is not None else None
+        if archive is None or not archive.is_file():
+            # without the archive load_dataset would try a download (can hang offline)
+            name = ARCHIVES[dataset][0]
+            raise FileNotFoundError(f"no {name} in $CL_LIB_DATA ({base})")
         t0 = time.perf_counter()
         images, _, _ = load_dataset(dataset, split=split)
         note = {

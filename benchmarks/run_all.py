@@ -33,6 +33,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -56,6 +58,19 @@ def gpu_resident_views_per_s(out_dir: str | Path, device: str = "cuda") -> float
     if not path.is_file():
         return None
     return json.loads(path.read_text()).get(KEY)
+
+
+def run_with_limit(cmd: list[str], seconds: float) -> str:
+    """Run ``cmd`` in its own process group (same session); past ``seconds``, kill the whole
+    group -- DataLoader workers and compiler processes included. Returns a status string."""
+    proc = subprocess.Popen(cmd, preexec_fn=os.setpgrp)
+    try:
+        rc = proc.wait(timeout=seconds)
+        return "ok" if rc == 0 else f"exit code {rc}"
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+        return "stopped at the time limit (partial results)"
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -107,13 +122,7 @@ def main(argv: list[str] | None = None) -> dict:
             str(out),
         ]
         print(f"== {stem}: {' '.join(cmd[1:])}", flush=True)
-        try:
-            rc = subprocess.run(
-                cmd, timeout=max(5.0, min(left - 1, own + 15))
-            ).returncode
-            status[stem] = "ok" if rc == 0 else f"exit code {rc}"
-        except subprocess.TimeoutExpired:
-            status[stem] = "stopped at the time limit (partial results)"
+        status[stem] = run_with_limit(cmd, max(5.0, min(left - 1, own + 15)))
     result = {
         "device": args.device,
         "out_dir": str(out_dir),
