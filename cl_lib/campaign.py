@@ -8,30 +8,31 @@ command, and starts bare. ``run`` turns one such command into results::
 
 1. prints the environment (GPU, memory, torch/torchvision versions, library commit);
 2. benchmarks for at most ``--bench-budget-s`` seconds (``benchmarks/run_all.py``; its
-   end-to-end file gives the measured views/s of the GPU-resident pipeline; without it, the
-   one an earlier lease filed into ``benchmarks/results/``, else the first run's own
+   end-to-end file gives the measured views/s of the GPU-resident pipeline; without it,
+   the one an earlier lease filed into ``benchmarks/results/``, else the first run's own
    throughput);
-3. runs the pending runs of the tier's grid (:mod:`cl_lib.experiments.grid`: those with no
-   results file under ``book/results/<tier>/<chapter>/``) in the grid's priority order,
-   starting a run only when its estimated time (from the throughput just measured) fits
-   the remaining budget. A run still going at the deadline is stopped and reported as
-   ``cut off``, never as finished.
+3. runs the pending runs of the tier's grid (:mod:`cl_lib.experiments.grid`: those with
+   no results file under ``book/results/<tier>/<chapter>/``) in the grid's priority
+   order, starting a run only when its estimated time (from the throughput just
+   measured) fits the remaining budget. A run still going at the deadline is stopped and
+   reported as ``cut off``, never as finished.
 
 ``DIR`` receives three files, within the device's return limits (8 files, 16 MiB each):
 ``campaign.json`` (the manifest: environment, benchmark, throughput, every run's status,
 estimate and wall time), ``campaign.log`` (everything printed) and ``results.tar.gz``
-(``runs/<chapter>/<name>.json`` and ``bench/*.json``), rewritten after every finished run
-so that a command killed at its limit still returns what was done.
+(``runs/<chapter>/<name>.json`` and ``bench/*.json``), rewritten after every finished
+run so that a command killed at its limit still returns what was done.
 
 ``python -m cl_lib.campaign unpack DIR`` files the finished runs into
 ``book/results/<tier>/<chapter>/`` and the benchmark files into ``benchmarks/results/``,
 each with its provenance (config, GPU, torch, commit, date, wall time) under
 ``"campaign"``. ``python -m cl_lib.campaign plan`` prints the grid with its estimates.
 
-The machine has no ``.git``: the commit is read from ``git`` where there is one, else from
-``$CL_LIB_COMMIT`` or ``.data/COMMIT`` (``<sha> <number of changed files under cl_lib>``,
-written before the call; see the README's GPU section).
+The machine has no ``.git``: the commit is read from ``git`` where there is one, else
+from ``$CL_LIB_COMMIT`` or ``.data/COMMIT`` (``<sha> <number of changed files under
+cl_lib>``, written before the call; see the README's GPU section).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -49,16 +50,25 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Sequence
 
 from cl_lib.experiments import grid as G
 
-__all__ = ["environment", "bench_views_per_s", "pending_runs", "run_campaign", "unpack",
-           "main", "MANIFEST", "ARCHIVE", "LOG"]
+__all__ = [
+    "environment",
+    "bench_views_per_s",
+    "pending_runs",
+    "run_campaign",
+    "unpack",
+    "main",
+    "MANIFEST",
+    "ARCHIVE",
+    "LOG",
+]
 
 REPO = Path(__file__).resolve().parent.parent
 MANIFEST, ARCHIVE, LOG = "campaign.json", "results.tar.gz", "campaign.log"
-_RESERVE_S = 10.0          # kept free at the end: packing the results
+_RESERVE_S = 10.0  # kept free at the end: packing the results
 _DEFAULT_OVERHEAD_S = 30.0  # per run, until measured: start-up, data, evaluation
 
 
@@ -66,9 +76,10 @@ def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
 
 
-# ----------------------------------------------------------------------------- environment
+# -------------------------------------------------------------------------- environment
 def _commit() -> tuple[str, bool | None, str]:
-    """(commit, dirty, where it came from): git, else $CL_LIB_COMMIT, else .data/COMMIT."""
+    """(commit, dirty, where it came from): git, else $CL_LIB_COMMIT, else
+    .data/COMMIT."""
     from cl_lib.io import library_commit
 
     commit, dirty = library_commit()
@@ -80,15 +91,17 @@ def _commit() -> tuple[str, bool | None, str]:
     if path.is_file():
         parts = path.read_text().split()
         if parts:
-            dirty = bool(int(parts[1])) if len(parts) > 1 and parts[1].isdigit() else None
+            dirty = (
+                bool(int(parts[1])) if len(parts) > 1 and parts[1].isdigit() else None
+            )
             return parts[0], dirty, ".data/COMMIT"
     return "unknown", None, "none"
 
 
 def environment(device: str) -> dict:
-    """What the campaign runs on: device, GPU name and memory, CPU count, Python, torch and
-    torchvision versions, library commit (and whether ``cl_lib`` had uncommitted changes),
-    date.
+    """What the campaign runs on: device, GPU name and memory, CPU count, Python, torch
+    and torchvision versions, library commit (and whether ``cl_lib`` had uncommitted
+    changes), date.
 
     Args:
         device: ``"cuda"`` or ``"cpu"``.
@@ -99,26 +112,37 @@ def environment(device: str) -> dict:
     import torch
     import torchvision
 
-    env = {"device": device, "python": sys.version.split()[0], "torch": str(torch.__version__),
-           "torchvision": str(torchvision.__version__), "cpu_count": os.cpu_count(),
-           "platform": platform.platform(), "gpu": None, "gpu_memory_gib": None,
-           "cuda": torch.version.cuda, "date_utc": _now()}
+    env = {
+        "device": device,
+        "python": sys.version.split()[0],
+        "torch": str(torch.__version__),
+        "torchvision": str(torchvision.__version__),
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "gpu": None,
+        "gpu_memory_gib": None,
+        "cuda": torch.version.cuda,
+        "date_utc": _now(),
+    }
     if device == "cuda" and torch.cuda.is_available():
         props = torch.cuda.get_device_properties(0)
-        env.update(gpu=props.name, gpu_count=torch.cuda.device_count(),
-                   gpu_memory_gib=round(props.total_memory / 2**30, 1))
+        env.update(
+            gpu=props.name,
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory_gib=round(props.total_memory / 2**30, 1),
+        )
     env["commit"], env["library_dirty"], env["commit_source"] = _commit()
     return env
 
 
-# ------------------------------------------------------------------------------ benchmark
+# ---------------------------------------------------------------------------- benchmark
 def bench_views_per_s(bench_dir: str | Path, device: str = "cuda") -> dict | None:
     """The measured end-to-end training rate of the GPU-resident pipeline.
 
     Reads ``e2e_<device>.json`` written by ``benchmarks/run_all.py``: its
     ``gpu_resident_views_per_s`` (augmented views per second of ResNet-18 with the CIFAR
-    stem, GPU-resident loader and batched augmentation, the trainer's device defaults) at
-    its ``batch_size``.
+    stem, GPU-resident loader and batched augmentation, the trainer's device defaults)
+    at its ``batch_size``.
 
     Returns:
         ``{"views_per_s", "batch_size", "arch", "file"}``, or None when the file or the
@@ -134,8 +158,12 @@ def bench_views_per_s(bench_dir: str | Path, device: str = "cuda") -> dict | Non
     value = doc.get("gpu_resident_views_per_s")
     if not isinstance(value, (int, float)) or value <= 0:
         return None
-    return {"views_per_s": float(value), "batch_size": int(doc.get("batch_size") or 512),
-            "arch": str(doc.get("model") or "resnet18"), "file": path.name}
+    return {
+        "views_per_s": float(value),
+        "batch_size": int(doc.get("batch_size") or 512),
+        "arch": str(doc.get("model") or "resnet18"),
+        "file": path.name,
+    }
 
 
 def _run_bench(device: str, budget_s: float, out_dir: Path, log) -> dict:
@@ -148,26 +176,48 @@ def _run_bench(device: str, budget_s: float, out_dir: Path, log) -> dict:
         info["status"] = "skipped (benchmarks/run_all.py not in this checkout)"
         return info
     out_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, str(script), "--device", device, "--budget-s", f"{budget_s:g}",
-           "--out-dir", str(out_dir)]
+    cmd = [
+        sys.executable,
+        str(script),
+        "--device",
+        device,
+        "--budget-s",
+        f"{budget_s:g}",
+        "--out-dir",
+        str(out_dir),
+    ]
     t0 = time.perf_counter()
     status, rc = _stream(cmd, timeout=budget_s + 30, prefix="[bench] ", log=log)
-    info.update(status=status, returncode=rc, wall_s=round(time.perf_counter() - t0, 1),
-                files=sorted(p.name for p in out_dir.glob("*.json")))
+    info.update(
+        status=status,
+        returncode=rc,
+        wall_s=round(time.perf_counter() - t0, 1),
+        files=sorted(p.name for p in out_dir.glob("*.json")),
+    )
     return info
 
 
-# ------------------------------------------------------------------------------ processes
-def _stream(cmd: Sequence[str], timeout: float, prefix: str, log) -> tuple[str, int | None]:
+# ---------------------------------------------------------------------------- processes
+def _stream(
+    cmd: Sequence[str], timeout: float, prefix: str, log
+) -> tuple[str, int | None]:
     """Run ``cmd`` (its own process group), copying its output to ``log`` line by line;
     stop it after ``timeout`` seconds. Returns (``"ok"``, ``"failed"`` or ``"cut off"``,
     return code)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     env["PYTHONPATH"] = os.pathsep.join(
-        [str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p])
-    proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                            text=True, bufsize=1, cwd=str(REPO), env=env,
-                            start_new_session=True)
+        [str(REPO)] + [p for p in env.get("PYTHONPATH", "").split(os.pathsep) if p]
+    )
+    proc = subprocess.Popen(
+        list(cmd),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        bufsize=1,
+        cwd=str(REPO),
+        env=env,
+        start_new_session=True,
+    )
 
     def pump():
         for line in proc.stdout:
@@ -211,9 +261,10 @@ def _write_atomic_bytes(path: Path, data: bytes) -> None:
     os.replace(tmp, path)
 
 
-# -------------------------------------------------------------------------------- planning
-def pending_runs(tier: str, results_root: str | Path,
-                 chapters: Sequence[str] | None = None) -> tuple[list, list[dict]]:
+# ----------------------------------------------------------------------------- planning
+def pending_runs(
+    tier: str, results_root: str | Path, chapters: Sequence[str] | None = None
+) -> tuple[list, list[dict]]:
     """The runs a campaign may start, in priority order, and the ones it may not.
 
     Args:
@@ -232,30 +283,43 @@ def pending_runs(tier: str, results_root: str | Path,
         if (root / tier / run.chapter / f"{run.name}.json").is_file():
             continue
         dataset = run.args.get("dataset", "cifar10")
-        reason = ("longer than one lease (a GPU server run)" if not run.lease else
-                  None if G.dataset_available(dataset) else f"data set {dataset} not on "
-                  "this machine")
+        reason = (
+            "longer than one lease (a GPU server run)"
+            if not run.lease
+            else None
+            if G.dataset_available(dataset)
+            else f"data set {dataset} not on this machine"
+        )
         if reason:
-            skipped.append({"name": run.name, "chapter": run.chapter, "status": "skipped",
-                            "reason": reason})
+            skipped.append(
+                {
+                    "name": run.name,
+                    "chapter": run.chapter,
+                    "status": "skipped",
+                    "reason": reason,
+                }
+            )
         else:
             runnable.append(run)
     return runnable, skipped
 
 
 class _Rates:
-    """Training rate per architecture (forward GFLOP/s at batch 512) and per-run overhead,
-    updated from every finished run."""
+    """Training rate per architecture (forward GFLOP/s at batch 512) and per-run
+    overhead, updated from every finished run."""
 
     def __init__(self):
         self.gflops: dict[str, float] = {}
         self.overheads: list[float] = []
         self.sources: dict[str, str] = {}
 
-    def set_from_views(self, arch: str, views_per_s: float, batch_size: int, side: int,
-                       source: str) -> None:
+    def set_from_views(
+        self, arch: str, views_per_s: float, batch_size: int, side: int, source: str
+    ) -> None:
         cost = G.gflop_per_view(arch, side)
-        arch = arch.replace("cifar_", "")  # the same network as the grid's resnet18 at 32 px
+        arch = arch.replace(
+            "cifar_", ""
+        )  # the same network as the grid's resnet18 at 32 px
         self.gflops[arch] = views_per_s * cost / G.batch_efficiency(batch_size)
         self.sources[arch] = source
 
@@ -263,12 +327,19 @@ class _Rates:
         history = record.get("history") or []
         rate = record.get("images_per_s")
         if not rate and history:
-            rate = statistics.median(h["images_per_s"] for h in history if "images_per_s" in h)
+            rate = statistics.median(
+                h["images_per_s"] for h in history if "images_per_s" in h
+            )
         if rate:
             a = run.args
             side = G.DATASET_IMAGE_SIDE.get(a.get("dataset", "cifar10"), 32)
             cost = G.gflop_per_view(a.get("arch", "resnet18"), side, a.get("width", 16))
-            gflops = 2 * float(rate) * cost / G.batch_efficiency(int(a.get("batch_size", 512)))
+            gflops = (
+                2
+                * float(rate)
+                * cost
+                / G.batch_efficiency(int(a.get("batch_size", 512)))
+            )
             self.gflops[a.get("arch", "resnet18")] = gflops
             self.sources[a.get("arch", "resnet18")] = f"run {run.name}"
         train_s = sum(h.get("epoch_time_s", 0.0) for h in history)
@@ -277,14 +348,16 @@ class _Rates:
 
     def estimate(self, run) -> float | None:
         arch = run.args.get("arch", "resnet18")
-        gflops = self.gflops.get(arch) or (min(self.gflops.values()) if self.gflops else None)
+        gflops = self.gflops.get(arch) or (
+            min(self.gflops.values()) if self.gflops else None
+        )
         if gflops is None:
             return None
         overhead = max(self.overheads) if self.overheads else _DEFAULT_OVERHEAD_S
         return G.estimate_seconds(run, gflops, overhead_s=overhead)
 
 
-# ------------------------------------------------------------------------------------ run
+# ---------------------------------------------------------------------------------- run
 def _pack(out: Path, work: Path) -> None:
     buf = io.BytesIO()
     with tarfile.open(fileobj=buf, mode="w:gz") as tar:
@@ -296,11 +369,19 @@ def _pack(out: Path, work: Path) -> None:
     _write_atomic_bytes(out / ARCHIVE, buf.getvalue())
 
 
-def run_campaign(budget_s: float, out: str | Path, device: str = "cuda", tier: str = "full",
-                 bench_budget_s: float = 90.0, results_root: str | Path | None = None,
-                 chapters: Sequence[str] | None = None, work_dir: str | Path | None = None,
-                 max_runs: int | None = None) -> dict:
-    """Environment, benchmarks and the pending runs of a tier, within ``budget_s`` seconds.
+def run_campaign(
+    budget_s: float,
+    out: str | Path,
+    device: str = "cuda",
+    tier: str = "full",
+    bench_budget_s: float = 90.0,
+    results_root: str | Path | None = None,
+    chapters: Sequence[str] | None = None,
+    work_dir: str | Path | None = None,
+    max_runs: int | None = None,
+) -> dict:
+    """Environment, benchmarks and the pending runs of a tier, within ``budget_s``
+    seconds.
 
     Args:
         budget_s: wall-clock seconds for everything (keep it below the command's limit).
@@ -328,29 +409,55 @@ def run_campaign(budget_s: float, out: str | Path, device: str = "cuda", tier: s
     out.mkdir(parents=True, exist_ok=True)
     extra = [p.name for p in out.iterdir() if p.name not in (MANIFEST, ARCHIVE, LOG)]
     if extra:
-        raise ValueError(f"--out {out} must be empty or a previous campaign's folder; it "
-                         f"holds {extra[:3]}")
+        raise ValueError(
+            f"--out {out} must be empty or a previous campaign's folder; it "
+            f"holds {extra[:3]}"
+        )
     results_root = Path(results_root) if results_root else REPO / "book" / "results"
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="cl_campaign_"))
     log = _Log(out / LOG)
 
     env = environment(device)
     log(f"== environment ({env['date_utc']})")
-    for k in ("device", "gpu", "gpu_memory_gib", "cpu_count", "python", "torch",
-              "torchvision", "cuda", "commit", "library_dirty", "commit_source"):
+    for k in (
+        "device",
+        "gpu",
+        "gpu_memory_gib",
+        "cpu_count",
+        "python",
+        "torch",
+        "torchvision",
+        "cuda",
+        "commit",
+        "library_dirty",
+        "commit_source",
+    ):
         log(f"   {k}: {env.get(k)}")
-    manifest: dict = {"schema_version": 1, "kind": "cl_lib.campaign", "tier": tier,
-                      "device": device, "budget_s": budget_s, "started_utc": env["date_utc"],
-                      "environment": env, "benchmark": {}, "runs": [], "rates": {}}
+    manifest: dict = {
+        "schema_version": 1,
+        "kind": "cl_lib.campaign",
+        "tier": tier,
+        "device": device,
+        "budget_s": budget_s,
+        "started_utc": env["date_utc"],
+        "environment": env,
+        "benchmark": {},
+        "runs": [],
+        "rates": {},
+    }
 
     def save_manifest():
         manifest["wall_time_s"] = round(time.perf_counter() - t_start, 1)
         manifest["finished_utc"] = _now()
-        _write_atomic_bytes(out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode())
+        _write_atomic_bytes(
+            out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode()
+        )
         log.write()
 
     rates = _Rates()
-    bench_budget = max(0.0, min(bench_budget_s, deadline - time.perf_counter() - _RESERVE_S))
+    bench_budget = max(
+        0.0, min(bench_budget_s, deadline - time.perf_counter() - _RESERVE_S)
+    )
     log(f"== benchmarks (<= {bench_budget:.0f} s)")
     manifest["benchmark"] = _run_bench(device, bench_budget, work / "bench", log)
     measured = bench_views_per_s(work / "bench", device)
@@ -360,28 +467,46 @@ def run_campaign(budget_s: float, out: str | Path, device: str = "cuda", tier: s
             measured["file"] = "benchmarks/results/" + measured["file"]
     if measured:
         manifest["benchmark"]["end_to_end"] = measured
-        rates.set_from_views(measured["arch"], measured["views_per_s"],
-                             measured["batch_size"], 32, f"benchmark {measured['file']}")
-        log(f"   end-to-end: {measured['views_per_s']:,.0f} views/s "
-            f"({measured['arch']}, batch {measured['batch_size']}, {measured['file']})")
+        rates.set_from_views(
+            measured["arch"],
+            measured["views_per_s"],
+            measured["batch_size"],
+            32,
+            f"benchmark {measured['file']}",
+        )
+        log(
+            f"   end-to-end: {measured['views_per_s']:,.0f} views/s "
+            f"({measured['arch']}, batch {measured['batch_size']}, {measured['file']})"
+        )
     else:
-        log("   no end-to-end rate measured: the first run's own throughput will be used")
+        log(
+            "   no end-to-end rate measured: "
+            "the first run's own throughput will be used"
+        )
     _pack(out, work)
     save_manifest()
 
     runs, skipped = pending_runs(tier, results_root, chapters)
-    log(f"== runs: {len(runs)} pending in priority order, {len(skipped)} not for this "
-        f"machine, {deadline - time.perf_counter():.0f} s left")
+    log(
+        f"== runs: {len(runs)} pending in priority order, {len(skipped)} not for this "
+        f"machine, {deadline - time.perf_counter():.0f} s left"
+    )
     started = 0
     for run in runs:
         left = deadline - time.perf_counter() - _RESERVE_S
         est = rates.estimate(run)
-        entry = {"name": run.name, "chapter": run.chapter, "section": run.section,
-                 "estimate_s": None if est is None else round(est, 1)}
+        entry = {
+            "name": run.name,
+            "chapter": run.chapter,
+            "section": run.section,
+            "estimate_s": None if est is None else round(est, 1),
+        }
         if max_runs is not None and started >= max_runs:
             entry.update(status="skipped", reason=f"--max-runs {max_runs} reached")
         elif left <= 1 or (est is not None and est > left):  # None: the timing run
-            entry.update(status="skipped", reason=f"does not fit the {max(left, 0):.0f} s left")
+            entry.update(
+                status="skipped", reason=f"does not fit the {max(left, 0):.0f} s left"
+            )
         if "status" in entry:
             manifest["runs"].append(entry)
             continue
@@ -391,13 +516,19 @@ def run_campaign(budget_s: float, out: str | Path, device: str = "cuda", tier: s
         cmd += ["--track-every", str(run.track_every)] if run.track_every else []
         cmd += ["--"] + G.train_flags(run) + ["--device", device]
         what = "unknown (no rate yet)" if est is None else f"{est:.0f} s"
-        log(f"-- {run.name} ({run.chapter}, {run.section}): estimate {what}, {left:.0f} s left")
+        log(
+            f"-- {run.name} ({run.chapter}, {run.section}): "
+            f"estimate {what}, {left:.0f} s left"
+        )
         started += 1
         t0 = time.perf_counter()
         status, rc = _stream(cmd, timeout=left, prefix=f"[{run.name}] ", log=log)
         wall = time.perf_counter() - t0
-        entry.update(wall_s=round(wall, 1), returncode=rc,
-                     command=" ".join(G.cli_command(run).split()))
+        entry.update(
+            wall_s=round(wall, 1),
+            returncode=rc,
+            command=" ".join(G.cli_command(run).split()),
+        )
         record = None
         if status == "ok" and save.is_file():
             try:
@@ -412,55 +543,74 @@ def run_campaign(budget_s: float, out: str | Path, device: str = "cuda", tier: s
             save.unlink(missing_ok=True)  # a cut-off run leaves no results file
         log(f"   {entry['status']} after {wall:.0f} s")
         manifest["runs"].append(entry)
-        manifest["rates"] = {"gflops": {k: round(v, 1) for k, v in rates.gflops.items()},
-                             "sources": rates.sources,
-                             "overhead_s": round(max(rates.overheads), 1)
-                             if rates.overheads else None}
+        manifest["rates"] = {
+            "gflops": {k: round(v, 1) for k, v in rates.gflops.items()},
+            "sources": rates.sources,
+            "overhead_s": round(max(rates.overheads), 1) if rates.overheads else None,
+        }
         _pack(out, work)
         save_manifest()
     manifest["runs"] += skipped
-    done = [r["name"] for r in manifest["runs"] if r["status"] in ("finished", "diverged")]
-    log(f"== done: {len(done)} finished ({', '.join(done) or 'none'}), "
-        f"{time.perf_counter() - t_start:.0f} s of {budget_s:.0f}")
+    done = [
+        r["name"] for r in manifest["runs"] if r["status"] in ("finished", "diverged")
+    ]
+    log(
+        f"== done: {len(done)} finished ({', '.join(done) or 'none'}), "
+        f"{time.perf_counter() - t_start:.0f} s of {budget_s:.0f}"
+    )
     _pack(out, work)
     save_manifest()
     return manifest
 
 
-# --------------------------------------------------------------------------------- unpack
+# ------------------------------------------------------------------------------- unpack
 def _safe_member(name: str) -> bool:
     parts = Path(name).parts
     return bool(parts) and not Path(name).is_absolute() and ".." not in parts
 
 
-def unpack(out: str | Path, results_root: str | Path | None = None,
-           bench_dir: str | Path | None = None, force: bool = False) -> dict:
+def unpack(
+    out: str | Path,
+    results_root: str | Path | None = None,
+    bench_dir: str | Path | None = None,
+    force: bool = False,
+) -> dict:
     """File a campaign's results into the book.
 
-    Every finished (or diverged) run goes to ``<results_root>/<tier>/<chapter>/<name>.json``
-    with ``"campaign"`` provenance (GPU, torch, torchvision, commit, date, budget, the
-    run's wall time and the command actually run) and ``"command"`` set to the grid's
-    canonical command; a record whose commit is unknown (no ``.git`` on the machine) gets
-    the campaign's. Benchmark files go to ``bench_dir`` (default ``benchmarks/results``)
-    with the same ``"campaign"`` block. Existing files are kept unless ``force``.
+    Every finished (or diverged) run goes to
+    ``<results_root>/<tier>/<chapter>/<name>.json`` with ``"campaign"`` provenance (GPU,
+    torch, torchvision, commit, date, budget, the run's wall time and the command
+    actually run) and ``"command"`` set to the grid's canonical command; a record whose
+    commit is unknown (no ``.git`` on the machine) gets the campaign's. Benchmark files
+    go to ``bench_dir`` (default ``benchmarks/results``) with the same ``"campaign"``
+    block. Existing files are kept unless ``force``.
 
     Returns:
-        ``{"runs": [written paths], "bench": [written paths], "kept": [existing paths]}``.
+        ``{"runs": [written paths], "bench": [written paths], "kept": [existing
+        paths]}``.
     """
     out = Path(out)
     manifest_path, archive = out / MANIFEST, out / ARCHIVE
     if not manifest_path.is_file() or not archive.is_file():
-        raise ValueError(f"{out} is not a campaign folder: it needs {MANIFEST} and {ARCHIVE}")
+        raise ValueError(
+            f"{out} is not a campaign folder: it needs {MANIFEST} and {ARCHIVE}"
+        )
     manifest = json.loads(manifest_path.read_text())
     tier, env = manifest["tier"], manifest["environment"]
     results_root = Path(results_root) if results_root else REPO / "book" / "results"
     bench_dir = Path(bench_dir) if bench_dir else REPO / "benchmarks" / "results"
     planned = {(r.chapter, r.name): r for r in G.planned_runs(tier)}
     status = {(r["chapter"], r["name"]): r for r in manifest["runs"]}
-    base = {"gpu": env.get("gpu"), "device": env.get("device"), "torch": env.get("torch"),
-            "torchvision": env.get("torchvision"), "commit": env.get("commit"),
-            "library_dirty": env.get("library_dirty"), "date_utc": manifest["started_utc"],
-            "budget_s": manifest["budget_s"]}
+    base = {
+        "gpu": env.get("gpu"),
+        "device": env.get("device"),
+        "torch": env.get("torch"),
+        "torchvision": env.get("torchvision"),
+        "commit": env.get("commit"),
+        "library_dirty": env.get("library_dirty"),
+        "date_utc": manifest["started_utc"],
+        "budget_s": manifest["budget_s"],
+    }
     written: dict[str, list[str]] = {"runs": [], "bench": [], "kept": []}
 
     def write(path: Path, doc: dict) -> None:
@@ -482,8 +632,11 @@ def unpack(out: str | Path, results_root: str | Path | None = None,
                 entry = status.get((chapter, name), {})
                 if entry.get("status") not in ("finished", "diverged"):
                     continue  # never file a run that did not finish
-                doc["campaign"] = dict(base, wall_time_s=entry.get("wall_s"),
-                                       command_run=doc.get("command"))
+                doc["campaign"] = dict(
+                    base,
+                    wall_time_s=entry.get("wall_s"),
+                    command_run=doc.get("command"),
+                )
                 if doc.get("library_commit", "unknown") == "unknown":
                     doc["library_commit"] = env.get("commit", "unknown")
                     doc["library_dirty"] = env.get("library_dirty")
@@ -498,26 +651,35 @@ def unpack(out: str | Path, results_root: str | Path | None = None,
     return written
 
 
-# ------------------------------------------------------------------------------------ CLI
+# ---------------------------------------------------------------------------------- CLI
 def _plan(tier: str, views_per_s: float) -> None:
     gflops = views_per_s * G.gflop_per_view("resnet18", 32)
     total = 0.0
-    print(f"tier {tier}: estimates at {views_per_s:,.0f} views/s (ResNet-18, CIFAR, batch 512)")
+    print(
+        f"tier {tier}: estimates at {views_per_s:,.0f} views/s "
+        "(ResNet-18, CIFAR, batch 512)"
+    )
     for run in G.planned_runs(tier):
         est = G.estimate_seconds(run, gflops)
         total += est if run.lease else 0.0
         a = run.args
-        print(f"{run.chapter} {run.section:<11} {run.name:<27} {a.get('dataset', ''):<16} "
-              f"ep {a.get('epochs', '?'):>3} B {a.get('batch_size', '?'):>4} "
-              f"{est / 60:6.1f} min{'' if run.lease else '  (GPU server)'}")
+        print(
+            f"{run.chapter} {run.section:<11} {run.name:<27} "
+            f"{a.get('dataset', ''):<16} "
+            f"ep {a.get('epochs', '?'):>3} B {a.get('batch_size', '?'):>4} "
+            f"{est / 60:6.1f} min{'' if run.lease else '  (GPU server)'}"
+        )
     print(f"lease runs together: {total / 60:.0f} min")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m cl_lib.campaign", description=__doc__.split(
-        "\n\n")[0])
+    p = argparse.ArgumentParser(
+        prog="python -m cl_lib.campaign", description=__doc__.split("\n\n")[0]
+    )
     sub = p.add_subparsers(dest="verb", required=True)
-    r = sub.add_parser("run", help="environment, benchmarks, pending runs within a budget")
+    r = sub.add_parser(
+        "run", help="environment, benchmarks, pending runs within a budget"
+    )
     r.add_argument("--budget-s", type=float, required=True)
     r.add_argument("--out", required=True, help="folder for the three returned files")
     r.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
@@ -532,19 +694,33 @@ def main(argv: Sequence[str] | None = None) -> int:
     u.add_argument("--results-root", default=None)
     u.add_argument("--bench-dir", default=None)
     u.add_argument("--force", action="store_true")
-    pl = sub.add_parser("plan", help="print a tier's runs in priority order with estimates")
+    pl = sub.add_parser(
+        "plan", help="print a tier's runs in priority order with estimates"
+    )
     pl.add_argument("--profile", dest="tier", choices=sorted(G.TIERS), default="full")
     pl.add_argument("--views-per-s", type=float, default=G.TARGET_VIEWS_PER_S)
     args = p.parse_args(argv)
     if args.verb == "run":
-        run_campaign(args.budget_s, args.out, args.device, args.tier, args.bench_budget_s,
-                     args.results_root, args.chapters, args.work_dir, args.max_runs)
+        run_campaign(
+            args.budget_s,
+            args.out,
+            args.device,
+            args.tier,
+            args.bench_budget_s,
+            args.results_root,
+            args.chapters,
+            args.work_dir,
+            args.max_runs,
+        )
     elif args.verb == "unpack":
         done = unpack(args.dir, args.results_root, args.bench_dir, args.force)
         for key in ("runs", "bench", "kept"):
             for path in done[key]:
                 print(f"{key if key != 'kept' else 'kept (exists)'}: {path}")
-        print(f"{len(done['runs'])} run files, {len(done['bench'])} benchmark files written")
+        print(
+            f"{len(done['runs'])} run files, "
+            f"{len(done['bench'])} benchmark files written"
+        )
     else:
         _plan(args.tier, args.views_per_s)
     return 0

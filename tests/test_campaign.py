@@ -1,9 +1,11 @@
-"""Tests of the full grid's sizing and of ``python -m cl_lib.campaign`` (run and unpack) on CPU.
+"""Tests of the full grid's sizing and of ``python -m cl_lib.campaign`` (run and unpack)
+on CPU.
 
 The campaign test runs the real code path with the quick tier, a tiny budget and results
 folders in pytest's tmp_path (never book/results/); it needs the CIFAR-10 archive
 (``CL_LIB_DATA``) and is skipped without it.
 """
+
 import copy
 import json
 import subprocess
@@ -17,7 +19,7 @@ from cl_lib import campaign as C
 from cl_lib.experiments import grid as G
 
 
-# ------------------------------------------------------------------------------ the grid
+# ----------------------------------------------------------------------------- the grid
 def test_full_grid_fits_a_lease_and_puts_the_headline_runs_first():
     gflops = G.TARGET_VIEWS_PER_S * G.gflop_per_view("resnet18", 32)
     runs = G.planned_runs("full")
@@ -26,10 +28,17 @@ def test_full_grid_fits_a_lease_and_puts_the_headline_runs_first():
     # 100 epochs of CIFAR-10 at batch 512 is 10 million views: about 4 min at the target
     head = runs[:5]
     assert [r.args["loss"] for r in head] == ["infonce", "dhel", "kcl", "dcl", "cloa"]
-    assert all(r.chapter == "ch11" and r.args["dataset"] == "cifar10" and
-               r.args["arch"] == "resnet18" and r.args["batch_size"] == 512 for r in head)
+    assert all(
+        r.chapter == "ch11"
+        and r.args["dataset"] == "cifar10"
+        and r.args["arch"] == "resnet18"
+        and r.args["batch_size"] == 512
+        for r in head
+    )
     assert G.views_per_run(head[0]) == 10_000_000
-    assert 200 < G.estimate_seconds(head[0], gflops, overhead_s=0, per_snapshot_s=0) < 300
+    assert (
+        200 < G.estimate_seconds(head[0], gflops, overhead_s=0, per_snapshot_s=0) < 300
+    )
     # runs that do not fit a lease exist (ImageNet-100) and come last
     assert not runs[-1].lease and all(r.lease for r in runs[: len(lease)])
     names = [(r.chapter, r.name) for r in runs]
@@ -48,40 +57,61 @@ def test_a_new_tier_is_one_entry(monkeypatch):
     run = next(r for r in study if r.name == "dhel_b128_t0.5_s2")
     assert run.args["seed"] == 2 and run.tier == "cpu-study"
     assert G.cli_command(run).startswith(
-        "python -m cl_lib.experiments.results book/results/cpu-study/ch11/dhel_b128_t0.5_s2.json")
+        "python -m cl_lib.experiments.results "
+        "book/results/cpu-study/ch11/dhel_b128_t0.5_s2.json"
+    )
     with pytest.raises(ValueError, match="unknown tier"):
         G.planned_runs("nope")
 
 
 def test_bench_views_per_s_reads_the_end_to_end_file(tmp_path):
     assert C.bench_views_per_s(tmp_path / "absent") is None
-    (tmp_path / "e2e_cuda.json").write_text(json.dumps(
-        {"benchmark": "end_to_end", "model": "cifar_resnet18", "batch_size": 512,
-         "gpu_resident_views_per_s": 41000.0, "dataloader_views_per_s": 1500.0}))
+    (tmp_path / "e2e_cuda.json").write_text(
+        json.dumps(
+            {
+                "benchmark": "end_to_end",
+                "model": "cifar_resnet18",
+                "batch_size": 512,
+                "gpu_resident_views_per_s": 41000.0,
+                "dataloader_views_per_s": 1500.0,
+            }
+        )
+    )
     got = C.bench_views_per_s(tmp_path, "cuda")
     assert got["views_per_s"] == 41000.0 and got["batch_size"] == 512
     assert C.bench_views_per_s(tmp_path, "cpu") is None
-    (tmp_path / "e2e_cpu.json").write_text(json.dumps({"gpu_resident_views_per_s": None}))
+    (tmp_path / "e2e_cpu.json").write_text(
+        json.dumps({"gpu_resident_views_per_s": None})
+    )
     assert C.bench_views_per_s(tmp_path, "cpu") is None  # cut off before measuring
 
 
 def test_a_process_past_its_time_is_cut_off():
     lines = []
     t0 = time.perf_counter()
-    status, rc = C._stream([sys.executable, "-c", "import time; print('hi', flush=True); "
-                            "time.sleep(60)"], timeout=5.0, prefix="> ", log=lines.append)
+    status, rc = C._stream(
+        [sys.executable, "-c", "import time; print('hi', flush=True); time.sleep(60)"],
+        timeout=5.0,
+        prefix="> ",
+        log=lines.append,
+    )
     assert status == "cut off" and rc is None and time.perf_counter() - t0 < 30
     assert lines == ["> hi"]
-    status, rc = C._stream([sys.executable, "-c", "raise SystemExit(3)"], timeout=30,
-                           prefix="", log=lines.append)
+    status, rc = C._stream(
+        [sys.executable, "-c", "raise SystemExit(3)"],
+        timeout=30,
+        prefix="",
+        log=lines.append,
+    )
     assert (status, rc) == ("failed", 3)
 
 
 # ------------------------------------------------------------------------- run + unpack
 def test_run_and_unpack_on_cpu(tmp_path, monkeypatch):
     """The whole campaign on CPU with the quick tier: runs with a results file are not
-    pending; the first pending run of chapter 11 is timed, finished and returned in at most
-    8 files; the rest is skipped; unpack files it into the book folder with provenance."""
+    pending; the first pending run of chapter 11 is timed, finished and returned in at
+    most 8 files; the rest is skipped; unpack files it into the book folder with
+    provenance."""
     if not G.dataset_available("cifar10"):
         pytest.skip("the CIFAR-10 archive is not in CL_LIB_DATA")
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
@@ -94,10 +124,34 @@ def test_run_and_unpack_on_cpu(tmp_path, monkeypatch):
         (results / "quick" / "ch11" / f"{run.name}.json").write_text("{}")
     # a generous budget costs nothing: with --max-runs 1 the campaign ends after one run
     proc = subprocess.run(
-        [sys.executable, "-m", "cl_lib.campaign", "run", "--budget-s", "120", "--out", str(out),
-         "--device", "cpu", "--profile", "quick", "--bench-budget-s", "0", "--results-root",
-         str(results), "--chapters", "ch11", "--max-runs", "1", "--work-dir",
-         str(tmp_path / "work")], capture_output=True, text=True, timeout=300)
+        [
+            sys.executable,
+            "-m",
+            "cl_lib.campaign",
+            "run",
+            "--budget-s",
+            "120",
+            "--out",
+            str(out),
+            "--device",
+            "cpu",
+            "--profile",
+            "quick",
+            "--bench-budget-s",
+            "0",
+            "--results-root",
+            str(results),
+            "--chapters",
+            "ch11",
+            "--max-runs",
+            "1",
+            "--work-dir",
+            str(tmp_path / "work"),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "== environment" in proc.stdout and "torchvision:" in proc.stdout
 
@@ -124,9 +178,13 @@ def test_run_and_unpack_on_cpu(tmp_path, monkeypatch):
     record = json.loads(path.read_text())
     assert record["command"] == G.cli_command(first)  # the grid's own command
     assert record["campaign"]["torch"] and record["campaign"]["wall_time_s"] > 0
-    assert record["campaign"]["command_run"].startswith("python -m cl_lib.experiments.results")
+    assert record["campaign"]["command_run"].startswith(
+        "python -m cl_lib.experiments.results"
+    )
     assert 0 <= record["final"]["knn_acc"] <= 1 and record["library_commit"]
-    assert C.unpack(out, results_root=results, bench_dir=tmp_path / "bench")["kept"] == [str(path)]
+    assert C.unpack(out, results_root=results, bench_dir=tmp_path / "bench")[
+        "kept"
+    ] == [str(path)]
     pending, _ = C.pending_runs("quick", results, ["ch11"])
     assert first.name not in {r.name for r in pending}
     with pytest.raises(ValueError, match="not a campaign folder"):

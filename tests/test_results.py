@@ -1,8 +1,10 @@
-"""Tests of cl_lib.experiments.results on synthetic results files written to a temporary folder.
+"""Tests of cl_lib.experiments.results on synthetic results files written to a temporary
+folder.
 
-The synthetic records follow the layout ``cl_lib.train`` writes (config, hardware, final, metrics,
-history); they live only in pytest's tmp_path, never in book/results/.
+The synthetic records follow the layout ``cl_lib.train`` writes (config, hardware,
+final, metrics, history); they live only in pytest's tmp_path, never in book/results/.
 """
+
 import json
 import math
 from pathlib import Path
@@ -17,14 +19,27 @@ from cl_lib.experiments import grid as G  # noqa: E402
 from cl_lib.experiments import results as R  # noqa: E402
 
 
-def fake_record(loss: str, lr: float, knn: float | None, batch_size: int = 128, seed: int = 0) -> dict:
+def fake_record(
+    loss: str, lr: float, knn: float | None, batch_size: int = 128, seed: int = 0
+) -> dict:
     final = {} if knn is None else {"knn_acc": knn, "linear_probe_acc": knn + 0.05}
     return {
         "schema_version": 1,
-        "config": {"dataset": "cifar10", "loss": loss, "lr": lr, "batch_size": batch_size, "seed": seed,
-                   "loss_kwargs": {"tau": 0.5}},
+        "config": {
+            "dataset": "cifar10",
+            "loss": loss,
+            "lr": lr,
+            "batch_size": batch_size,
+            "seed": seed,
+            "loss_kwargs": {"tau": 0.5},
+        },
         "profile": "full",
-        "hardware": {"device": "cuda", "cpu": "some cpu", "gpu": "FAKE-GPU", "gpu_count": 1},
+        "hardware": {
+            "device": "cuda",
+            "cpu": "some cpu",
+            "gpu": "FAKE-GPU",
+            "gpu_count": 1,
+        },
         "torch_version": "2.0.0",
         "library_commit": "0123456789abcdef",
         "library_dirty": False,
@@ -40,13 +55,24 @@ def fake_record(loss: str, lr: float, knn: float | None, batch_size: int = 128, 
 def results_dir(tmp_path):
     folder = tmp_path / "full" / "ch10"
     folder.mkdir(parents=True)
-    grid = [("infonce", 0.01, 0.4), ("infonce", 1.0, 0.1), ("cloa", 0.01, 0.5), ("cloa", 1.0, 0.6)]
+    grid = [
+        ("infonce", 0.01, 0.4),
+        ("infonce", 1.0, 0.1),
+        ("cloa", 0.01, 0.5),
+        ("cloa", 1.0, 0.6),
+    ]
     for loss, lr, knn in grid:
-        (folder / f"{loss}_lr{lr:g}.json").write_text(json.dumps(fake_record(loss, lr, knn)))
+        (folder / f"{loss}_lr{lr:g}.json").write_text(
+            json.dumps(fake_record(loss, lr, knn))
+        )
     # a second seed of one point, and the CLI's own layout <name>/results.json
-    (folder / "infonce_lr0.01_seed1.json").write_text(json.dumps(fake_record("infonce", 0.01, 0.3, seed=1)))
+    (folder / "infonce_lr0.01_seed1.json").write_text(
+        json.dumps(fake_record("infonce", 0.01, 0.3, seed=1))
+    )
     (folder / "dhel_run").mkdir()
-    (folder / "dhel_run" / "results.json").write_text(json.dumps(fake_record("dhel", 0.1, None)))
+    (folder / "dhel_run" / "results.json").write_text(
+        json.dumps(fake_record("dhel", 0.1, None))
+    )
     return tmp_path / "full"
 
 
@@ -111,8 +137,16 @@ def test_curves_sorted_means_over_seeds_and_skips_missing(results_dir):
 
 def test_table_rows_and_format_table(results_dir):
     records = R.select(R.load_results(results_dir), loss="cloa")
-    rows = R.table_rows(records, {"loss": "config.loss", "lr": "config.lr", "kNN": "final.knn_acc",
-                                  "missing": "final.nope"}, digits=3)
+    rows = R.table_rows(
+        records,
+        {
+            "loss": "config.loss",
+            "lr": "config.lr",
+            "kNN": "final.knn_acc",
+            "missing": "final.nope",
+        },
+        digits=3,
+    )
     assert rows[0] == {"loss": "cloa", "lr": "0.010", "kNN": "0.500", "missing": "--"}
     tiny = R.table_rows([fake_record("x", 1e-7, 0.1)], {"lr": "config.lr"})
     assert tiny[0]["lr"] == "1.00e-07"
@@ -127,10 +161,22 @@ def test_table_rows_and_format_table(results_dir):
 
 
 def test_plot_curves_draws_one_line_per_group(results_dir):
-    c = R.curves(R.load_results(results_dir), x="config.lr", y="final.knn_acc", group="config.loss")
+    c = R.curves(
+        R.load_results(results_dir),
+        x="config.lr",
+        y="final.knn_acc",
+        group="config.loss",
+    )
     fig, ax = plt.subplots()
-    R.plot_curves(ax, c, xlabel="lr", ylabel="kNN", title="t", labels={"cloa": "CLOA"},
-                  styles={"cloa": {"linestyle": ":"}})
+    R.plot_curves(
+        ax,
+        c,
+        xlabel="lr",
+        ylabel="kNN",
+        title="t",
+        labels={"cloa": "CLOA"},
+        styles={"cloa": {"linestyle": ":"}},
+    )
     assert len(ax.lines) == 2
     assert {line.get_label() for line in ax.lines} == {"CLOA", "infonce"}
     assert ax.get_xscale() == "log"
@@ -143,7 +189,12 @@ def test_binomial_halfwidth_and_error_bars(results_dir):
     for bad in ((0.5, 0), (1.5, 10)):
         with pytest.raises(ValueError):
             R.binomial_halfwidth(*bad)
-    c = R.curves(R.load_results(results_dir), x="config.lr", y="final.knn_acc", group="config.loss")
+    c = R.curves(
+        R.load_results(results_dir),
+        x="config.lr",
+        y="final.knn_acc",
+        group="config.loss",
+    )
     fig, ax = plt.subplots()
     R.plot_curves(ax, c, xlabel="lr", ylabel="kNN", test_size=500)
     assert len(ax.containers) == 2  # one errorbar container per group
@@ -155,41 +206,71 @@ def test_provenance_and_run_name(results_dir):
     by_name = {R.run_name(r): r for r in records}
     assert "dhel_run" in by_name and "cloa_lr1" in by_name
     line = R.provenance(by_name["cloa_lr1"])
-    for part in ("cloa_lr1", "full profile", "FAKE-GPU", "torch 2.0.0", "commit 0123456789", "10.0 min", "date 2030-01-01"):
+    for part in (
+        "cloa_lr1",
+        "full profile",
+        "FAKE-GPU",
+        "torch 2.0.0",
+        "commit 0123456789",
+        "10.0 min",
+        "date 2030-01-01",
+    ):
         assert part in line
 
 
 def test_cli_command_and_missing_runs(results_dir):
-    run = G.PlannedRun("dhel_b512", {"dataset": "cifar10", "loss": "dhel", "batch_size": 512,
-                                     "lr": 1e-7, "loss_kwargs": {"tau": 0.2}, "subset": None})
+    run = G.PlannedRun(
+        "dhel_b512",
+        {
+            "dataset": "cifar10",
+            "loss": "dhel",
+            "batch_size": 512,
+            "lr": 1e-7,
+            "loss_kwargs": {"tau": 0.2},
+            "subset": None,
+        },
+    )
     cmd = G.cli_command(run, results_dir="book/results/full/ch11", record=False)
-    assert cmd.startswith("python -m cl_lib.train --profile full --dataset cifar10 --loss dhel")
+    assert cmd.startswith(
+        "python -m cl_lib.train --profile full --dataset cifar10 --loss dhel"
+    )
     assert "--batch-size 512" in cmd and "--lr 1e-07" in cmd and "--subset" not in cmd
     assert """--loss-kwargs '{"tau":0.2}'""" in cmd
-    assert cmd.endswith("--out runs/dhel_b512 && mkdir -p book/results/full/ch11 && "
-                        "cp runs/dhel_b512/results.json book/results/full/ch11/dhel_b512.json")
+    assert cmd.endswith(
+        "--out runs/dhel_b512 && mkdir -p book/results/full/ch11 && "
+        "cp runs/dhel_b512/results.json book/results/full/ch11/dhel_b512.json"
+    )
     rec = G.cli_command(run, results_dir="book/results/full/ch11", track_every=5)
-    assert rec.startswith("python -m cl_lib.experiments.results "
-                          "book/results/full/ch11/dhel_b512.json "
-                          "--track-every 5 -- --profile full --dataset cifar10")
+    assert rec.startswith(
+        "python -m cl_lib.experiments.results "
+        "book/results/full/ch11/dhel_b512.json "
+        "--track-every 5 -- --profile full --dataset cifar10"
+    )
     with pytest.raises(ValueError, match="no chapter"):
         G.cli_command(run)  # no chapter: nowhere to put the file
-    planned = [G.PlannedRun("cloa_lr1"), G.PlannedRun("dhel_run"), G.PlannedRun("kcl_b512")]
-    assert [p.name for p in G.missing_runs(planned, R.load_results(results_dir))] == ["kcl_b512"]
+    planned = [
+        G.PlannedRun("cloa_lr1"),
+        G.PlannedRun("dhel_run"),
+        G.PlannedRun("kcl_b512"),
+    ]
+    assert [p.name for p in G.missing_runs(planned, R.load_results(results_dir))] == [
+        "kcl_b512"
+    ]
     for bad in ("", "a/b", "x.json", "a b"):
         with pytest.raises(ValueError):
             G.PlannedRun(bad)
 
 
 def test_cli_command_parses_with_the_trainer():
-    """Every planned command's flags are ones the real CLI accepts (argparse of cl_lib.train),
-    and they give the run's own settings."""
+    """Every planned command's flags are ones the real CLI accepts (argparse of
+    cl_lib.train), and they give the run's own settings."""
     train = pytest.importorskip("cl_lib.train")
     import shlex
+
     for tier in G.TIERS:
         for run in G.planned_runs(tier):
             words = shlex.split(G.cli_command(run))
-            cfg = train.config_from_args(words[words.index("--") + 1:])
+            cfg = train.config_from_args(words[words.index("--") + 1 :])
             assert cfg.profile == G.TIERS[tier]["profile"]
             for key, value in run.args.items():
                 assert getattr(cfg, key) == value, (run.name, key)
@@ -199,37 +280,73 @@ def _tiny_image_folder(root, n_train=12, n_test=6, size=16):
     """Two colour classes of noisy 16x16 PNGs in <root>/{train,test}/<class>/."""
     import numpy as np
     from PIL import Image
+
     rng = np.random.default_rng(0)
     for split, n in (("train", n_train), ("test", n_test)):
         for c, colour in enumerate(((200, 40, 40), (40, 40, 200))):
             d = root / split / f"class{c}"
             d.mkdir(parents=True)
             for i in range(n):
-                img = np.clip(np.array(colour) + rng.normal(0, 30, (size, size, 3)), 0, 255).astype("uint8")
+                img = np.clip(
+                    np.array(colour) + rng.normal(0, 30, (size, size, 3)), 0, 255
+                ).astype("uint8")
                 Image.fromarray(img).save(d / f"{i}.png")
 
 
 def test_train_and_record_end_to_end(tmp_path):
-    """The wrapper CLI trains through cl_lib.train, tracks geometry per epoch and saves a file
-    that the loading helpers read back."""
+    """The wrapper CLI trains through cl_lib.train, tracks geometry per epoch and saves
+    a file that the loading helpers read back."""
     pytest.importorskip("cl_lib.train")
     pytest.importorskip("cl_lib.data")
     _tiny_image_folder(tmp_path / "imgs")
     save = tmp_path / "out" / "tiny_run.json"
-    argv = [str(save), "--track-every", "1", "--", "--profile", "full", "--device", "cpu",
-            "--dataset", f"imagefolder:{tmp_path / 'imgs'}", "--cache-dir", str(tmp_path / "cache"),
-            "--arch", "small_cnn", "--width", "4", "--proj-dim", "8", "--epochs", "2",
-            "--batch-size", "8", "--warmup-epochs", "0", "--probe-steps", "5", "--eval-every", "1",
-            "--quiet"]
+    argv = [
+        str(save),
+        "--track-every",
+        "1",
+        "--",
+        "--profile",
+        "full",
+        "--device",
+        "cpu",
+        "--dataset",
+        f"imagefolder:{tmp_path / 'imgs'}",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--arch",
+        "small_cnn",
+        "--width",
+        "4",
+        "--proj-dim",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "8",
+        "--warmup-epochs",
+        "0",
+        "--probe-steps",
+        "5",
+        "--eval-every",
+        "1",
+        "--quiet",
+    ]
     record = R.main(argv)
     assert save.exists() and record["diverged"] is False
     (loaded,) = R.load_results(save.parent)
     assert R.run_name(loaded) == "tiny_run"
-    assert loaded["command"].startswith(f"python -m cl_lib.experiments.results {save} --track-every 1 -- --profile full")
+    assert loaded["command"].startswith(
+        f"python -m cl_lib.experiments.results {save} --track-every 1 -- --profile full"
+    )
     final = loaded["extra"]["final"]
     assert 0 <= final["embedding_variance_sphere"] <= 1 + 1e-6
-    assert final["embedding_variance_features"] >= 0 and final["effective_rank_features"] >= 1
-    assert len(final["singular_values_features"]) == min(2 * 6, 8 * 4)  # min(test images, feature width)
+    assert (
+        final["embedding_variance_features"] >= 0
+        and final["effective_rank_features"] >= 1
+    )
+    assert len(final["singular_values_features"]) == min(
+        2 * 6, 8 * 4
+    )  # min(test images, feature width)
     track = loaded["extra"]["tracking"]
     assert [t["epoch"] for t in track] == [1, 2]
     assert all(0 <= t["knn_acc"] <= 1 and 0 <= t["alignment"] <= 4 for t in track)
@@ -238,21 +355,30 @@ def test_train_and_record_end_to_end(tmp_path):
         R.main([str(save)])
 
 
-# ------------------------------------------------------------------ the chapters' full branch
+# ------------------------------------------------------------ the chapters' full branch
 BOOK = Path(__file__).resolve().parents[1] / "book"
-CHAPTERS = [("ch10", "10_collapse_real_data"), ("ch11", "11_cifar_benchmark"), ("ch12", "12_imagenet100")]
+CHAPTERS = [
+    ("ch10", "10_collapse_real_data"),
+    ("ch11", "11_cifar_benchmark"),
+    ("ch12", "12_imagenet100"),
+]
 
 
 def _code_cells(nb_path):
     nbformat = pytest.importorskip("nbformat")
-    return [c.source for c in nbformat.read(nb_path, as_version=4).cells if c.cell_type == "code"]
+    return [
+        c.source
+        for c in nbformat.read(nb_path, as_version=4).cells
+        if c.cell_type == "code"
+    ]
 
 
 @pytest.mark.parametrize("chapter, notebook", CHAPTERS)
 def test_chapter_plots_synthetic_full_results(chapter, notebook, tmp_path, monkeypatch):
-    """Run a real-image chapter's code against SYNTHETIC full-profile files (made in tmp_path
-    from the stored quick results, relabelled; never written to book/results/): every planned
-    full run present, one of them diverged. The full-results branch must plot without error."""
+    """Run a real-image chapter's code against SYNTHETIC full-profile files (made in
+    tmp_path from the stored quick results, relabelled; never written to book/results/):
+    every planned full run present, one of them diverged. The full-results branch must
+    plot without error."""
     nb_path = BOOK / f"{notebook}.ipynb"
     quick_dir = BOOK / "results" / "quick" / chapter
     if not nb_path.exists() or not quick_dir.exists():
@@ -270,12 +396,37 @@ def test_chapter_plots_synthetic_full_results(chapter, notebook, tmp_path, monke
         rec = json.loads(json.dumps(same[i % len(same)]))
         rec.pop("source")
         rec["config"].update(run.args)
-        rec.update(profile="full", hardware={"device": "cuda", "gpu": "SYNTHETIC", "gpu_count": 1})
+        rec.update(
+            profile="full",
+            hardware={"device": "cuda", "gpu": "SYNTHETIC", "gpu_count": 1},
+        )
         if i == len(planned) - 1:  # a diverged run: no accuracies, no dataset block
-            rec = {"config": rec["config"], "profile": "full", "diverged": True, "final": {}, "extra": {}}
+            rec = {
+                "config": rec["config"],
+                "profile": "full",
+                "diverged": True,
+                "final": {},
+                "extra": {},
+            }
         (full_dir / f"{name}.json").write_text(json.dumps(rec))
     namespace = {}
     for i, src in enumerate(cells):  # the whole chapter, now with full results present
         exec(compile(src, f"{notebook}[{i}]", "exec"), namespace)
         plt.close("all")
     assert len(namespace["full"]) == len(planned)
+
+
+@pytest.mark.parametrize("chapter", [c for c, _ in CHAPTERS])
+def test_stored_quick_results_are_the_quick_grid(chapter):
+    """book/results/quick/<chapter> holds exactly the quick grid's runs, each made by
+    its planned command at one clean commit of the library."""
+    folder = BOOK / "results" / "quick" / chapter
+    if not folder.exists():
+        pytest.skip(f"no quick results of {chapter} in this checkout")
+    records = R.load_results(folder)
+    stored = {R.run_name(r): r["command"] for r in records}
+    assert stored == {
+        run.name: G.cli_command(run) for run in G.planned_runs("quick", chapter)
+    }
+    assert len({r["library_commit"] for r in records}) == 1
+    assert not any(r["library_dirty"] for r in records)

@@ -9,22 +9,23 @@ re-checks, stored in ``book/results/quick/``) and ``full`` (one GPU, stored in
   trainer's flags, how often to record geometry along training, and its priority;
 - :func:`chapter_grid` -- a chapter's runs by section (``{"losses": [...], ...}``);
 - :func:`planned_runs` -- every run of a tier (or of one chapter), in priority order;
-- :func:`cli_command` / :func:`missing_runs` -- the exact command of a run, and which runs
-  have no results file yet;
-- :func:`estimate_seconds` -- how long a run takes at a measured throughput, which is how
-  the full tier is sized for one GPU lease and how ``python -m cl_lib.campaign`` picks the
-  runs that fit its budget.
+- :func:`cli_command` / :func:`missing_runs` -- the exact command of a run, and which
+  runs have no results file yet;
+- :func:`estimate_seconds` -- how long a run takes at a measured throughput, which is
+  how the full tier is sized for one GPU lease and how ``python -m cl_lib.campaign``
+  picks the runs that fit its budget.
 
 **Sizing the full tier.** A lent GPU (one H200) gives 10 minutes per command, so every
 full run is planned to take at most :data:`LEASE_RUN_LIMIT_S` (6 minutes) at the target
-throughput :data:`TARGET_VIEWS_PER_S` (40,000 augmented views/s for ResNet-18 on CIFAR at
-batch 512: 100 epochs of CIFAR-10 = 10 million views, about 4 minutes). Hence 100 epochs at
-batch 512 for the chapter-11 runs, 50 epochs for the slower small-batch runs (chapter 10's
-batch 128, chapter 11's batch sweep) and for Tiny-ImageNet (twice CIFAR's images), and 200
-epochs for Imagenette (9,469 images). The papers' 200-epoch settings remain one flag away
-(:data:`PAPER_EPOCHS`, ``--epochs 200``). ImageNet-100 runs take hours: they are planned
-for a GPU server, not for a lease (``lease=False``).
+throughput :data:`TARGET_VIEWS_PER_S` (40,000 augmented views/s for ResNet-18 on CIFAR
+at batch 512: 100 epochs of CIFAR-10 = 10 million views, about 4 minutes). Hence 100
+epochs at batch 512 for the chapter-11 runs, 50 epochs for the slower small-batch runs
+(chapter 10's batch 128, chapter 11's batch sweep) and for Tiny-ImageNet (twice CIFAR's
+images), and 200 epochs for Imagenette (9,469 images). The papers' 200-epoch settings
+remain one flag away (:data:`PAPER_EPOCHS`, ``--epochs 200``). ImageNet-100 runs take
+hours: they are planned for a GPU server, not for a lease (``lease=False``).
 """
+
 from __future__ import annotations
 
 import json
@@ -35,74 +36,149 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterable, Mapping, Sequence
 
-__all__ = ["PlannedRun", "TIERS", "CHAPTERS", "TARGET_VIEWS_PER_S", "LEASE_RUN_LIMIT_S",
-           "PAPER_EPOCHS", "chapter_grid", "planned_runs", "cli_command", "wrap_command",
-           "missing_runs", "train_flags",
-           "results_dir", "estimate_seconds", "views_per_run", "gflop_per_view",
-           "dataset_available", "DATASET_TRAIN_SIZE"]
+__all__ = [
+    "PlannedRun",
+    "TIERS",
+    "CHAPTERS",
+    "TARGET_VIEWS_PER_S",
+    "LEASE_RUN_LIMIT_S",
+    "PAPER_EPOCHS",
+    "chapter_grid",
+    "planned_runs",
+    "cli_command",
+    "wrap_command",
+    "missing_runs",
+    "train_flags",
+    "results_dir",
+    "estimate_seconds",
+    "views_per_run",
+    "gflop_per_view",
+    "dataset_available",
+    "DATASET_TRAIN_SIZE",
+]
 
 CHAPTERS = ("ch10", "ch11", "ch12")
-TARGET_VIEWS_PER_S = 40_000.0   # ResNet-18, CIFAR stem, batch 512, one H200 (issue goal)
-LEASE_RUN_LIMIT_S = 360.0       # a full run must fit a 10-minute command with room
-PAPER_EPOCHS = 200              # the DHEL/KCL paper's and SimCLR's CIFAR setting
-REFERENCE_BATCH = 512           # the batch size the throughput is measured at
+TARGET_VIEWS_PER_S = 40_000.0  # ResNet-18, CIFAR stem, batch 512, one H200 (issue goal)
+LEASE_RUN_LIMIT_S = 360.0  # a full run must fit a 10-minute command with room
+PAPER_EPOCHS = 200  # the DHEL/KCL paper's and SimCLR's CIFAR setting
+REFERENCE_BATCH = 512  # the batch size the throughput is measured at
 
 # Losses by short name: (cl_lib.losses name, loss_kwargs)
-LOSSES = {"simclr": ("infonce", {"tau": 0.5}), "dcl": ("dcl", {"tau": 0.5}),
-          "dhel": ("dhel", {"tau": 0.5}),
-          "dhel2v": ("dhel", {"tau": 0.3, "both_views": True}),  # the DHEL authors' code
-          "kcl": ("kcl", {"kernel": "gaussian"}), "cloa": ("cloa", {"tau": 0.5})}
+LOSSES = {
+    "simclr": ("infonce", {"tau": 0.5}),
+    "dcl": ("dcl", {"tau": 0.5}),
+    "dhel": ("dhel", {"tau": 0.5}),
+    "dhel2v": ("dhel", {"tau": 0.3, "both_views": True}),  # the DHEL authors' code
+    "kcl": ("kcl", {"kernel": "gaussian"}),
+    "cloa": ("cloa", {"tau": 0.5}),
+}
 
-# One entry per tier. "profile" is the trainer's --profile; "seeds" every run is repeated
+# One entry per tier. "profile" is the trainer's --profile; "seeds" every run is
+# repeated
 # for (seed 0 keeps the plain name, seed s > 0 gets "_s<s>").
 TIERS: dict[str, dict] = {
     "quick": {
-        "profile": "quick", "seeds": (0,),
-        "ch10": {"size": dict(arch="small_cnn", width=16, subset=2048, test_subset=500,
-                              epochs=6),
-                 "lrs": [1e-5, 1e-3, 1e-2, 1e-1, 1.0], "track": 0,
-                 # longer runs at two rates, geometry every 5 epochs
-                 "long": {"epochs": 30, "track": 5, "lrs": [1e-3, 1.0]}},
-        "ch11": {"size": dict(arch="small_cnn", width=16, subset=1024, test_subset=500,
-                              epochs=2),
-                 "batch": 128, "track": 1, "batches": [64, 128, 256], "batch_epochs": 2,
-                 "taus": [0.1, 0.5, 1.0],
-                 "tiny": {"size": dict(subset=2000), "losses": ("simclr", "dhel")},
-                 "cifar100": False},
-        "ch12": {"size": dict(arch="small_cnn", width=16, subset=500, test_subset=250,
-                              epochs=2, batch_size=64),
-                 "losses": ("simclr", "dhel"), "imagenet100": False},
+        "profile": "quick",
+        "seeds": (0,),
+        "ch10": {
+            "size": dict(
+                arch="small_cnn", width=16, subset=2048, test_subset=500, epochs=6
+            ),
+            "lrs": [1e-5, 1e-3, 1e-2, 1e-1, 1.0],
+            "track": 0,
+            # longer runs at two rates, geometry every 5 epochs
+            "long": {"epochs": 30, "track": 5, "lrs": [1e-3, 1.0]},
+        },
+        "ch11": {
+            "size": dict(
+                arch="small_cnn", width=16, subset=1024, test_subset=500, epochs=2
+            ),
+            "batch": 128,
+            "track": 1,
+            "batches": [64, 128, 256],
+            "batch_epochs": 2,
+            "taus": [0.1, 0.5, 1.0],
+            "tiny": {"size": dict(subset=2000), "losses": ("simclr", "dhel")},
+            "cifar100": False,
+        },
+        "ch12": {
+            "size": dict(
+                arch="small_cnn",
+                width=16,
+                subset=500,
+                test_subset=250,
+                epochs=2,
+                batch_size=64,
+            ),
+            "losses": ("simclr", "dhel"),
+            "imagenet100": False,
+        },
     },
     "full": {
-        "profile": "full", "seeds": (0,),
-        "ch10": {"size": dict(arch="resnet18", epochs=50), "track": 10,
-                 "lrs": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0], "long": None},
-        "ch11": {"size": dict(arch="resnet18", epochs=100),
-                 "batch": 512, "track": 20, "batches": [128, 256, 512, 1024],
-                 "batch_epochs": 50, "taus": [0.1, 0.2, 0.5, 1.0],
-                 "tiny": {"size": dict(epochs=50), "losses": tuple(LOSSES)},
-                 "cifar100": True},
-        "ch12": {"size": dict(arch="resnet18", epochs=200, batch_size=256),
-                 "losses": ("simclr", "dhel", "kcl", "dcl", "cloa"), "imagenet100": True},
+        "profile": "full",
+        "seeds": (0,),
+        "ch10": {
+            "size": dict(arch="resnet18", epochs=50),
+            "track": 10,
+            "lrs": [1e-7, 1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0],
+            "long": None,
+        },
+        "ch11": {
+            "size": dict(arch="resnet18", epochs=100),
+            "batch": 512,
+            "track": 20,
+            "batches": [128, 256, 512, 1024],
+            "batch_epochs": 50,
+            "taus": [0.1, 0.2, 0.5, 1.0],
+            "tiny": {"size": dict(epochs=50), "losses": tuple(LOSSES)},
+            "cifar100": True,
+        },
+        "ch12": {
+            "size": dict(arch="resnet18", epochs=200, batch_size=256),
+            "losses": ("simclr", "dhel", "kcl", "dcl", "cloa"),
+            "imagenet100": True,
+        },
     },
 }
 
 # The one priority order of a tier's runs (lower first): headline runs first.
-PRIORITY = {("ch11", "losses"): 0, ("ch10", "key rates"): 1, ("ch12", "imagenette"): 2,
-            ("ch11", "batch"): 3, ("ch11", "tau"): 4, ("ch10", "sweep"): 5,
-            ("ch10", "long"): 5, ("ch11", "tiny"): 6, ("ch11", "cifar100"): 7,
-            ("ch12", "imagenet100"): 8}
-# Within ch11's headline runs: the five losses of the chapter first, DHEL (authors') last.
+PRIORITY = {
+    ("ch11", "losses"): 0,
+    ("ch10", "key rates"): 1,
+    ("ch12", "imagenette"): 2,
+    ("ch11", "batch"): 3,
+    ("ch11", "tau"): 4,
+    ("ch10", "sweep"): 5,
+    ("ch10", "long"): 5,
+    ("ch11", "tiny"): 6,
+    ("ch11", "cifar100"): 7,
+    ("ch12", "imagenet100"): 8,
+}
+# Within ch11's headline runs: the five losses of the chapter first, DHEL (authors')
+# last.
 _HEADLINE_ORDER = ("simclr", "dhel", "kcl", "dcl", "cloa", "dhel2v")
-_CH10_KEY_RATES = (1.0, 1e-3)   # the paper's "strong" and "mild" learning: first
+_CH10_KEY_RATES = (1.0, 1e-3)  # the paper's "strong" and "mild" learning: first
 
-DATASET_TRAIN_SIZE = {"cifar10": 50_000, "cifar100": 50_000, "tiny-imagenet-32": 100_000,
-                      "imagenette-96": 9_469, "imagenet100": 126_689}
-DATASET_IMAGE_SIDE = {"cifar10": 32, "cifar100": 32, "tiny-imagenet-32": 32,
-                      "imagenette-96": 96, "imagenet100": 224}
+DATASET_TRAIN_SIZE = {
+    "cifar10": 50_000,
+    "cifar100": 50_000,
+    "tiny-imagenet-32": 100_000,
+    "imagenette-96": 9_469,
+    "imagenet100": 126_689,
+}
+DATASET_IMAGE_SIDE = {
+    "cifar10": 32,
+    "cifar100": 32,
+    "tiny-imagenet-32": 32,
+    "imagenette-96": 96,
+    "imagenet100": 224,
+}
 # Offline archives (in $CL_LIB_DATA) of the data sets a bare GPU machine can read.
-_ARCHIVES = {"cifar10": "cifar10-jpeg.tar.gz", "tiny-imagenet-32": "tiny-imagenet-32.tar.gz",
-             "imagenette-96": "imagenette-96.tar.gz"}
+_ARCHIVES = {
+    "cifar10": "cifar10-jpeg.tar.gz",
+    "tiny-imagenet-32": "tiny-imagenet-32.tar.gz",
+    "imagenette-96": "imagenette-96.tar.gz",
+}
 
 
 @dataclass(frozen=True)
@@ -131,7 +207,11 @@ class PlannedRun:
     lease: bool = True
 
     def __post_init__(self):
-        if not self.name or any(c in self.name for c in "/ \\") or self.name.endswith(".json"):
+        if (
+            not self.name
+            or any(c in self.name for c in "/ \\")
+            or self.name.endswith(".json")
+        ):
             raise ValueError(f"run name must be a plain file stem, got {self.name!r}")
         if self.track_every < 0:
             raise ValueError(f"track_every must be >= 0, got {self.track_every}")
@@ -158,60 +238,107 @@ def _seeded(runs: list[PlannedRun], seeds: Sequence[int]) -> list[PlannedRun]:
             if s == 0:
                 out.append(run)
                 continue
-            out.append(PlannedRun(f"{run.name}_s{s}", dict(run.args, seed=s), run.chapter,
-                                  run.tier, run.section, run.track_every, run.priority,
-                                  run.lease))
+            out.append(
+                PlannedRun(
+                    f"{run.name}_s{s}",
+                    dict(run.args, seed=s),
+                    run.chapter,
+                    run.tier,
+                    run.section,
+                    run.track_every,
+                    run.priority,
+                    run.lease,
+                )
+            )
     return out
 
 
-# ------------------------------------------------------------------------------ chapter 10
+# --------------------------------------------------------------------------- chapter 10
 def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
     spec = _tier(tier)["ch10"]
     track = spec["track"]
     sections: dict[str, list[PlannedRun]] = {"key rates": [], "sweep": [], "long": []}
     for eta in spec["lrs"]:
         for loss in ("infonce", "cloa"):
-            # Peak lr eta at batch 128; the CLI's --lr is per 256 images: it gets 2 * eta.
-            args = dict(dataset="cifar10", loss=loss, loss_kwargs={"tau": 0.5}, **spec["size"],
-                        batch_size=128, lr=2 * eta, warmup_epochs=0.0, min_lr_ratio=1.0,
-                        proj_layers=0)
+            # Peak lr eta at batch 128; the CLI's --lr is per 256 images: it gets 2 *
+            # eta.
+            args = dict(
+                dataset="cifar10",
+                loss=loss,
+                loss_kwargs={"tau": 0.5},
+                **spec["size"],
+                batch_size=128,
+                lr=2 * eta,
+                warmup_epochs=0.0,
+                min_lr_ratio=1.0,
+                proj_layers=0,
+            )
             if loss == "cloa":
                 args["label_fraction"] = 0.1
             if track:
                 args["eval_every"] = track
-            section = "key rates" if any(math.isclose(eta, k) for k in _CH10_KEY_RATES) \
+            section = (
+                "key rates"
+                if any(math.isclose(eta, k) for k in _CH10_KEY_RATES)
                 else "sweep"
-            rank = (next((i for i, k in enumerate(_CH10_KEY_RATES) if math.isclose(eta, k)),
-                         None))
-            sub = rank if rank is not None else -math.log10(eta) / 100  # large rates first
-            sections[section].append(PlannedRun(
-                f"{loss}_lr{eta:g}", args, "ch10", tier, section, track,
-                PRIORITY[("ch10", section)] + sub / 10))
+            )
+            rank = next(
+                (i for i, k in enumerate(_CH10_KEY_RATES) if math.isclose(eta, k)), None
+            )
+            sub = (
+                rank if rank is not None else -math.log10(eta) / 100
+            )  # large rates first
+            sections[section].append(
+                PlannedRun(
+                    f"{loss}_lr{eta:g}",
+                    args,
+                    "ch10",
+                    tier,
+                    section,
+                    track,
+                    PRIORITY[("ch10", section)] + sub / 10,
+                )
+            )
     long = spec.get("long")
     if long:
         for run in sections["key rates"] + sections["sweep"]:
             eta = _eta(run)
             if any(math.isclose(eta, k) for k in long["lrs"]):
-                sections["long"].append(PlannedRun(
-                    "long_" + run.name, dict(run.args, epochs=long["epochs"],
-                                             eval_every=long["track"]),
-                    "ch10", tier, "long", long["track"], PRIORITY[("ch10", "long")] + 0.5))
+                sections["long"].append(
+                    PlannedRun(
+                        "long_" + run.name,
+                        dict(run.args, epochs=long["epochs"], eval_every=long["track"]),
+                        "ch10",
+                        tier,
+                        "long",
+                        long["track"],
+                        PRIORITY[("ch10", "long")] + 0.5,
+                    )
+                )
     # definition order of the quick grid: losses outer, rates inner
     for key in sections:
-        sections[key].sort(key=lambda r: (r.args["loss"] != "infonce",
-                                          spec["lrs"].index(_eta(r))))
+        sections[key].sort(
+            key=lambda r: (r.args["loss"] != "infonce", spec["lrs"].index(_eta(r)))
+        )
     return sections
 
 
 def _eta(run: PlannedRun) -> float:
-    """The peak learning rate of a chapter-10 run (its --lr is per 256 images, batch 128)."""
+    """The peak learning rate of a chapter-10 run (its --lr is per 256 images, batch
+    128)."""
     return run.args["lr"] / 2
 
 
-# ------------------------------------------------------------------------------ chapter 11
-def _ch11_run(tier: str, key: str, section: str, batch_size: int | None = None,
-              tau: float | None = None, dataset: str = "cifar10",
-              epochs: int | None = None) -> PlannedRun:
+# --------------------------------------------------------------------------- chapter 11
+def _ch11_run(
+    tier: str,
+    key: str,
+    section: str,
+    batch_size: int | None = None,
+    tau: float | None = None,
+    dataset: str = "cifar10",
+    epochs: int | None = None,
+) -> PlannedRun:
     spec = _tier(tier)["ch11"]
     loss, kwargs = LOSSES[key]
     kwargs = dict(kwargs, **({} if tau is None else {"tau": tau}))
@@ -231,8 +358,15 @@ def _ch11_run(tier: str, key: str, section: str, batch_size: int | None = None,
     tag += f"_e{size['epochs']}" if size["epochs"] != main_epochs else ""
     prefix = {"cifar10": "", "tiny-imagenet-32": "tiny_", "cifar100": "c100_"}[dataset]
     sub = _HEADLINE_ORDER.index(key) / 100
-    return PlannedRun(f"{prefix}{key}_b{b}{tag}", args, "ch11", tier, section, track,
-                      PRIORITY[("ch11", section)] + sub)
+    return PlannedRun(
+        f"{prefix}{key}_b{b}{tag}",
+        args,
+        "ch11",
+        tier,
+        section,
+        track,
+        PRIORITY[("ch11", section)] + sub,
+    )
 
 
 def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
@@ -240,39 +374,73 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
     be = spec["batch_epochs"]
     sections = {
         "losses": [_ch11_run(tier, k, "losses") for k in LOSSES],
-        "batch": [_ch11_run(tier, k, "batch", batch_size=b, epochs=be)
-                  for k in ("simclr", "dhel") for b in spec["batches"]],
-        "tau": [_ch11_run(tier, k, "tau", tau=t) for k in ("simclr", "dhel")
-                for t in spec["taus"]],
-        "tiny": [_ch11_run(tier, k, "tiny", dataset="tiny-imagenet-32")
-                 for k in spec["tiny"]["losses"]],
+        "batch": [
+            _ch11_run(tier, k, "batch", batch_size=b, epochs=be)
+            for k in ("simclr", "dhel")
+            for b in spec["batches"]
+        ],
+        "tau": [
+            _ch11_run(tier, k, "tau", tau=t)
+            for k in ("simclr", "dhel")
+            for t in spec["taus"]
+        ],
+        "tiny": [
+            _ch11_run(tier, k, "tiny", dataset="tiny-imagenet-32")
+            for k in spec["tiny"]["losses"]
+        ],
     }
     if spec["cifar100"]:  # torchvision's CIFAR-100, where it is on disk or downloadable
-        sections["cifar100"] = [_ch11_run(tier, k, "cifar100", dataset="cifar100")
-                                for k in LOSSES]
+        sections["cifar100"] = [
+            _ch11_run(tier, k, "cifar100", dataset="cifar100") for k in LOSSES
+        ]
     return sections
 
 
-# ------------------------------------------------------------------------------ chapter 12
+# --------------------------------------------------------------------------- chapter 12
 def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
     spec = _tier(tier)["ch12"]
     sections: dict[str, list[PlannedRun]] = {"imagenette": []}
     for i, key in enumerate(spec["losses"]):
         loss, kwargs = LOSSES[key]
-        args = dict(dataset="imagenette-96", loss=loss, loss_kwargs=dict(kwargs), **spec["size"])
+        args = dict(
+            dataset="imagenette-96", loss=loss, loss_kwargs=dict(kwargs), **spec["size"]
+        )
         if loss == "cloa":
             args["label_fraction"] = 0.1
         # SimCLR and DHEL first: the comparison the chapter draws
-        sections["imagenette"].append(PlannedRun(
-            f"imagenette_{key}", args, "ch12", tier, "imagenette", 0,
-            PRIORITY[("ch12", "imagenette")] + (0 if i < 2 else 0.5) + i / 100))
+        sections["imagenette"].append(
+            PlannedRun(
+                f"imagenette_{key}",
+                args,
+                "ch12",
+                tier,
+                "imagenette",
+                0,
+                PRIORITY[("ch12", "imagenette")] + (0 if i < 2 else 0.5) + i / 100,
+            )
+        )
     if spec["imagenet100"]:  # real ImageNet-100 ($CL_LIB_IMAGENET): hours, not a lease
         sections["imagenet100"] = [
-            PlannedRun(f"in100_{arch}_{key}", dict(
-                dataset="imagenet100", loss=LOSSES[key][0], loss_kwargs=dict(LOSSES[key][1]),
-                arch=arch, epochs=PAPER_EPOCHS, batch_size=256), "ch12", tier, "imagenet100",
-                0, PRIORITY[("ch12", "imagenet100")], lease=False)
-            for arch in ("resnet18", "resnet50") for key in ("simclr", "dhel", "kcl")]
+            PlannedRun(
+                f"in100_{arch}_{key}",
+                dict(
+                    dataset="imagenet100",
+                    loss=LOSSES[key][0],
+                    loss_kwargs=dict(LOSSES[key][1]),
+                    arch=arch,
+                    epochs=PAPER_EPOCHS,
+                    batch_size=256,
+                ),
+                "ch12",
+                tier,
+                "imagenet100",
+                0,
+                PRIORITY[("ch12", "imagenet100")],
+                lease=False,
+            )
+            for arch in ("resnet18", "resnet50")
+            for key in ("simclr", "dhel", "kcl")
+        ]
     return sections
 
 
@@ -292,8 +460,9 @@ def chapter_grid(chapter: str, tier: str) -> dict[str, list[PlannedRun]]:
     return {k: _seeded(v, seeds) for k, v in sections.items()}
 
 
-def planned_runs(tier: str, chapters: Sequence[str] | str | None = None,
-                 ordered: bool = True) -> list[PlannedRun]:
+def planned_runs(
+    tier: str, chapters: Sequence[str] | str | None = None, ordered: bool = True
+) -> list[PlannedRun]:
     """Every planned run of a tier (one per results file), in priority order.
 
     Args:
@@ -305,8 +474,13 @@ def planned_runs(tier: str, chapters: Sequence[str] | str | None = None,
         list of :class:`PlannedRun`, each name once per chapter (the first section that
         plans it keeps it, so a shared run records geometry if its main section does).
     """
-    chapters = CHAPTERS if chapters is None else [chapters] if isinstance(chapters, str) \
+    chapters = (
+        CHAPTERS
+        if chapters is None
+        else [chapters]
+        if isinstance(chapters, str)
         else list(chapters)
+    )
     runs: list[PlannedRun] = []
     for ch in chapters:
         seen: set[str] = set()
@@ -316,11 +490,13 @@ def planned_runs(tier: str, chapters: Sequence[str] | str | None = None,
                     seen.add(run.name)
                     runs.append(run)
     if ordered:
-        runs = sorted(runs, key=lambda r: r.priority)  # stable: definition order on ties
+        runs = sorted(
+            runs, key=lambda r: r.priority
+        )  # stable: definition order on ties
     return runs
 
 
-# -------------------------------------------------------------------------------- commands
+# ----------------------------------------------------------------------------- commands
 def _cli_value(v: Any) -> str:
     if isinstance(v, Mapping):
         return json.dumps(dict(v), separators=(",", ":"))
@@ -341,19 +517,25 @@ def train_flags(run: PlannedRun, profile: str | None = None) -> list[str]:
     return flags
 
 
-def cli_command(run: PlannedRun, results_dir: str | None = None, profile: str | None = None,
-                record: bool = True, track_every: int | None = None,
-                runs_dir: str = "runs") -> str:
+def cli_command(
+    run: PlannedRun,
+    results_dir: str | None = None,
+    profile: str | None = None,
+    record: bool = True,
+    track_every: int | None = None,
+    runs_dir: str = "runs",
+) -> str:
     """The exact shell command of a planned run (run from the repository root).
 
     ``record=True`` (what the chapters use): the trainer wrapped by
     ``cl_lib.experiments.results``, so the file also gets the geometry ``"extra"``::
 
-        python -m cl_lib.experiments.results <results_dir>/<name>.json [--track-every K] \
+        python -m cl_lib.experiments.results <results_dir>/<name>.json [--track-every K]
+        \
             -- --profile <profile> --dataset cifar10 ...
 
-    ``record=False``: the bare trainer, whose ``--out`` folder gets ``results.json`` and a
-    checkpoint; only the JSON is copied into the book.
+    ``record=False``: the bare trainer, whose ``--out`` folder gets ``results.json`` and
+    a checkpoint; only the JSON is copied into the book.
 
     Args:
         run: the planned run.
@@ -373,14 +555,28 @@ def cli_command(run: PlannedRun, results_dir: str | None = None, profile: str | 
         head += ["--track-every", str(track)] if track else []
         return " ".join(head + ["--"] + flags)
     out = f"{runs_dir.rstrip('/')}/{run.name}"
-    return " ".join(["python", "-m", "cl_lib.train"] + flags +
-                    ["--out", out, "&&", "mkdir", "-p", dest, "&&", "cp", f"{out}/results.json",
-                     f"{dest}/{run.name}.json"])
+    return " ".join(
+        ["python", "-m", "cl_lib.train"]
+        + flags
+        + [
+            "--out",
+            out,
+            "&&",
+            "mkdir",
+            "-p",
+            dest,
+            "&&",
+            "cp",
+            f"{out}/results.json",
+            f"{dest}/{run.name}.json",
+        ]
+    )
 
 
 def wrap_command(command: str, width: int = 88) -> str:
-    """A shell command broken into lines of at most ``width`` characters (where its words
-    allow) with ``\\`` continuations, so that a printed command still pastes into a shell."""
+    """A shell command broken into lines of at most ``width`` characters (where its
+    words allow) with ``\\`` continuations, so that a printed command still pastes into
+    a shell."""
     if width < 20:
         raise ValueError(f"width must be >= 20, got {width}")
     lines, line = [], ""
@@ -388,8 +584,13 @@ def wrap_command(command: str, width: int = 88) -> str:
     quoted = [shlex.quote(w) if w not in ("&&",) else w for w in words]
     units: list[str] = []  # a flag stays on one line with its value
     for word in quoted:
-        if units and units[-1].startswith("--") and units[-1] != "--" and " " not in \
-                units[-1] and not word.startswith("--"):
+        if (
+            units
+            and units[-1].startswith("--")
+            and units[-1] != "--"
+            and " " not in units[-1]
+            and not word.startswith("--")
+        ):
             units[-1] += " " + word
         else:
             units.append(word)
@@ -408,21 +609,24 @@ def results_dir_rel(run: PlannedRun) -> str:
     return results_dir(run.tier, run.chapter, root="results")
 
 
-def missing_runs(planned: Sequence[PlannedRun], records: Iterable[Mapping]) -> list[PlannedRun]:
-    """Planned runs that have no results file among ``records`` (matched by run name)."""
+def missing_runs(
+    planned: Sequence[PlannedRun], records: Iterable[Mapping]
+) -> list[PlannedRun]:
+    """Planned runs that have no results file among ``records`` (matched by run
+    name)."""
     from cl_lib.experiments.results import run_name
 
     have = {run_name(r) for r in records}
     return [p for p in planned if p.name not in have]
 
 
-# -------------------------------------------------------------------------------- estimates
+# ---------------------------------------------------------------------------- estimates
 def gflop_per_view(arch: str, image_side: int, width: int = 16) -> float:
     """Forward GFLOP of one view (approximate; only ratios between runs are used).
 
     ResNet-18 with the CIFAR stem at 32 px is about 0.56 GFLOP; the ImageNet stem (from
-    96 px up) costs 1.82 GFLOP at 224 px, scaling with the pixel count. ResNet-50: 1.30 /
-    4.1. The small convnet: about 0.01 GFLOP at width 16 and 32 px.
+    96 px up) costs 1.82 GFLOP at 224 px, scaling with the pixel count. ResNet-50: 1.30
+    / 4.1. The small convnet: about 0.01 GFLOP at width 16 and 32 px.
     """
     scale = (image_side / 224) ** 2
     if arch in ("resnet18", "cifar_resnet18"):
@@ -442,14 +646,18 @@ def views_per_run(run: PlannedRun) -> int:
 
 
 def batch_efficiency(batch_size: int) -> float:
-    """Share of the batch-512 throughput assumed at a smaller batch, $\\sqrt{B/512}$ (capped
-    at 1): small batches leave a large GPU partly idle. A conservative guess that a
-    campaign replaces by measured rates as runs finish."""
+    """Share of the batch-512 throughput assumed at a smaller batch, $\\sqrt{B/512}$
+    (capped at 1): small batches leave a large GPU partly idle. A conservative guess
+    that a campaign replaces by measured rates as runs finish."""
     return min(1.0, math.sqrt(batch_size / REFERENCE_BATCH))
 
 
-def estimate_seconds(run: PlannedRun, gflops: float, overhead_s: float = 30.0,
-                     per_snapshot_s: float = 3.0) -> float:
+def estimate_seconds(
+    run: PlannedRun,
+    gflops: float,
+    overhead_s: float = 30.0,
+    per_snapshot_s: float = 3.0,
+) -> float:
     """Estimated wall time of a run.
 
     Args:
@@ -477,8 +685,15 @@ def dataset_available(name: str, data_root: str | Path | None = None) -> bool:
     """Whether a bare machine can read a data set: its archive is in ``$CL_LIB_DATA``
     (``cifar10``, ``tiny-imagenet-32``, ``imagenette-96``), ``$CL_LIB_IMAGENET`` is set
     (``imagenet100``), or torchvision's copy is in the data folder (``cifar100``)."""
-    root = Path(data_root) if data_root else (
-        Path(os.environ["CL_LIB_DATA"]).expanduser() if os.environ.get("CL_LIB_DATA") else None)
+    root = (
+        Path(data_root)
+        if data_root
+        else (
+            Path(os.environ["CL_LIB_DATA"]).expanduser()
+            if os.environ.get("CL_LIB_DATA")
+            else None
+        )
+    )
     if name in _ARCHIVES:
         return root is not None and (root / _ARCHIVES[name]).is_file()
     if name == "imagenet100":
