@@ -65,7 +65,14 @@ def _uniform(n: int, low: float, high: float, generator, device) -> torch.Tensor
 
 
 def to_float(x: torch.Tensor) -> torch.Tensor:
-    """uint8 images in [0, 255] -> float32 in [0, 1]; float input is returned as float32 unchanged."""
+    """uint8 images in [0, 255] -> float32 in [0, 1]; float input is returned as float32 unchanged.
+
+    Args:
+        x: (..., H, W) uint8 or floating tensor.
+
+    Returns:
+        float32 tensor of the same shape.
+    """
     if x.dtype == torch.uint8:
         return x.float().div_(255.0)
     if not x.is_floating_point():
@@ -74,7 +81,14 @@ def to_float(x: torch.Tensor) -> torch.Tensor:
 
 
 def rgb_to_grayscale(x: torch.Tensor) -> torch.Tensor:
-    r"""Luma $Y = 0.2989R + 0.587G + 0.114B$ of a float batch, shape (B, 1, H, W)."""
+    r"""Luma $Y = 0.2989R + 0.587G + 0.114B$ of a float batch, shape (B, 1, H, W).
+
+    Args:
+        x: (B, 3, H, W) float batch.
+
+    Returns:
+        (B, 1, H, W) luma.
+    """
     return x[:, 0:1] * _LUMA[0] + x[:, 1:2] * _LUMA[1] + x[:, 2:3] * _LUMA[2]
 
 
@@ -99,6 +113,15 @@ def sample_crop_params(
     wins and its corner is uniform over the valid positions. When no try fits, the fallback is
     the central crop with the aspect ratio clamped to ``ratio`` -- as in
     ``torchvision.transforms.v2.RandomResizedCrop.make_params``. All tries are drawn at once.
+
+    Args:
+        batch_size, height, width: B and the image size.
+        scale, ratio: ranges of the area fraction and aspect ratio.
+        generator, device: where the random numbers come from and go.
+        attempts: tries per sample.
+
+    Returns:
+        ``(top, left, h, w)``, four (B,) int64 tensors.
     """
     if not (0 < scale[0] <= scale[1]):
         raise ValueError(f"scale must satisfy 0 < min <= max, got {tuple(scale)}")
@@ -170,6 +193,15 @@ def resized_crop(x: torch.Tensor, top: torch.Tensor, left: torch.Tensor, height:
     columns -- about $4 S^2$ multiply-adds per channel, with per-sample taps. ``flip`` (bool,
     shape (B,)) mirrors the chosen outputs left-right for free by reversing their column taps.
     Returns float32 (uint8 input is scaled to [0, 1] first).
+
+    Args:
+        x: (B, C, H, W) uint8 or float batch.
+        top, left, height, width: (B,) int64 crop boxes.
+        size: output side S (int) or (S_h, S_w).
+        flip: optional (B,) bool, mirror these outputs.
+
+    Returns:
+        (B, C, S_h, S_w) float32.
     """
     _check_batch(x)
     x = to_float(x)
@@ -191,7 +223,15 @@ def random_resized_crop(x: torch.Tensor, size: int | Sequence[int], scale=(0.08,
                         ratio=(3 / 4, 4 / 3), generator: torch.Generator | None = None,
                         flip_p: float = 0.0) -> torch.Tensor:
     """``RandomResizedCrop(size, scale, ratio, antialias=False)`` with one box per sample,
-    followed by ``RandomHorizontalFlip(flip_p)`` (folded into the column taps)."""
+    followed by ``RandomHorizontalFlip(flip_p)`` (folded into the column taps).
+
+    Args:
+        x: (B, C, H, W) batch; size: output side(s); scale, ratio: as torchvision;
+        generator: random source; flip_p: flip probability.
+
+    Returns:
+        (B, C, S, S) float32 views.
+    """
     _check_batch(x)
     box = sample_crop_params(x.shape[0], x.shape[2], x.shape[3], scale, ratio, generator, x.device)
     flip = _rand(x.shape[0], generator, x.device) < flip_p if flip_p > 0 else None
@@ -202,26 +242,54 @@ def random_resized_crop(x: torch.Tensor, size: int | Sequence[int], scale=(0.08,
 # flips, colour, grayscale, blur, normalisation
 # ----------------------------------------------------------------------------------------------
 def random_hflip(x: torch.Tensor, p: float = 0.5, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Mirror each sample left-right with probability ``p``."""
+    """Mirror each sample left-right with probability ``p``.
+
+    Args:
+        x: (B, C, H, W) batch; p: probability; generator: random source.
+
+    Returns:
+        (B, C, H, W) batch.
+    """
     _check_batch(x)
     flip = _rand(x.shape[0], generator, x.device) < p
     return torch.where(flip[:, None, None, None], x.flip(-1), x)
 
 
 def adjust_brightness(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    r"""$\mathrm{clip}(f x)$ per sample (``factor`` shape (B,)); float input in [0, 1]."""
+    r"""$\mathrm{clip}(f x)$ per sample (``factor`` shape (B,)); float input in [0, 1].
+
+    Args:
+        x: (B, C, H, W) float batch in [0, 1]; factor: (B,) factors.
+
+    Returns:
+        (B, C, H, W) batch in [0, 1].
+    """
     return (x * factor[:, None, None, None]).clamp_(0.0, 1.0)
 
 
 def adjust_contrast(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    r"""$\mathrm{clip}(f x + (1 - f)\,\bar{Y})$, $\bar Y$ = mean luma of the sample."""
+    r"""$\mathrm{clip}(f x + (1 - f)\,\bar{Y})$, $\bar Y$ = mean luma of the sample.
+
+    Args:
+        x: (B, 3, H, W) float batch in [0, 1]; factor: (B,) factors.
+
+    Returns:
+        (B, 3, H, W) batch in [0, 1].
+    """
     f = factor[:, None, None, None]
     mean = rgb_to_grayscale(x).mean(dim=(1, 2, 3), keepdim=True)
     return (x * f + (1.0 - f) * mean).clamp_(0.0, 1.0)
 
 
 def adjust_saturation(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
-    r"""$\mathrm{clip}(f x + (1 - f)\,Y)$, $Y$ = per-pixel luma."""
+    r"""$\mathrm{clip}(f x + (1 - f)\,Y)$, $Y$ = per-pixel luma.
+
+    Args:
+        x: (B, 3, H, W) float batch in [0, 1]; factor: (B,) factors.
+
+    Returns:
+        (B, 3, H, W) batch in [0, 1].
+    """
     f = factor[:, None, None, None]
     return (x * f + (1.0 - f) * rgb_to_grayscale(x)).clamp_(0.0, 1.0)
 
@@ -240,6 +308,12 @@ def adjust_hue(x: torch.Tensor, factor: torch.Tensor) -> torch.Tensor:
     $M - c\,\mathrm{clip}(\min(k, 4 - k), 0, 1)$ with $k = (n + 6h) \bmod 6$
     (value $v = M$ and $vs = c$ are unchanged by a hue rotation, so neither $s$ nor $v$ is
     formed). Gray pixels ($c = 0$) stay unchanged. Agrees with torchvision to ~1e-6.
+
+    Args:
+        x: (B, 3, H, W) float batch in [0, 1]; factor: (B,) hue shifts in turns.
+
+    Returns:
+        (B, 3, H, W) batch in [0, 1].
     """
     r, g, b = x.unbind(1)
     maxc, minc = x.amax(dim=1), x.amin(dim=1)
@@ -263,7 +337,16 @@ def sample_jitter_params(batch_size: int, brightness: float = 0.4, contrast: flo
     r"""Per-sample ``ColorJitter`` parameters: factors $b \sim U(\max(0, 1 - \beta), 1 + \beta)$
     (same for contrast $c$ and saturation $s$), hue shift $\eta \sim U(-\gamma, \gamma)$, an order
     (a random permutation of the 4 ops, ``order[:, k]`` = op in slot k: 0 brightness,
-    1 contrast, 2 saturation, 3 hue) and ``apply`` (Bernoulli(p), the ``RandomApply``)."""
+    1 contrast, 2 saturation, 3 hue) and ``apply`` (Bernoulli(p), the ``RandomApply``).
+
+    Args:
+        batch_size: B; brightness, contrast, saturation, hue: ``ColorJitter`` strengths;
+        p: probability of jittering a sample; generator, device: random source and target.
+
+    Returns:
+        dict of (B,) tensors ``brightness``, ``contrast``, ``saturation``, ``hue``, ``apply``
+        and the (B, 4) int64 ``order``.
+    """
     if not 0.0 <= hue <= 0.5:
         raise ValueError(f"hue must be in [0, 0.5], got {hue}")
     for nm, val in (("brightness", brightness), ("contrast", contrast), ("saturation", saturation)):
@@ -350,7 +433,15 @@ def _jitter_masked(x: torch.Tensor, params: dict) -> torch.Tensor:
 
 def color_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4, saturation: float = 0.4,
                  hue: float = 0.1, p: float = 0.8, generator: torch.Generator | None = None) -> torch.Tensor:
-    """``RandomApply([ColorJitter(brightness, contrast, saturation, hue)], p)`` per sample."""
+    """``RandomApply([ColorJitter(brightness, contrast, saturation, hue)], p)`` per sample.
+
+    Args:
+        x: (B, 3, H, W) float batch in [0, 1]; brightness, contrast, saturation, hue, p:
+        as ``ColorJitter`` / ``RandomApply``; generator: random source.
+
+    Returns:
+        (B, 3, H, W) batch in [0, 1].
+    """
     _check_batch(x)
     x = to_float(x)
     params = sample_jitter_params(x.shape[0], brightness, contrast, saturation, hue, p, generator, x.device)
@@ -358,7 +449,14 @@ def color_jitter(x: torch.Tensor, brightness: float = 0.4, contrast: float = 0.4
 
 
 def random_grayscale(x: torch.Tensor, p: float = 0.2, generator: torch.Generator | None = None) -> torch.Tensor:
-    """Replace each sample by its luma (repeated over the 3 channels) with probability ``p``."""
+    """Replace each sample by its luma (repeated over the 3 channels) with probability ``p``.
+
+    Args:
+        x: (B, 3, H, W) float batch; p: probability; generator: random source.
+
+    Returns:
+        (B, 3, H, W) batch.
+    """
     _check_batch(x)
     x = to_float(x)
     gray = _rand(x.shape[0], generator, x.device) < p
@@ -366,14 +464,28 @@ def random_grayscale(x: torch.Tensor, p: float = 0.2, generator: torch.Generator
 
 
 def gaussian_kernel1d(kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
-    r"""(B, k) normalised kernels $\propto \exp(-i^2 / 2\sigma_b^2)$, $i = -(k-1)/2, \dots, (k-1)/2$."""
+    r"""(B, k) normalised kernels $\propto \exp(-i^2 / 2\sigma_b^2)$, $i = -(k-1)/2, \dots, (k-1)/2$.
+
+    Args:
+        kernel_size: k (odd); sigma: (B,) standard deviations.
+
+    Returns:
+        (B, k) kernels, rows summing to 1.
+    """
     i = torch.arange(kernel_size, device=sigma.device, dtype=torch.float32) - (kernel_size - 1) / 2
     return torch.softmax(-(i[None] / sigma[:, None].float()) ** 2 / 2.0, dim=1)
 
 
 def gaussian_blur(x: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> torch.Tensor:
     """Separable Gaussian blur with one sigma per sample (shape (B,)) and reflect padding, as
-    ``torchvision.transforms.v2.functional.gaussian_blur(x[b], [k, k], [sigma_b, sigma_b])``."""
+    ``torchvision.transforms.v2.functional.gaussian_blur(x[b], [k, k], [sigma_b, sigma_b])``.
+
+    Args:
+        x: (B, C, H, W) float batch; kernel_size: k; sigma: (B,) standard deviations.
+
+    Returns:
+        (B, C, H, W) blurred batch.
+    """
     _check_batch(x)
     if kernel_size < 1 or kernel_size % 2 == 0:
         raise ValueError(f"kernel_size must be a positive odd integer, got {kernel_size}")
@@ -392,7 +504,15 @@ def gaussian_blur(x: torch.Tensor, kernel_size: int, sigma: torch.Tensor) -> tor
 def random_gaussian_blur(x: torch.Tensor, kernel_size: int, sigma=(0.1, 2.0), p: float = 0.5,
                          generator: torch.Generator | None = None) -> torch.Tensor:
     """``RandomApply([GaussianBlur(kernel_size, sigma)], p)``: sigma ~ U(sigma) per sample;
-    samples not blurred get sigma -> 0 (a delta kernel), i.e. stay exactly unchanged."""
+    samples not blurred get sigma -> 0 (a delta kernel), i.e. stay exactly unchanged.
+
+    Args:
+        x: (B, C, H, W) float batch; kernel_size: k; sigma: (low, high); p: probability;
+        generator: random source.
+
+    Returns:
+        (B, C, H, W) batch.
+    """
     _check_batch(x)
     B = x.shape[0]
     sig = _uniform(B, sigma[0], sigma[1], generator, x.device)
@@ -402,7 +522,14 @@ def random_gaussian_blur(x: torch.Tensor, kernel_size: int, sigma=(0.1, 2.0), p:
 
 
 def normalize(x: torch.Tensor, mean: Sequence[float] | torch.Tensor, std: Sequence[float] | torch.Tensor) -> torch.Tensor:
-    r"""$(x - \mu_c) / \sigma_c$ per channel."""
+    r"""$(x - \mu_c) / \sigma_c$ per channel.
+
+    Args:
+        x: (B, C, H, W) float batch; mean, std: C values each.
+
+    Returns:
+        (B, C, H, W) normalised batch.
+    """
     m = torch.as_tensor(mean, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
     s = torch.as_tensor(std, dtype=x.dtype, device=x.device).reshape(1, -1, 1, 1)
     return (x - m) / s
@@ -495,6 +622,13 @@ def simclr_preset(dataset: str, **overrides) -> SimCLRAugment:
       p = 0.5, kernel 9 (10% of 96), sigma in [0.1, 2].
     - ``imagenet100`` (224x224): strength 1, blur p = 0.5 with kernel 23.
     Keyword ``overrides`` replace any :class:`SimCLRAugment` argument (e.g. ``size=64``).
+
+    Args:
+        dataset: a data set name (not ``imagefolder:``).
+        **overrides: :class:`SimCLRAugment` arguments.
+
+    Returns:
+        The :class:`SimCLRAugment`.
     """
     name = dataset.lower()
     if name.startswith("imagefolder:"):

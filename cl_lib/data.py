@@ -66,19 +66,34 @@ _CACHE_VERSION = 1
 # locations
 # ----------------------------------------------------------------------------------------------
 def data_dir() -> Path | None:
-    """The archive directory named by env ``CL_LIB_DATA`` (None when unset)."""
+    """The archive directory named by env ``CL_LIB_DATA`` (None when unset).
+
+    Returns:
+        The directory, or None.
+    """
     d = os.environ.get("CL_LIB_DATA", "").strip()
     return Path(d).expanduser() if d else None
 
 
 def default_cache_dir() -> Path:
-    """``$CL_LIB_CACHE`` or ``~/.cache/cl_lib``."""
+    """``$CL_LIB_CACHE`` or ``~/.cache/cl_lib``.
+
+    Returns:
+        The cache directory (not created here).
+    """
     d = os.environ.get("CL_LIB_CACHE", "").strip()
     return Path(d).expanduser() if d else Path.home() / ".cache" / "cl_lib"
 
 
 def imagenet100_classes(path: str | Path | None = None) -> list[str]:
-    """The 100 ImageNet wnids of the ImageNet-100 subset (CMC, Tian et al. 2019), file order."""
+    """The 100 ImageNet wnids of the ImageNet-100 subset (CMC, Tian et al. 2019), file order.
+
+    Args:
+        path: the class list (default: ``cl_lib/imagenet100_classes.txt``).
+
+    Returns:
+        100 wnid strings.
+    """
     p = Path(path) if path is not None else IMAGENET100_CLASSES_FILE
     wnids = [w.strip() for w in p.read_text().split() if w.strip()]
     if len(wnids) != len(set(wnids)):
@@ -111,7 +126,11 @@ def _decode_chunk(args: tuple[list, int | None]) -> list[np.ndarray]:
 
 
 def default_workers() -> int:
-    """Decoder processes: ``$CL_LIB_WORKERS`` or the number of CPU cores (at most 16)."""
+    """Decoder processes: ``$CL_LIB_WORKERS`` or the number of CPU cores (at most 16).
+
+    Returns:
+        The number of decoder processes.
+    """
     env = os.environ.get("CL_LIB_WORKERS", "").strip()
     return max(1, int(env)) if env else max(1, min(16, os.cpu_count() or 1))
 
@@ -123,6 +142,15 @@ def decode_images(sources: Sequence[bytes | str], image_size: int | None = None,
     Uses ``workers`` processes (default :func:`default_workers`) for more than 1000 images.
     All images must have the same size unless ``image_size`` is given (then each is resized,
     shorter side first, and centre-cropped to ``image_size`` x ``image_size``).
+
+    Args:
+        sources: N encoded images (bytes) or file paths.
+        image_size: side S of the square output (None: keep the images' common size).
+        workers: decoder processes.
+        names: N names for error messages.
+
+    Returns:
+        (N, 3, H, W) uint8 tensor.
     """
     workers = default_workers() if workers is None else max(1, int(workers))
     n = len(sources)
@@ -202,7 +230,15 @@ def _index_by_class(items: list[tuple[str, str, object]], class_list: Sequence[s
 
 def read_image_folder(split_dir: str | Path, class_list: Sequence[str] | None = None,
                       image_size: int | None = None, workers: int | None = None):
-    """Decode an ImageFolder split ``split_dir/<class>/<image>`` -> (images, labels, classes)."""
+    """Decode an ImageFolder split ``split_dir/<class>/<image>`` -> (images, labels, classes).
+
+    Args:
+        split_dir: the split folder; class_list: class folder names in label order (default:
+        sorted); image_size, workers: as :func:`decode_images`.
+
+    Returns:
+        ``(images (N, 3, H, W) uint8, labels (N,) int64, class names)``.
+    """
     split_dir = Path(split_dir)
     if not split_dir.is_dir():
         raise FileNotFoundError(f"image folder {split_dir} does not exist "
@@ -216,7 +252,15 @@ def read_image_folder(split_dir: str | Path, class_list: Sequence[str] | None = 
 def read_archive_split(archive: str | Path, split: str, class_list: Sequence[str] | None = None,
                        image_size: int | None = None, workers: int | None = None):
     """Decode split ``split`` of a gzipped tar of an ImageFolder tree (``[<top>/]<split>/<class>/<image>``),
-    streaming through the archive (no unpacking to disk) -> (images, labels, classes)."""
+    streaming through the archive (no unpacking to disk) -> (images, labels, classes).
+
+    Args:
+        archive: the ``.tar.gz``; split: the split folder name; class_list, image_size,
+        workers: as :func:`read_image_folder`.
+
+    Returns:
+        ``(images (N, 3, H, W) uint8, labels (N,) int64, class names)``.
+    """
     archive = Path(archive)
     if not archive.is_file():
         raise FileNotFoundError(f"archive {archive} does not exist")
@@ -316,6 +360,14 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     Every sample gets its rank in a random permutation of its class; the subset is the ``n``
     samples of lowest rank (ties between classes broken at random), so class counts differ by
     at most one unless a class runs out of samples.
+
+    Args:
+        labels: (N,) int labels.
+        n: subset size, 1 <= n <= N.
+        seed: fixes the subset.
+
+    Returns:
+        (n,) int64 indices, sorted.
     """
     N = labels.numel()
     if not 0 < n <= N:
@@ -348,6 +400,13 @@ def load_dataset(name: str, split: str = "train", root: str | Path | None = None
     this square size (needed for folders of differently sized photos; ``imagenet100`` defaults to
     224). The decoded split is cached once in ``cache_dir``; later calls load the cache
     (it is rebuilt when the source archive's size or mtime changes).
+
+    Args:
+        name, split, root, cache_dir, subset, seed, image_size: as above.
+        workers: decoder processes (:func:`default_workers`).
+
+    Returns:
+        ``(images (N, C, H, W) uint8, labels (N,) int64, class names)``.
     """
     if not isinstance(name, str):
         raise ValueError(f"name must be a string, got {type(name).__name__}")

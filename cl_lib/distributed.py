@@ -51,31 +51,57 @@ class GatherWithGrad(torch.autograd.Function):
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
     """Concatenate ``x`` (b, ...) from all ranks in rank order -> (W*b, ...), differentiable.
-    Identity when not running distributed."""
+    Identity when not running distributed.
+
+    Args:
+        x: (b, ...) this rank's tensor.
+
+    Returns:
+        (W*b, ...) tensor, differentiable with respect to ``x``.
+    """
     if not is_distributed():
         return x
     return GatherWithGrad.apply(x)
 
 
 def is_distributed() -> bool:
-    """Is a process group of more than one process running?"""
+    """Is a process group of more than one process running?
+
+    Returns:
+        True under torchrun with WORLD_SIZE > 1 after :func:`setup`.
+    """
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
 
 def world_size() -> int:
-    """Processes in the group (1 when not distributed)."""
+    """Processes in the group (1 when not distributed).
+
+    Returns:
+        W.
+    """
     return dist.get_world_size() if is_distributed() else 1
 
 
 def rank() -> int:
-    """This process's rank (0 when not distributed)."""
+    """This process's rank (0 when not distributed).
+
+    Returns:
+        An int in [0, W).
+    """
     return dist.get_rank() if is_distributed() else 0
 
 
 def setup(backend: str | None = None) -> torch.device:
     """Initialise the process group from torchrun's environment (``RANK``, ``WORLD_SIZE``,
     ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``); NCCL on GPUs, gloo on CPU.
-    Returns this process's device (``cuda:LOCAL_RANK`` or ``cpu``)."""
+    Returns this process's device (``cuda:LOCAL_RANK`` or ``cpu``).
+
+    Args:
+        backend: ``"nccl"``, ``"gloo"`` or None (chosen by device).
+
+    Returns:
+        This process's device.
+    """
     if int(os.environ.get("WORLD_SIZE", "1")) < 2:
         raise ValueError("distributed.setup() needs WORLD_SIZE >= 2 (launch with torchrun)")
     use_cuda = torch.cuda.is_available() and backend != "gloo"
@@ -88,12 +114,20 @@ def setup(backend: str | None = None) -> torch.device:
 
 
 def cleanup() -> None:
-    """Destroy the process group, if any (the trainer calls this on every exit path)."""
+    """Destroy the process group, if any (the trainer calls this on every exit path).
+
+    Returns:
+        None.
+    """
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
 
 
 def barrier() -> None:
-    """Wait for every rank (no-op when not distributed)."""
+    """Wait for every rank (no-op when not distributed).
+
+    Returns:
+        None.
+    """
     if is_distributed():
         dist.barrier()

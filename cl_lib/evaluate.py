@@ -1,21 +1,25 @@
-r"""How good is a representation? kNN, linear probe and geometry metrics on frozen features.
+r"""How good is a representation? kNN, linear probe and geometry metrics on frozen
+features.
 
-The protocol of the contrastive-learning literature (and of Koromilas et al. 2024, DHEL/KCL):
-freeze the trained backbone $f$, embed the training and test images once *without augmentation*,
-then
+The protocol of the contrastive-learning literature (and of Koromilas et al. 2024,
+DHEL/KCL): freeze the trained backbone $f$, embed the training and test images once
+*without augmentation*, then
 
 - **kNN** (:func:`knn_predict`): the weighted k-nearest-neighbour classifier of InstDisc
-  (Wu et al., 2018, Sec. 3.4 "weighted kNN"): with cosine similarities $s_i = \hat h^\top \hat h_i$
-  to the $k=200$ most similar training features, class $c$ gets the vote
+  (Wu et al., 2018, Sec. 3.4 "weighted kNN"): with cosine similarities $s_i = \hat
+  h^\top \hat h_i$ to the $k=200$ most similar training features, class $c$ gets the
+  vote
   $$w_c = \sum_{i \in \mathcal{N}_k} e^{s_i / t} \, \mathbb{1}[y_i = c], \qquad t = 0.1,$$
   and the prediction is $\arg\max_c w_c$.
-- **linear probe** (:func:`linear_probe`): multinomial logistic regression on standardised
-  features, trained on the device (full-batch L-BFGS, or mini-batch Adam), with an L2 penalty.
+- **linear probe** (:func:`linear_probe`): multinomial logistic regression on
+  standardised features, trained on the device (full-batch L-BFGS, or mini-batch Adam),
+  with an L2 penalty.
 - **metrics** (:func:`heldout_metrics`, the one held-out evaluation of the library):
-  alignment/uniformity (Wang & Isola, 2020), effective rank (RankMe), embedding variance,
-  Wasserstein uniformity (Koromilas et al. 2024) from ``cl_lib.metrics``, measured on held-out
-  images, together with the kNN accuracy and the linear probe.
+  alignment/uniformity (Wang & Isola, 2020), effective rank (RankMe), embedding
+  variance, Wasserstein uniformity (Koromilas et al. 2024) from ``cl_lib.metrics``,
+  measured on held-out images, together with the kNN accuracy and the linear probe.
 """
+
 from __future__ import annotations
 
 import math
@@ -28,14 +32,20 @@ import torch.nn.functional as F
 from cl_lib import metrics
 from cl_lib.augment import DATASET_STATS, normalize, to_float
 
-__all__ = ["default_preprocess", "extract_features", "knn_predict", "knn_accuracy",
-           "linear_probe", "heldout_metrics"]
+__all__ = [
+    "default_preprocess",
+    "extract_features",
+    "knn_predict",
+    "knn_accuracy",
+    "linear_probe",
+    "heldout_metrics",
+]
 
 
 def default_preprocess(x: torch.Tensor, dataset: str = "cifar10") -> torch.Tensor:
-    """The trainer's test-time normalisation: pixels to [0, 1], then the data set's per-channel
-    mean/std (:data:`cl_lib.augment.DATASET_STATS`), exactly as the training views are
-    normalised by :class:`~cl_lib.augment.SimCLRAugment`.
+    """The trainer's test-time normalisation: pixels to [0, 1], then the data set's
+    per-channel mean/std (:data:`cl_lib.augment.DATASET_STATS`), exactly as the training
+    views are normalised by :class:`~cl_lib.augment.SimCLRAugment`.
 
     Args:
         x: (N, C, H, W) uint8 images in [0, 255], or floats already in [0, 1].
@@ -49,35 +59,65 @@ def default_preprocess(x: torch.Tensor, dataset: str = "cifar10") -> torch.Tenso
     return normalize(to_float(x), *stats)
 
 
-def _check_features(feats: torch.Tensor, labels: torch.Tensor | None, name: str) -> None:
+def _check_features(
+    feats: torch.Tensor, labels: torch.Tensor | None, name: str
+) -> None:
     if not isinstance(feats, torch.Tensor) or feats.ndim != 2:
-        raise ValueError(f"{name} features must be a 2-D (N, F) tensor, got "
-                         f"{tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__}")
+        raise ValueError(
+            f"{name} features must be a 2-D (N, F) tensor, got "
+            f"{tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__}"
+        )
     if feats.shape[0] == 0:
         raise ValueError(f"{name} features are empty")
     if labels is not None and (labels.ndim != 1 or labels.shape[0] != feats.shape[0]):
-        raise ValueError(f"{name} labels must have shape ({feats.shape[0]},), got {tuple(labels.shape)}")
+        raise ValueError(
+            f"{name} labels must have shape ({feats.shape[0]},), got {tuple(labels.shape)}"
+        )
 
 
 @torch.no_grad()
-def extract_features(encoder: nn.Module | Callable, images: torch.Tensor, batch_size: int = 512,
-                     device: torch.device | str | None = None,
-                     preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
-                     channels_last: bool = False) -> torch.Tensor:
-    """Embed ``images`` (N, C, H, W; uint8 or float, any device) with ``encoder`` in eval mode,
-    batch by batch, without gradients. Returns float32 features (N, F) on ``device``.
+def extract_features(
+    encoder: nn.Module | Callable,
+    images: torch.Tensor,
+    batch_size: int = 512,
+    device: torch.device | str | None = None,
+    preprocess: Callable[[torch.Tensor], torch.Tensor] | None = None,
+    channels_last: bool = False,
+) -> torch.Tensor:
+    """Embed ``images`` (N, C, H, W; uint8 or float, any device) with ``encoder`` in
+    eval mode, batch by batch, without gradients. Returns float32 features (N, F) on
+    ``device``.
 
-    Pass a :class:`~cl_lib.models.ContrastiveModel`'s ``.backbone`` (or ``.features``) for the
-    backbone features $h$, or the model itself for the projections $z$. The encoder's train/eval
-    mode is restored afterwards.
+    Pass a :class:`~cl_lib.models.ContrastiveModel`'s ``.backbone`` (or ``.features``)
+    for the backbone features $h$, or the model itself for the projections $z$. The
+    encoder's train/eval mode is restored afterwards.
+
+    Args:
+        encoder: a module or a bound method, (b, C, H, W) -> (b, F).
+        images: (N, C, H, W) uint8 or float images.
+        batch_size: images per forward pass.
+        device: where to compute (default: the encoder's).
+        preprocess: applied to each batch (default :func:`default_preprocess`, the
+            CIFAR-10 normalisation; pass the run's ``augment.eval_transform`` for other
+            data sets).
+        channels_last: memory format of the batches.
+
+    Returns:
+        (N, F) float32 features on ``device``.
     """
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
-        raise ValueError(f"images must be a 4-D (N, C, H, W) tensor, got "
-                         f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}")
+        raise ValueError(
+            f"images must be a 4-D (N, C, H, W) tensor, got "
+            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+        )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     preprocess = preprocess or default_preprocess
-    module = encoder if isinstance(encoder, nn.Module) else getattr(encoder, "__self__", None)  # bound method
+    module = (
+        encoder
+        if isinstance(encoder, nn.Module)
+        else getattr(encoder, "__self__", None)
+    )  # bound method
     if device is None:
         params = list(module.parameters()) if isinstance(module, nn.Module) else []
         device = params[0].device if params else images.device
@@ -87,7 +127,9 @@ def extract_features(encoder: nn.Module | Callable, images: torch.Tensor, batch_
     out = []
     try:
         for start in range(0, images.shape[0], batch_size):
-            x = preprocess(images[start:start + batch_size].to(device, non_blocking=True))
+            x = preprocess(
+                images[start : start + batch_size].to(device, non_blocking=True)
+            )
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
             out.append(encoder(x).float())
@@ -98,24 +140,43 @@ def extract_features(encoder: nn.Module | Callable, images: torch.Tensor, batch_
 
 
 @torch.no_grad()
-def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
-                k: int = 200, t: float = 0.1, num_classes: int | None = None,
-                batch_size: int = 1024) -> torch.Tensor:
-    r"""Temperature-weighted cosine kNN (InstDisc, Wu et al. 2018): each of the $k$ most similar
-    training points votes for its label with weight $\exp(s_i/t)$. Returns predicted labels (M,).
+def knn_predict(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    k: int = 200,
+    t: float = 0.1,
+    num_classes: int | None = None,
+    batch_size: int = 1024,
+) -> torch.Tensor:
+    r"""Temperature-weighted cosine kNN (InstDisc, Wu et al. 2018): each of the $k$ most
+    similar training points votes for its label with weight $\exp(s_i/t)$. Returns
+    predicted labels (M,).
 
     ``k`` is clipped to the number of training points. Training labels must be $\ge 0$.
+
+    Args:
+        train_feats: (N, F) bank; train_labels: (N,) labels >= 0; test_feats: (M, F).
+        k, t: neighbours and temperature; num_classes: C (default: from the labels);
+        batch_size: queries per block.
+
+    Returns:
+        (M,) int64 predicted labels.
     """
     _check_features(train_feats, train_labels, "train")
     _check_features(test_feats, None, "test")
     if train_feats.shape[1] != test_feats.shape[1]:
-        raise ValueError(f"train and test features differ in width: {train_feats.shape[1]} vs {test_feats.shape[1]}")
+        raise ValueError(
+            f"train and test features differ in width: {train_feats.shape[1]} vs {test_feats.shape[1]}"
+        )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
     if not t > 0:
         raise ValueError(f"t must be > 0, got {t}")
     if (train_labels < 0).any():
-        raise ValueError("train_labels must be >= 0 (kNN needs every bank point labelled)")
+        raise ValueError(
+            "train_labels must be >= 0 (kNN needs every bank point labelled)"
+        )
     device = train_feats.device
     train_labels = train_labels.to(device).long()
     num_classes = num_classes or int(train_labels.max()) + 1
@@ -123,45 +184,88 @@ def knn_predict(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feat
     bank = F.normalize(train_feats.float(), dim=1)
     preds = []
     for start in range(0, test_feats.shape[0], batch_size):
-        q = F.normalize(test_feats[start:start + batch_size].to(device).float(), dim=1)
-        sim, idx = (q @ bank.T).topk(k, dim=1)                       # (b, k) cosine similarities
+        q = F.normalize(
+            test_feats[start : start + batch_size].to(device).float(), dim=1
+        )
+        sim, idx = (q @ bank.T).topk(k, dim=1)  # (b, k) cosine similarities
         votes = torch.zeros(q.shape[0], num_classes, device=device)
-        votes.scatter_add_(1, train_labels[idx], (sim / t).exp())   # sum of exp(s/t) per class
+        votes.scatter_add_(
+            1, train_labels[idx], (sim / t).exp()
+        )  # sum of exp(s/t) per class
         preds.append(votes.argmax(dim=1))
     return torch.cat(preds)
 
 
-def knn_accuracy(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
-                 test_labels: torch.Tensor, k: int = 200, t: float = 0.1,
-                 num_classes: int | None = None) -> float:
-    """Top-1 accuracy (in [0, 1]) of :func:`knn_predict` on ``test_labels``."""
+def knn_accuracy(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    k: int = 200,
+    t: float = 0.1,
+    num_classes: int | None = None,
+) -> float:
+    """Top-1 accuracy (in [0, 1]) of :func:`knn_predict` on ``test_labels``.
+
+    Args:
+        train_feats: (N, F); train_labels: (N,); test_feats: (M, F); test_labels: (M,);
+        k, t, num_classes: as :func:`knn_predict`.
+
+    Returns:
+        The accuracy in [0, 1].
+    """
     _check_features(test_feats, test_labels, "test")
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
-    pred = knn_predict(train_feats, train_labels, test_feats, k=k, t=t, num_classes=num_classes)
+    pred = knn_predict(
+        train_feats, train_labels, test_feats, k=k, t=t, num_classes=num_classes
+    )
     return float((pred.cpu() == test_labels.cpu()).float().mean())
 
 
-def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_feats: torch.Tensor,
-                 test_labels: torch.Tensor, num_classes: int | None = None, method: str = "lbfgs",
-                 weight_decay: float = 1e-4, steps: int = 200, lr: float | None = None,
-                 batch_size: int = 4096, standardize: bool = True, seed: int = 0) -> dict:
+def linear_probe(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    num_classes: int | None = None,
+    method: str = "lbfgs",
+    weight_decay: float = 1e-4,
+    steps: int = 200,
+    lr: float | None = None,
+    batch_size: int = 4096,
+    standardize: bool = True,
+    seed: int = 0,
+) -> dict:
     r"""Multinomial logistic regression on frozen features, trained on their device:
 
     $$\min_{W, b} \; \frac1N \sum_i -\log \operatorname{softmax}(W x_i + b)_{y_i}
       + \frac{\lambda}{2} \lVert W \rVert_F^2, \qquad
       x_i = \frac{h_i - \mu}{\sigma} \text{ (train-set mean and std)}.$$
 
-    ``method="lbfgs"``: full batch, ``steps`` L-BFGS iterations (strong-Wolfe line search) --
-    the convex problem is solved to near-optimum, so the result does not depend on a learning
-    rate. ``method="adam"``: ``steps`` epochs of mini-batch Adam (``lr`` default 1e-3), for
-    feature sets too large for one batch. Returns ``{"acc", "train_acc"}`` in [0, 1].
+    ``method="lbfgs"``: full batch, ``steps`` L-BFGS iterations (strong-Wolfe line
+    search) -- the convex problem is solved to near-optimum, so the result does not
+    depend on a learning rate. ``method="adam"``: ``steps`` epochs of mini-batch Adam
+    (``lr`` default 1e-3), for feature sets too large for one batch. Returns ``{"acc",
+    "train_acc"}`` in [0, 1].
+
+    Args:
+        train_feats: (N, F); train_labels: (N,); test_feats: (M, F); test_labels: (M,).
+        num_classes: C; method: ``"lbfgs"`` or ``"adam"``; weight_decay: $\lambda$;
+        steps: iterations (L-BFGS) or epochs (Adam); lr: Adam's step size;
+        batch_size: Adam's batch; standardize: standardise with train statistics; seed:
+            init.
+
+    Returns:
+        ``{"acc": test accuracy, "train_acc": training accuracy}``, both in [0, 1].
     """
     _check_features(train_feats, train_labels, "train")
     _check_features(test_feats, test_labels, "test")
     if method not in ("lbfgs", "adam"):
         raise ValueError(f"method must be 'lbfgs' or 'adam', got {method!r}")
     if steps < 1 or weight_decay < 0:
-        raise ValueError(f"need steps >= 1 and weight_decay >= 0, got steps={steps}, weight_decay={weight_decay}")
+        raise ValueError(
+            f"need steps >= 1 and weight_decay >= 0, got steps={steps}, weight_decay={weight_decay}"
+        )
     if (train_labels < 0).any():
         raise ValueError("train_labels must be >= 0")
     device = train_feats.device
@@ -175,7 +279,9 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
     clf = nn.Linear(x_tr.shape[1], num_classes).to(device)
     with torch.no_grad():  # seeded init, independent of the global RNG
         bound = 1 / math.sqrt(x_tr.shape[1])
-        clf.weight.copy_(torch.rand(clf.weight.shape, generator=g).mul_(2 * bound).sub_(bound))
+        clf.weight.copy_(
+            torch.rand(clf.weight.shape, generator=g).mul_(2 * bound).sub_(bound)
+        )
         clf.bias.zero_()
 
     def objective(x, y):
@@ -183,9 +289,15 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
 
     with torch.enable_grad():
         if method == "lbfgs":
-            opt = torch.optim.LBFGS(clf.parameters(), lr=lr or 1.0, max_iter=steps,
-                                    history_size=20, line_search_fn="strong_wolfe",
-                                    tolerance_grad=1e-7, tolerance_change=1e-10)
+            opt = torch.optim.LBFGS(
+                clf.parameters(),
+                lr=lr or 1.0,
+                max_iter=steps,
+                history_size=20,
+                line_search_fn="strong_wolfe",
+                tolerance_grad=1e-7,
+                tolerance_change=1e-10,
+            )
 
             def closure():
                 opt.zero_grad()
@@ -200,7 +312,7 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
             for _ in range(steps):
                 perm = torch.randperm(n, generator=g).to(device)
                 for start in range(0, n, batch_size):
-                    idx = perm[start:start + batch_size]
+                    idx = perm[start : start + batch_size]
                     opt.zero_grad()
                     objective(x_tr[idx], y_tr[idx]).backward()
                     opt.step()
@@ -211,15 +323,15 @@ def linear_probe(train_feats: torch.Tensor, train_labels: torch.Tensor, test_fea
 
 
 def _effective_rank(m: torch.Tensor) -> float:
-    """RankMe, with the one guard of the library: an all-zero matrix has rank 0 (RankMe itself
-    is undefined there), a non-finite one gives NaN."""
+    """RankMe, with the one guard of the library: an all-zero matrix has rank 0 (RankMe
+    itself is undefined there), a non-finite one gives NaN."""
     if not bool(torch.isfinite(m).all()):
         return float("nan")
     return metrics.effective_rank(m) if bool(m.abs().sum() > 0) else 0.0
 
 
 def _sphere(m: torch.Tensor) -> torch.Tensor | None:
-    """Rows scaled to unit norm, or None when a row is zero or not finite (no direction)."""
+    """Rows scaled to unit norm, or None when a row is zero or not finite."""
     norms = m.norm(dim=1)
     if not bool(torch.isfinite(norms).all() and (norms > 0).all()):
         return None
@@ -230,54 +342,73 @@ def _geometry(m: torch.Tensor, suffix: str, wasserstein: bool) -> dict:
     nan = float("nan")
     finite = bool(torch.isfinite(m).all())
     unit = _sphere(m) if finite else None
-    out = {"effective_rank" + suffix: _effective_rank(m),
-           "embedding_variance" + suffix: metrics.embedding_variance(m) if finite else nan,
-           "embedding_variance_sphere" + suffix:
-               metrics.embedding_variance(unit) if unit is not None else nan,
-           "effective_rank_sphere" + suffix: _effective_rank(unit) if unit is not None else nan}
+    out = {
+        "effective_rank" + suffix: _effective_rank(m),
+        "embedding_variance" + suffix: metrics.embedding_variance(m) if finite else nan,
+        "embedding_variance_sphere"
+        + suffix: metrics.embedding_variance(unit) if unit is not None else nan,
+        "effective_rank_sphere"
+        + suffix: _effective_rank(unit) if unit is not None else nan,
+    }
     if suffix == "":  # the sphere metrics of the projections
         out["uniformity"] = metrics.uniformity(m) if unit is not None else nan
         if wasserstein:
-            out["wasserstein_uniformity"] = (metrics.wasserstein_uniformity(m)
-                                             if unit is not None and m.shape[0] > 1 else nan)
+            out["wasserstein_uniformity"] = (
+                metrics.wasserstein_uniformity(m)
+                if unit is not None and m.shape[0] > 1
+                else nan
+            )
     return out
 
 
 @torch.no_grad()
-def heldout_metrics(z: torch.Tensor | None = None, labels: torch.Tensor | None = None, *,
-                    views: tuple[torch.Tensor, torch.Tensor] | None = None,
-                    features: torch.Tensor | None = None, bank: torch.Tensor | None = None,
-                    bank_labels: torch.Tensor | None = None, query: torch.Tensor | None = None,
-                    knn_k: int = 200, knn_t: float = 0.1, probe: dict | None = None,
-                    num_classes: int | None = None, spectra: bool = False,
-                    wasserstein: bool = True) -> dict:
-    r"""Every held-out number of the library, in one place: the trainer's final and along-training
-    evaluation, the results tracker (:mod:`cl_lib.experiments.results`) and the toy of chapter 1
-    all call this function.
+def heldout_metrics(
+    z: torch.Tensor | None = None,
+    labels: torch.Tensor | None = None,
+    *,
+    views: tuple[torch.Tensor, torch.Tensor] | None = None,
+    features: torch.Tensor | None = None,
+    bank: torch.Tensor | None = None,
+    bank_labels: torch.Tensor | None = None,
+    query: torch.Tensor | None = None,
+    knn_k: int = 200,
+    knn_t: float = 0.1,
+    probe: dict | None = None,
+    num_classes: int | None = None,
+    spectra: bool = False,
+    wasserstein: bool = True,
+) -> dict:
+    r"""Every held-out number of the library, in one place: the trainer's final and
+    along-training evaluation, the results tracker (:mod:`cl_lib.experiments.results`)
+    and the toy of chapter 1 all call this function.
 
-    Geometry of the projections ``z`` of held-out images (``cl_lib.metrics``): ``uniformity``
-    (Wang & Isola 2020), ``wasserstein_uniformity`` (Koromilas et al. 2024), ``effective_rank``
-    (RankMe, Garrido et al. 2023; 0 for an all-zero matrix), ``embedding_variance``
-    $\sum_k \operatorname{Var}(z_k)$ (Li & Pimentel-Alarcón 2024, Fig. 2), and the same two of
-    $z / \lVert z \rVert$ (``embedding_variance_sphere`` $= 1 - \lVert \bar u \rVert^2$,
-    ``effective_rank_sphere``; NaN when a row is zero). The backbone ``features`` get the same
-    keys with the suffix ``_features`` (no uniformity). ``views``: ``alignment`` between two
-    augmented views of the same images. ``bank``: kNN accuracy (:func:`knn_accuracy`) of
-    ``query`` against a labelled bank, and with ``probe`` the linear probe (:func:`linear_probe`).
+    Geometry of the projections ``z`` of held-out images (``cl_lib.metrics``):
+    ``uniformity`` (Wang & Isola 2020), ``wasserstein_uniformity`` (Koromilas et al.
+    2024), ``effective_rank`` (RankMe, Garrido et al. 2023; 0 for an all-zero matrix),
+    ``embedding_variance`` $\sum_k \operatorname{Var}(z_k)$ (Li & Pimentel-Alarcón
+    2024,
+    Fig. 2), and the same two of $z / \lVert z \rVert$ (``embedding_variance_sphere`` $=
+    1 - \lVert \bar u \rVert^2$, ``effective_rank_sphere``; NaN when a row is zero). The
+    backbone ``features`` get the same keys with the suffix ``_features`` (no
+    uniformity). ``views``: ``alignment`` between two augmented views of the same
+    images. ``bank``: kNN accuracy (:func:`knn_accuracy`) of ``query`` against a
+    labelled bank, and with ``probe`` the linear probe (:func:`linear_probe`).
 
     Args:
         z: (N, D) projections of N held-out (un-augmented) images, or None.
         labels: (Q,) labels of ``query`` (needed with ``bank``).
-        views: two (M, D) tensors, projections of two augmented views of the same M images.
+        views: two (M, D) tensors, projections of two augmented views of the same M
+            images.
         features: (N, F) backbone features of the images of ``z``.
         bank: (B, F') labelled training features for kNN / probe; ``bank_labels``: (B,).
         query: (Q, F') test features scored against ``bank``.
         knn_k, knn_t: kNN neighbours and temperature.
-        probe: keyword arguments of :func:`linear_probe` (e.g. ``{"steps": 100}``), or None for
-            no probe.
+        probe: keyword arguments of :func:`linear_probe` (e.g. ``{"steps": 100}``), or
+            None for no probe.
         num_classes: classes of the kNN / probe (default: from the labels).
-        spectra: add ``singular_values_z`` / ``singular_values_features``, the singular values
-            of the centred matrices, largest first (dimensional collapse, Jing et al. 2022).
+        spectra: add ``singular_values_z`` / ``singular_values_features``, the singular
+            values of the centred matrices, largest first (dimensional collapse, Jing et
+            al. 2022).
         wasserstein: compute ``wasserstein_uniformity`` (O(N^2) pairs).
 
     Returns:
@@ -299,14 +430,21 @@ def heldout_metrics(z: torch.Tensor | None = None, labels: torch.Tensor | None =
     if spectra:
         for name, m in (("z", z), ("features", features)):
             if m is not None:
-                out[f"singular_values_{name}"] = torch.linalg.svdvals(m - m.mean(0)).tolist()
+                out[f"singular_values_{name}"] = torch.linalg.svdvals(
+                    m - m.mean(0)
+                ).tolist()
     if bank is not None:
         if query is None or labels is None or bank_labels is None:
             raise ValueError("kNN needs bank, bank_labels, query and labels together")
-        out["knn_acc"] = knn_accuracy(bank, bank_labels, query, labels, k=knn_k, t=knn_t,
-                                      num_classes=num_classes)
+        out["knn_acc"] = knn_accuracy(
+            bank, bank_labels, query, labels, k=knn_k, t=knn_t, num_classes=num_classes
+        )
         if probe is not None:
-            fit = linear_probe(bank, bank_labels, query, labels, num_classes=num_classes,
-                               **probe)
-            out["linear_probe_acc"], out["linear_probe_train_acc"] = fit["acc"], fit["train_acc"]
+            fit = linear_probe(
+                bank, bank_labels, query, labels, num_classes=num_classes, **probe
+            )
+            out["linear_probe_acc"], out["linear_probe_train_acc"] = (
+                fit["acc"],
+                fit["train_acc"],
+            )
     return out

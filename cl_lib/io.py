@@ -22,7 +22,15 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
     """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then ``os.replace`` it
     into place: a crash mid-write never leaves a truncated file (the rename is atomic), a power
     loss never leaves a renamed but empty one (the fsync), and a failed write leaves no stray
-    temporary file. Used for data caches, checkpoints and results files alike."""
+    temporary file. Used for data caches, checkpoints and results files alike.
+
+    Args:
+        path: the file to (re)place.
+        write: writes the content to the path it is given.
+
+    Returns:
+        None.
+    """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
@@ -42,16 +50,39 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
 
 
 def save_atomic(obj, path: str | Path) -> None:
-    """``torch.save`` through :func:`write_atomic`."""
+    """``torch.save`` through :func:`write_atomic`.
+
+    Args:
+        obj: anything ``torch.save`` takes; path: the file.
+
+    Returns:
+        None.
+    """
     write_atomic(path, lambda tmp: torch.save(obj, tmp))
 
 
 def write_json(obj, path: str | Path) -> None:
-    """Write ``obj`` as indented JSON through :func:`write_atomic`."""
+    """Write ``obj`` as indented JSON through :func:`write_atomic`.
+
+    Args:
+        obj: a JSON-able object; path: the file.
+
+    Returns:
+        None.
+    """
     write_atomic(path, lambda tmp: tmp.write_text(json.dumps(obj, indent=1) + "\n"))
 
 
 def hardware_info(device: torch.device) -> dict:
+    """What a result was computed on.
+
+    Args:
+        device: the run's device.
+
+    Returns:
+        dict with ``device``, ``cpu``, ``cpu_count``, ``platform``, ``gpu``, ``gpu_count``,
+        ``gpu_memory_gb``, ``world_size``.
+    """
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
@@ -75,6 +106,9 @@ def library_commit() -> tuple[str, bool | None]:
     or an untracked (not ignored) file -- a new module that is not committed yet is not
     identified by the commit either. Changes elsewhere in the repository (notebooks, tests) do
     not make a result's code unidentified, so they are not counted.
+
+    Returns:
+        ``(commit hash, differs)``.
     """
     package = Path(__file__).resolve().parent
     try:

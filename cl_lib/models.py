@@ -75,6 +75,13 @@ def build_backbone(arch: str, image_size: int = 32, in_channels: int = 3,
 
     ``image_size`` only matters for ``resnet18``/``resnet50`` (CIFAR stem below 96 px);
     ``width`` only for ``small_cnn``.
+
+    Args:
+        arch: a name of :data:`ARCHS`; image_size: input side; in_channels: C; width: the
+        ``small_cnn`` width.
+
+    Returns:
+        A module mapping (B, C, H, W) images to (B, feature_dim) features.
     """
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose one of {ARCHS}")
@@ -149,6 +156,14 @@ def build_model(arch: str = "resnet18", proj_dim: int = 128, proj_hidden_dim: in
     >>> m = build_model("small_cnn", proj_dim=16, width=8)
     >>> m(torch.zeros(2, 3, 32, 32)).shape, m.features(torch.zeros(2, 3, 32, 32)).shape
     (torch.Size([2, 16]), torch.Size([2, 64]))
+
+    Args:
+        arch, image_size, in_channels, width: the backbone (:func:`build_backbone`).
+        proj_dim: output width D of the projector; proj_hidden_dim: its hidden width;
+        proj_layers: its depth; proj_batch_norm: BatchNorm between its layers.
+
+    Returns:
+        A :class:`ContrastiveModel`: (B, C, H, W) -> (B, D) projections.
     """
     backbone = build_backbone(arch, image_size=image_size, in_channels=in_channels, width=width)
     hidden = proj_hidden_dim or backbone.feature_dim

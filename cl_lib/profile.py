@@ -19,7 +19,11 @@ PROFILES = ("quick", "full")
 
 
 def get_profile() -> str:
-    """Return the active profile name from ``CL_BOOK_PROFILE`` (default ``quick``)."""
+    """Return the active profile name from ``CL_BOOK_PROFILE`` (default ``quick``).
+
+    Returns:
+        ``"quick"`` or ``"full"``.
+    """
     name = os.environ.get("CL_BOOK_PROFILE", "quick").strip().lower() or "quick"
     if name not in PROFILES:
         raise ValueError(f"CL_BOOK_PROFILE must be one of {PROFILES}, got {name!r}")
@@ -27,12 +31,26 @@ def get_profile() -> str:
 
 
 def by_profile(quick, full):
-    """Pick ``quick`` or ``full`` according to the active profile."""
+    """Pick ``quick`` or ``full`` according to the active profile.
+
+    Args:
+        quick, full: the two values.
+
+    Returns:
+        The value of the active profile.
+    """
     return quick if get_profile() == "quick" else full
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:
-    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded alike."""
+    """Seed Python, NumPy and torch (CPU and CUDA); return a CPU generator seeded alike.
+
+    Args:
+        seed: an int in [0, 2**32).
+
+    Returns:
+        A ``torch.Generator`` seeded with ``seed``.
+    """
     random.seed(seed)
     np.random.seed(seed)
     torch.manual_seed(seed)
@@ -61,7 +79,11 @@ def mix_seed(*values: int) -> int:
 
 
 def default_device() -> torch.device:
-    """CUDA when the full profile runs on a GPU machine, else CPU (quick is always CPU)."""
+    """CUDA when the full profile runs on a GPU machine, else CPU (quick is always CPU).
+
+    Returns:
+        ``torch.device("cuda")`` or ``torch.device("cpu")``.
+    """
     if get_profile() == "full" and torch.cuda.is_available():
         return torch.device("cuda")
     return torch.device("cpu")

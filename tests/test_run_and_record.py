@@ -1,6 +1,7 @@
-"""Tests for the "run and record" part of cl_lib.experiments.results: one train() call with an
-epoch-end callback, no data set reloaded per snapshot, atomic results files, and peak_lr on
-records trained with the default learning rate."""
+"""Tests for the "run and record" part of cl_lib.experiments.results: one train() call
+with an epoch-end callback, no data set reloaded per snapshot, atomic results files, and
+peak_lr on records trained with the default learning rate."""
+
 import json
 
 import pytest
@@ -14,12 +15,12 @@ from image_folders import make_image_folder
 
 
 def test_peak_lr_of_a_default_lr_record():
-    """The trainer records lr=None when the default is used: peak_lr used to raise TypeError."""
+    """The trainer records lr=None for the default lr (peak_lr raised TypeError)."""
     rec = {"config": {"lr": None, "batch_size": 512, "optimizer": "sgd"}}
     assert R.peak_lr(rec) == pytest.approx(T.DEFAULT_LR["sgd"] * 512 / 256)
     rec["config"]["optimizer"] = "lars"
     assert R.peak_lr(rec) == pytest.approx(T.DEFAULT_LR["lars"] * 2)
-    assert R.peak_lr({**rec, "peak_lr": 0.3}) == 0.3           # what the trainer wrote wins
+    assert R.peak_lr({**rec, "peak_lr": 0.3}) == 0.3  # what the trainer wrote wins
     assert R.peak_lr({"config": {"lr": 0.1, "batch_size": 128}}) == pytest.approx(0.05)
     assert R.lookup(rec, R.peak_lr) == pytest.approx(2.0)
 
@@ -27,7 +28,11 @@ def test_peak_lr_of_a_default_lr_record():
 def test_train_and_record_trains_once_and_loads_data_once(tmp_path, monkeypatch):
     folder = make_image_folder(tmp_path / "imgs")
     calls = {"train": 0, "load": 0, "atomic": []}
-    real_train, real_load, real_atomic = T.train, cl_lib.data.load_dataset, cl_lib.io.write_atomic
+    real_train, real_load, real_atomic = (
+        T.train,
+        cl_lib.data.load_dataset,
+        cl_lib.io.write_atomic,
+    )
 
     def count_train(*a, **kw):
         calls["train"] += 1
@@ -46,22 +51,49 @@ def test_train_and_record_trains_once_and_loads_data_once(tmp_path, monkeypatch)
     monkeypatch.setattr(cl_lib.data, "load_dataset", count_load)
     monkeypatch.setattr(cl_lib.io, "write_atomic", spy_atomic)
     save = tmp_path / "out" / "run.json"
-    flags = ["--profile", "quick", "--dataset", f"imagefolder:{folder}", "--cache-dir",
-             str(tmp_path / "cache"), "--width", "4", "--proj-dim", "8", "--epochs", "3",
-             "--batch-size", "16", "--probe-steps", "5", "--subset", "none", "--test-subset",
-             "none", "--quiet"]
+    flags = [
+        "--profile",
+        "quick",
+        "--dataset",
+        f"imagefolder:{folder}",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--width",
+        "4",
+        "--proj-dim",
+        "8",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--probe-steps",
+        "5",
+        "--subset",
+        "none",
+        "--test-subset",
+        "none",
+        "--quiet",
+    ]
     record = R.train_and_record(flags, save, track_every=2)
-    assert calls["train"] == 1                      # one run, not one per tracking chunk
-    assert calls["load"] == 2                       # train + test split, once each
-    assert str(save) in calls["atomic"]             # written atomically
+    assert calls["train"] == 1  # one run, not one per tracking chunk
+    assert calls["load"] == 2  # train + test split, once each
+    assert str(save) in calls["atomic"]  # written atomically
     saved = json.loads(save.read_text())
     assert [t["epoch"] for t in saved["extra"]["tracking"]] == [2, 3]
     assert saved["extra"]["tracking"][-1]["knn_acc"] == saved["final"]["knn_acc"]
-    assert saved["extra"]["tracking"][0]["knn_acc"] is None   # no eval_every: none along the way
-    assert set(saved["extra"]["final"]) >= {"embedding_variance_features", "effective_rank_z",
-                                            "singular_values_z", "embedding_variance_sphere"}
-    assert saved["command"].startswith(f"python -m cl_lib.experiments.results {save} "
-                                       f"--track-every 2 -- --profile quick")
+    assert (
+        saved["extra"]["tracking"][0]["knn_acc"] is None
+    )  # no eval_every: none along the way
+    assert set(saved["extra"]["final"]) >= {
+        "embedding_variance_features",
+        "effective_rank_z",
+        "singular_values_z",
+        "embedding_variance_sphere",
+    }
+    assert saved["command"].startswith(
+        f"python -m cl_lib.experiments.results {save} "
+        f"--track-every 2 -- --profile quick"
+    )
     assert record["diverged"] is False and saved["finished"]
 
 
@@ -69,10 +101,28 @@ def test_train_and_record_untrained_baseline(tmp_path):
     """--epochs 0: the untrained network, recorded like any run (no tracking)."""
     folder = make_image_folder(tmp_path / "imgs")
     save = tmp_path / "init.json"
-    flags = ["--profile", "quick", "--dataset", f"imagefolder:{folder}", "--cache-dir",
-             str(tmp_path / "cache"), "--width", "4", "--proj-dim", "8", "--epochs", "0",
-             "--batch-size", "16", "--probe-steps", "5", "--quiet"]
+    flags = [
+        "--profile",
+        "quick",
+        "--dataset",
+        f"imagefolder:{folder}",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--width",
+        "4",
+        "--proj-dim",
+        "8",
+        "--epochs",
+        "0",
+        "--batch-size",
+        "16",
+        "--probe-steps",
+        "5",
+        "--quiet",
+    ]
     saved = R.train_and_record(flags, save, track_every=1)
-    assert saved["finished"] and saved["epochs_completed"] == 0 and saved["history"] == []
+    assert (
+        saved["finished"] and saved["epochs_completed"] == 0 and saved["history"] == []
+    )
     assert 0 <= saved["final"]["knn_acc"] <= 1 and "tracking" not in saved["extra"]
     assert saved["extra"]["final"]["effective_rank_features"] > 0

@@ -1,6 +1,7 @@
 """Tests for cl_lib.train: schedule, label masking, a tiny end-to-end run, exact resume,
-the NaN guard, atomic checkpoints, and config validation. All on CPU, on a tiny synthetic
-ImageFolder (3 colour-coded classes of 16x16 images)."""
+the NaN guard, atomic checkpoints, and config validation. All on CPU, on a tiny
+synthetic ImageFolder (3 colour-coded classes of 16x16 images)."""
+
 import json
 import math
 
@@ -23,27 +24,45 @@ def folder(tmp_path_factory):
 @pytest.fixture
 def cfg(folder, tmp_path):
     """A tiny run: 48 training images, batch 16 -> 3 steps per epoch."""
-    return TrainConfig(dataset=f"imagefolder:{folder}", cache_dir=str(tmp_path / "cache"), arch="small_cnn",
-                       width=4, proj_dim=8, proj_hidden_dim=16, epochs=2, batch_size=16, warmup_epochs=1,
-                       lr=0.1, linear_probe=False, metrics=False, knn_k=10, quiet=True, progress=False)
+    return TrainConfig(
+        dataset=f"imagefolder:{folder}",
+        cache_dir=str(tmp_path / "cache"),
+        arch="small_cnn",
+        width=4,
+        proj_dim=8,
+        proj_hidden_dim=16,
+        epochs=2,
+        batch_size=16,
+        warmup_epochs=1,
+        lr=0.1,
+        linear_probe=False,
+        metrics=False,
+        knn_k=10,
+        quiet=True,
+        progress=False,
+    )
 
 
 def test_lr_schedule():
     base, total, warm = 1.0, 100, 10
     lrs = [lr_at(s, total, base, warm) for s in range(total)]
-    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(1.0)   # linear warm-up to base
+    assert lrs[0] == pytest.approx(0.1) and lrs[9] == pytest.approx(
+        1.0
+    )  # linear warm-up to base
     assert all(a < b for a, b in zip(lrs[:9], lrs[1:10]))
-    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))                 # then cosine decay
+    assert all(a >= b for a, b in zip(lrs[10:], lrs[11:]))  # then cosine decay
     assert lrs[55] == pytest.approx(0.5 * (1 + math.cos(math.pi * 45 / 90)))
     assert lr_at(total, total, base, warm, min_lr_ratio=0.1) == pytest.approx(0.1)
-    assert lr_at(0, 10, 2.0, 0) == pytest.approx(2.0)                        # no warm-up
+    assert lr_at(0, 10, 2.0, 0) == pytest.approx(2.0)  # no warm-up
 
 
 def test_mask_labels():
     y = torch.arange(1000) % 10
     m = mask_labels(y, 0.3, seed=1)
     assert (m == -1).sum() == 700 and torch.equal(m[m >= 0], y[m >= 0])
-    assert torch.equal(m, mask_labels(y, 0.3, seed=1)) and not torch.equal(m, mask_labels(y, 0.3, seed=2))
+    assert torch.equal(m, mask_labels(y, 0.3, seed=1)) and not torch.equal(
+        m, mask_labels(y, 0.3, seed=2)
+    )
     assert torch.equal(mask_labels(y, 1.0), y) and (mask_labels(y, 0.0) == -1).all()
     with pytest.raises(ValueError):
         mask_labels(y, 1.5)
@@ -55,28 +74,53 @@ def test_train_end_to_end_writes_results(cfg, tmp_path):
     res = train(cfg)
     assert [h["epoch"] for h in res.history] == [1, 2]
     for h in res.history:
-        assert set(h) >= {"loss", "lr", "images_per_s", "epoch_time_s"} and math.isfinite(h["loss"])
+        assert set(h) >= {
+            "loss",
+            "lr",
+            "images_per_s",
+            "epoch_time_s",
+        } and math.isfinite(h["loss"])
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
     assert saved["finished"] and saved["epochs_completed"] == 2
-    assert set(saved["final"]) == {"knn_acc", "linear_probe_acc", "linear_probe_train_acc"}
+    assert set(saved["final"]) == {
+        "knn_acc",
+        "linear_probe_acc",
+        "linear_probe_train_acc",
+    }
     assert 0.0 <= saved["final"]["knn_acc"] <= 1.0
-    assert set(saved["metrics"]) >= {"alignment", "uniformity", "effective_rank", "wasserstein_uniformity"}
+    assert set(saved["metrics"]) >= {
+        "alignment",
+        "uniformity",
+        "effective_rank",
+        "wasserstein_uniformity",
+    }
     assert saved["hardware"]["device"] == "cpu" and saved["peak_gpu_memory_gb"] is None
     assert saved["dataset"]["train_size"] == 48 and saved["dataset"]["num_classes"] == 3
-    assert saved["config"]["batch_size"] == 16 and saved["torch_version"] == torch.__version__
-    assert isinstance(saved["library_commit"], str) and saved["date_utc"].endswith("+00:00")
+    assert (
+        saved["config"]["batch_size"] == 16
+        and saved["torch_version"] == torch.__version__
+    )
+    assert isinstance(saved["library_commit"], str) and saved["date_utc"].endswith(
+        "+00:00"
+    )
     assert (tmp_path / "run" / "checkpoint.pt").exists()
-    assert not list((tmp_path / "run").glob(".*tmp*"))  # atomic writes leave no temporary files
+    assert not list(
+        (tmp_path / "run").glob(".*tmp*")
+    )  # atomic writes leave no temporary files
 
 
 def test_resume_is_bit_identical(cfg, tmp_path):
-    """4 epochs straight == 2 epochs, stop, resume for 2 more (weights compared bit for bit)."""
+    """4 epochs straight == 2 epochs, stop, resume for 2 more (weights bit for bit)."""
     cfg.epochs = 4
     straight = train(TrainConfig(**{**vars(cfg), "out_dir": str(tmp_path / "a")}))
-    first = TrainConfig(**{**vars(cfg), "out_dir": str(tmp_path / "b"), "stop_after_epochs": 2})
+    first = TrainConfig(
+        **{**vars(cfg), "out_dir": str(tmp_path / "b"), "stop_after_epochs": 2}
+    )
     part = train(first)
     assert len(part.history) == 2 and not part.results["finished"]
-    resumed = train(TrainConfig(**{**vars(cfg), "out_dir": str(tmp_path / "b"), "resume": True}))
+    resumed = train(
+        TrainConfig(**{**vars(cfg), "out_dir": str(tmp_path / "b"), "resume": True})
+    )
     assert [h["epoch"] for h in resumed.history] == [1, 2, 3, 4]
     assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
     sa, sb = straight.model.state_dict(), resumed.model.state_dict()
@@ -86,7 +130,16 @@ def test_resume_is_bit_identical(cfg, tmp_path):
     assert resumed.results["final"]["knn_acc"] == straight.results["final"]["knn_acc"]
     # resuming a finished run with another lr: nothing left to train, but a warning
     with pytest.warns(UserWarning, match="different lr"):
-        again = train(TrainConfig(**{**vars(cfg), "out_dir": str(tmp_path / "b"), "resume": True, "lr": 0.5}))
+        again = train(
+            TrainConfig(
+                **{
+                    **vars(cfg),
+                    "out_dir": str(tmp_path / "b"),
+                    "resume": True,
+                    "lr": 0.5,
+                }
+            )
+        )
     assert again.history == resumed.history
 
 
@@ -101,22 +154,33 @@ def test_nan_guard_keeps_last_good_checkpoint(cfg, tmp_path, monkeypatch):
             calls["n"] += 1
             out = loss(z1, z2, labels)
             return out * float("nan") if calls["n"] == 5 else out  # step 2 of epoch 2
+
         return wrapped
 
     monkeypatch.setattr(train_mod, "get_loss", poisoned_get_loss)
-    with pytest.raises(NonFiniteLossError, match=r"loss became nan at epoch 2, by step 3/3.*after epoch 1\)") as err:
+    with pytest.raises(
+        NonFiniteLossError,
+        match=r"loss became nan at epoch 2, by step 3/3.*after epoch 1\)",
+    ) as err:
         train(cfg)
-    assert str(tmp_path) not in str(err.value) and "checkpoint.pt" in str(err.value)  # no machine paths
+    assert str(tmp_path) not in str(err.value) and "checkpoint.pt" in str(
+        err.value
+    )  # no machine paths
     assert issubclass(NonFiniteLossError, RuntimeError)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 1 and len(state["history"]) == 1
-    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+    assert all(
+        torch.isfinite(v).all()
+        for v in state["model"].values()
+        if v.is_floating_point()
+    )
     assert not (tmp_path / "run" / "results.json").exists()
 
 
 def test_nan_embeddings_stop_with_nonfinite_loss_error(cfg, tmp_path, monkeypatch):
-    """A diverged network (NaN embeddings, the usual way a run blows up: finite loss, Inf
-    gradients, NaN weights) ends in NonFiniteLossError, not in the loss's ValueError."""
+    """A diverged network (NaN embeddings, the usual way a run blows up: finite loss,
+    Inf gradients, NaN weights) ends in NonFiniteLossError, not in the loss's
+    ValueError."""
     cfg.out_dir, cfg.epochs = str(tmp_path / "run"), 3
     real_build_model, calls = train_mod.build_model, {"n": 0}
 
@@ -125,20 +189,26 @@ def test_nan_embeddings_stop_with_nonfinite_loss_error(cfg, tmp_path, monkeypatc
 
         def hook(module, inputs, output):
             calls["n"] += 1
-            return output * float("nan") if calls["n"] == 5 and module.training else output
+            return (
+                output * float("nan") if calls["n"] == 5 and module.training else output
+            )
+
         model.register_forward_hook(hook)
         return model
 
     monkeypatch.setattr(train_mod, "build_model", poisoned_build_model)
-    with pytest.raises(NonFiniteLossError, match=r"epoch 2, by step 3/3.*after epoch 1\)"):
+    with pytest.raises(
+        NonFiniteLossError, match=r"epoch 2, by step 3/3.*after epoch 1\)"
+    ):
         train(cfg)
     state = torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=False)
     assert state["epoch"] == 1
 
 
 def test_resume_loads_the_checkpoint_on_cpu(cfg, tmp_path, monkeypatch):
-    """RNG states must come back as CPU ByteTensors (torch.set_rng_state rejects CUDA tensors),
-    so the checkpoint is loaded with map_location="cpu" whatever the training device."""
+    """RNG states must come back as CPU ByteTensors (torch.set_rng_state rejects CUDA
+    tensors), so the checkpoint is loaded with map_location="cpu" whatever the training
+    device."""
     cfg.epochs, cfg.out_dir, cfg.stop_after_epochs = 2, str(tmp_path / "run"), 1
     train(cfg)
     real_load, seen = torch.load, []
@@ -163,7 +233,9 @@ def test_atomic_write_failure_keeps_the_old_file(tmp_path):
 
     with pytest.raises(OSError, match="disk full"):
         write_atomic(path, broken_write)
-    assert path.read_text() == "good" and sorted(tmp_path.iterdir()) == [path]  # no stray .tmp file
+    assert path.read_text() == "good" and sorted(tmp_path.iterdir()) == [
+        path
+    ]  # no stray .tmp file
     write_atomic(path, lambda p: p.write_text("new"))
     assert path.read_text() == "new" and sorted(tmp_path.iterdir()) == [path]
 
@@ -189,10 +261,22 @@ def test_other_losses_and_adamw_run(cfg):
         assert math.isfinite(train(cfg).history[0]["loss"])
 
 
-@pytest.mark.parametrize("field, value", [("epochs", -1), ("batch_size", 1), ("label_fraction", 1.5),
-                                          ("optimizer", "lamb"), ("grad_clip", 0.0), ("lr", -1.0),
-                                          ("checkpoint_every", 0), ("resume", True), ("image_size", 0),
-                                          ("augment_kwargs", {"size": 8}), ("augment_kwargs", {"jiter": 1})])
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("epochs", -1),
+        ("batch_size", 1),
+        ("label_fraction", 1.5),
+        ("optimizer", "lamb"),
+        ("grad_clip", 0.0),
+        ("lr", -1.0),
+        ("checkpoint_every", 0),
+        ("resume", True),
+        ("image_size", 0),
+        ("augment_kwargs", {"size": 8}),
+        ("augment_kwargs", {"jiter": 1}),
+    ],
+)
 def test_bad_config(cfg, field, value):
     setattr(cfg, field, value)
     with pytest.raises(ValueError):
@@ -205,39 +289,69 @@ def test_batch_larger_than_data(cfg):
         train(cfg)
 
 
-def test_make_augment_overrides_reproduce_seed001_recipe(cfg):
-    # seed 001 (Li & Pimentel-Alarcon 2024, Sec. 5): ColorJitter(0.2, 0.2, 0.2, 0.1), crop scale (0.8, 1)
+def test_make_augment_overrides_reproduce_the_weak_recipe(cfg):
+    # Li & Pimentel-Alarcón 2024, Sec. 5: ColorJitter(0.2, 0.2, 0.2, 0.1), crop scale
+    # (0.8, 1)
     weak = {"jitter": [0.2, 0.2, 0.2, 0.1], "scale": [0.8, 1.0]}
     cfg.dataset, cfg.augment_kwargs = "cifar10", weak
     aug = train_mod.make_augment(cfg, 32)
-    assert (aug.jitter, aug.scale, aug.size, aug.gray_p) == ((0.2, 0.2, 0.2, 0.1), (0.8, 1.0), 32, 0.2)
+    assert (aug.jitter, aug.scale, aug.size, aug.gray_p) == (
+        (0.2, 0.2, 0.2, 0.1),
+        (0.8, 1.0),
+        32,
+        0.2,
+    )
     cfg.augment_kwargs = {}
-    assert train_mod.make_augment(cfg, 32).jitter == (0.4, 0.4, 0.4, 0.1)  # the preset is untouched
+    assert train_mod.make_augment(cfg, 32).jitter == (
+        0.4,
+        0.4,
+        0.4,
+        0.1,
+    )  # the preset is untouched
     cfg.dataset, cfg.augment_kwargs = "imagefolder:x", {"blur_p": 0.0, "jitter_p": 1.0}
     aug = train_mod.make_augment(cfg, 96)
-    assert (aug.blur_p, aug.jitter_p, aug.jitter, aug.size) == (0.0, 1.0, (0.8, 0.8, 0.8, 0.2), 96)
+    assert (aug.blur_p, aug.jitter_p, aug.jitter, aug.size) == (
+        0.0,
+        1.0,
+        (0.8, 0.8, 0.8, 0.2),
+        96,
+    )
     cfg.augment_kwargs = {"hue": 0.1}
     with pytest.raises(ValueError, match="hue"):
         train_mod.make_augment(cfg, 32)
 
 
 def test_image_size_and_metrics_along_training(cfg, tmp_path):
-    """Views resized to image_size; with eval_every, history holds kNN and the geometry metrics
-    (incl. seed 001's embedding variance), and the final metrics hold them too."""
+    """Views resized to image_size; with eval_every, history holds kNN and the geometry
+    metrics (incl. the embedding variance of Li & Pimentel-Alarcón 2024), and the final
+    metrics hold them too.
+    """
     cfg.image_size, cfg.eval_every, cfg.epochs, cfg.metrics = 24, 1, 3, True
     cfg.metrics_points, cfg.augment_kwargs = 32, {"scale": [0.8, 1.0]}
     cfg.out_dir = str(tmp_path / "run")
     res = train(cfg)
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert saved["config"]["image_size"] == 24 and saved["config"]["augment_kwargs"] == {"scale": [0.8, 1.0]}
-    for h in res.history[:2]:  # evaluated after epochs 1 and 2; epoch 3 is the final evaluation
+    assert saved["config"]["image_size"] == 24 and saved["config"][
+        "augment_kwargs"
+    ] == {"scale": [0.8, 1.0]}
+    for h in res.history[
+        :2
+    ]:  # evaluated after epochs 1 and 2; epoch 3 is the final evaluation
         assert 0.0 <= h["knn_acc"] <= 1.0
-        assert set(h["metrics"]) >= {"embedding_variance", "embedding_variance_sphere", "uniformity",
-                                     "alignment", "effective_rank"}
+        assert set(h["metrics"]) >= {
+            "embedding_variance",
+            "embedding_variance_sphere",
+            "uniformity",
+            "alignment",
+            "effective_rank",
+        }
         assert 0.0 <= h["metrics"]["embedding_variance_sphere"] <= 1.0 + 1e-6
     assert "metrics" not in res.history[2] and "knn_acc" not in res.history[2]
-    assert set(saved["metrics"]) >= {"embedding_variance", "embedding_variance_sphere",
-                                     "embedding_variance_features"}
+    assert set(saved["metrics"]) >= {
+        "embedding_variance",
+        "embedding_variance_sphere",
+        "embedding_variance_features",
+    }
     x = torch.zeros(2, 3, 16, 16, dtype=torch.uint8)
     assert train_mod.make_augment(cfg, 24)(x, torch.Generator()).shape == (2, 3, 24, 24)
     with torch.no_grad():  # the model was built for 24x24 inputs
@@ -248,8 +362,12 @@ def test_library_commit_counts_untracked_library_files(tmp_path, monkeypatch):
     import subprocess
 
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
-                       check=True, capture_output=True)
+        subprocess.run(
+            ["git", "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            cwd=tmp_path,
+            check=True,
+            capture_output=True,
+        )
 
     (tmp_path / "cl_lib").mkdir()
     (tmp_path / "cl_lib" / "train.py").write_text("# x\n")
@@ -260,19 +378,21 @@ def test_library_commit_counts_untracked_library_files(tmp_path, monkeypatch):
     monkeypatch.setattr(io_mod, "__file__", str(tmp_path / "cl_lib" / "io.py"))
     head, dirty = io_mod.library_commit()
     assert len(head) == 40 and dirty is False
-    (tmp_path / "cl_lib" / "cache.pyc").write_text("")            # ignored: still clean
-    (tmp_path / "notes.md").write_text("")                         # outside the library: still clean
+    (tmp_path / "cl_lib" / "cache.pyc").write_text("")  # ignored: still clean
+    (tmp_path / "notes.md").write_text("")  # outside the library: still clean
     assert io_mod.library_commit() == (head, False)
     (tmp_path / "cl_lib" / "new_module.py").write_text("# not committed yet\n")
     assert io_mod.library_commit() == (head, True)
     (tmp_path / "cl_lib" / "new_module.py").unlink()
-    (tmp_path / "cl_lib" / "train.py").write_text("# changed\n")   # a modified tracked file
+    (tmp_path / "cl_lib" / "train.py").write_text(
+        "# changed\n"
+    )  # a modified tracked file
     assert io_mod.library_commit() == (head, True)
 
 
 def test_heldout_metrics_use_every_class(cfg, monkeypatch):
-    """Splits are stored sorted by class, so the metrics subset must be class-balanced, not the
-    first ``metrics_points`` images (which would be the first class or two)."""
+    """Splits are stored sorted by class, so the metrics subset must be class-balanced,
+    not the first ``metrics_points`` images (which would be the first class or two)."""
     picked = []
     real = train_mod.balanced_subset
 
@@ -282,12 +402,15 @@ def test_heldout_metrics_use_every_class(cfg, monkeypatch):
         return idx
 
     monkeypatch.setattr(train_mod, "balanced_subset", spy)
-    train(TrainConfig(**{**vars(cfg), "epochs": 1, "metrics": True, "metrics_points": 6}))
+    train(
+        TrainConfig(**{**vars(cfg), "epochs": 1, "metrics": True, "metrics_points": 6})
+    )
     counts = torch.bincount(picked[-1], minlength=3)
     assert counts.tolist() == [2, 2, 2]
 
 
-# ----------------------------------------------------------------- sync-free step, callbacks
+# ----------------------------------------------------------------- sync-free step,
+# callbacks
 def _poison_at(monkeypatch, call: int):
     """The loss becomes NaN at its ``call``-th evaluation (1-based)."""
     real_get_loss, calls = train_mod.get_loss, {"n": 0}
@@ -299,22 +422,28 @@ def _poison_at(monkeypatch, call: int):
             calls["n"] += 1
             out = loss(z1, z2, labels)
             return out * float("nan") if calls["n"] == call else out
+
         return wrapped
 
     monkeypatch.setattr(train_mod, "get_loss", poisoned_get_loss)
 
 
 @pytest.mark.parametrize("bad_step, check_every", [(3, 5), (7, 5), (2, 20)])
-def test_nonfinite_loss_trips_within_check_every_steps(cfg, monkeypatch, bad_step, check_every):
+def test_nonfinite_loss_trips_within_check_every_steps(
+    cfg, monkeypatch, bad_step, check_every
+):
     """48 images, batch 4: 12 steps per epoch; the running loss is read back every
-    ``check_every`` steps and at the end of the epoch, so a NaN is found within K steps."""
+    ``check_every`` steps and at the end of the epoch, so a NaN is found within K steps.
+    """
     cfg.batch_size, cfg.epochs, cfg.check_every = 4, 2, check_every
     _poison_at(monkeypatch, bad_step)
     with pytest.raises(NonFiniteLossError, match="loss became nan at epoch 1") as err:
         train(cfg)
     assert err.value.epoch == 1 and bad_step <= err.value.step < bad_step + check_every
     assert err.value.step % check_every == 0 or err.value.step == 12
-    assert err.value.checkpoint_epoch is None and "no checkpoint was written" in str(err.value)
+    assert err.value.checkpoint_epoch is None and "no checkpoint was written" in str(
+        err.value
+    )
 
 
 def test_progress_bar_updates_every_check_every_steps(cfg, monkeypatch):
@@ -338,7 +467,7 @@ def test_progress_bar_updates_every_check_every_steps(cfg, monkeypatch):
     monkeypatch.setattr(tqdm.auto, "tqdm", FakeBar)
     cfg.batch_size, cfg.epochs, cfg.check_every, cfg.progress = 4, 1, 5, True
     res = train(cfg)
-    assert updates == [5, 5, 2]                  # steps 5, 10 and the end of the epoch (12)
+    assert updates == [5, 5, 2]  # steps 5, 10 and the end of the epoch (12)
     assert float(postfix[-1]["loss"]) == pytest.approx(res.history[0]["loss"], abs=1e-4)
 
 
@@ -361,14 +490,26 @@ def test_callbacks_see_every_epoch_and_do_not_change_training(cfg):
 
 
 def test_zero_epochs_evaluates_the_untrained_network(cfg, tmp_path):
-    cfg.epochs, cfg.out_dir, cfg.linear_probe, cfg.probe_steps = 0, str(tmp_path / "run"), True, 5
+    cfg.epochs, cfg.out_dir, cfg.linear_probe, cfg.probe_steps = (
+        0,
+        str(tmp_path / "run"),
+        True,
+        5,
+    )
     res = train(cfg)
     saved = json.loads((tmp_path / "run" / "results.json").read_text())
-    assert saved["finished"] and saved["epochs_completed"] == 0 and saved["history"] == []
-    assert set(saved["final"]) == {"knn_acc", "linear_probe_acc", "linear_probe_train_acc"}
+    assert (
+        saved["finished"] and saved["epochs_completed"] == 0 and saved["history"] == []
+    )
+    assert set(saved["final"]) == {
+        "knn_acc",
+        "linear_probe_acc",
+        "linear_probe_train_acc",
+    }
     torch.manual_seed(train_mod.mix_seed(cfg.seed, 0) % 2**32)
-    fresh = train_mod.build_model("small_cnn", proj_dim=8, proj_hidden_dim=16, image_size=16,
-                                  width=4)
+    fresh = train_mod.build_model(
+        "small_cnn", proj_dim=8, proj_hidden_dim=16, image_size=16, width=4
+    )
     for k, v in fresh.state_dict().items():  # the initial weights, untouched
         assert torch.equal(v, res.model.state_dict()[k]), k
 
@@ -388,27 +529,36 @@ def test_results_json_is_written_atomically(cfg, tmp_path, monkeypatch):
     assert str(tmp_path / "run" / "checkpoint.pt") in written
 
 
-# ------------------------------------------------------------------------------------ LARS
+# ------------------------------------------------------------------------------------
+# LARS
 def test_lars_step_matches_the_simclr_pytorch_rule():
-    """LARS (You et al. 2017) as in simclr-pytorch: weight decay added to the gradient, then the
-    gradient scaled by trust * |w| / |g|, then SGD with momentum; the group with lars=False
-    (biases, BatchNorm) gets plain SGD without weight decay."""
+    """LARS (You et al. 2017) as in simclr-pytorch: weight decay added to the gradient,
+    then the gradient scaled by trust * |w| / |g|, then SGD with momentum; the group
+    with lars=False (biases, BatchNorm) gets plain SGD without weight decay."""
     torch.manual_seed(0)
     w = torch.randn(4, 3, requires_grad=True)
     b = torch.randn(4, requires_grad=True)
     gw, gb = torch.randn(4, 3), torch.randn(4)
-    opt = train_mod.LARS([{"params": [w], "weight_decay": 1e-2},
-                          {"params": [b], "weight_decay": 0.0, "lars": False}],
-                         lr=0.5, momentum=0.9, trust_coefficient=1e-3)
+    opt = train_mod.LARS(
+        [
+            {"params": [w], "weight_decay": 1e-2},
+            {"params": [b], "weight_decay": 0.0, "lars": False},
+        ],
+        lr=0.5,
+        momentum=0.9,
+        trust_coefficient=1e-3,
+    )
     w0, b0 = w.detach().clone(), b.detach().clone()
     w.grad, b.grad = gw.clone(), gb.clone()
     opt.step()
     g = gw + 1e-2 * w0
-    expected_w = w0 - 0.5 * 1e-3 * w0.norm() / g.norm() * g   # first step: buffer = gradient
+    expected_w = (
+        w0 - 0.5 * 1e-3 * w0.norm() / g.norm() * g
+    )  # first step: buffer = gradient
     torch.testing.assert_close(w.detach(), expected_w)
     torch.testing.assert_close(b.detach(), b0 - 0.5 * gb)
-    assert opt.param_groups[0]["weight_decay"] == 1e-2        # restored after the step
-    z = torch.zeros(3, requires_grad=True)                   # |w| = 0: no adaptation, no NaN
+    assert opt.param_groups[0]["weight_decay"] == 1e-2  # restored after the step
+    z = torch.zeros(3, requires_grad=True)  # |w| = 0: no adaptation, no NaN
     zopt = train_mod.LARS([z], lr=0.1)
     z.grad = torch.ones(3)
     zopt.step()
@@ -423,20 +573,36 @@ def test_lars_option_groups_and_training(cfg):
     assert isinstance(opt, train_mod.LARS) and opt.trust_coefficient == 1e-3
     assert decay["lars"] and decay["weight_decay"] == 1e-6 and decay["momentum"] == 0.9
     assert not no_decay["lars"] and no_decay["weight_decay"] == 0.0
-    assert all(p.ndim <= 1 for p in no_decay["params"]) and all(p.ndim > 1 for p in decay["params"])
+    assert all(p.ndim <= 1 for p in no_decay["params"]) and all(
+        p.ndim > 1 for p in decay["params"]
+    )
     cfg.epochs, cfg.lr = 1, None
     res = train(cfg)
     assert math.isfinite(res.history[0]["loss"])
-    assert res.results["peak_lr"] == pytest.approx(train_mod.DEFAULT_LR["lars"] * 16 / 256)
+    assert res.results["peak_lr"] == pytest.approx(
+        train_mod.DEFAULT_LR["lars"] * 16 / 256
+    )
 
 
-# ----------------------------------------------------------------------------- CUDA only
+# ----------------------------------------------------------------------------- CUDA
+# only
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize("loss", ["sync_free_infonce", pytest.param("infonce", marks=pytest.mark.xfail(
-    reason="cl_lib.losses checks its inputs for NaN/Inf (a device read) unless told not to"))])
+@pytest.mark.parametrize(
+    "loss",
+    [
+        "sync_free_infonce",
+        pytest.param(
+            "infonce",
+            marks=pytest.mark.xfail(
+                reason="cl_lib.losses checks its inputs for NaN/Inf (a device read) "
+                "unless told not to"
+            ),
+        ),
+    ],
+)
 def test_epoch_steps_never_synchronise_the_gpu(cfg, loss):
-    """The steps between two loss checks (loader, augmentation, lr update, forward, loss,
-    backward, optimiser) run under ``torch.cuda.set_sync_debug_mode("error")``."""
+    """The steps between two loss checks (loader, augmentation, lr update, forward,
+    loss, backward, optimiser) run under ``torch.cuda.set_sync_debug_mode("error")``."""
     import torch.nn.functional as F
 
     def sync_free_infonce(z1, z2, labels=None):
@@ -446,7 +612,9 @@ def test_epoch_steps_never_synchronise_the_gpu(cfg, loss):
         target = torch.arange(2 * n, device=z.device).roll(n)  # i <-> i + n
         return F.cross_entropy(sim, target)
 
-    cfg.device, cfg.loss = "cuda", sync_free_infonce if loss == "sync_free_infonce" else loss
+    cfg.device, cfg.loss = "cuda", (
+        sync_free_infonce if loss == "sync_free_infonce" else loss
+    )
     cfg.epochs, cfg.batch_size, cfg.check_every = 1, 4, 1000
     state = train_mod._setup(cfg)
     train_mod._load_data(state)
@@ -457,8 +625,15 @@ def test_epoch_steps_never_synchronise_the_gpu(cfg, loss):
         nonlocal loss_sum
         for group in state.optimizer.param_groups:
             group["lr"] = train_mod.lr_at(i, 12, state.base_lr, 0)
-        loss_sum += train_mod.train_step(state.step_model, state.loss_fn, state.optimizer,
-                                         views, labels, state.bf16, state.channels_last)
+        loss_sum += train_mod.train_step(
+            state.step_model,
+            state.loss_fn,
+            state.optimizer,
+            views,
+            labels,
+            state.bf16,
+            state.channels_last,
+        )
 
     batches = iter(train_mod._epoch_loader(state, 0))
     step(0, *next(batches))  # warm-up: first-call set-ups (e.g. mean/std to the device)
