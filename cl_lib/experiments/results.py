@@ -250,13 +250,14 @@ def run_name(record: Mapping) -> str:
 
 
 def peak_lr(record: Mapping) -> float:
-    r"""The learning rate the optimiser actually used at its peak: the CLI's ``lr`` is per 256
-    images (linear scaling rule), $\eta = \texttt{lr} \cdot B / 256$ (``cl_lib.train``).
+    r"""The learning rate the optimiser actually used at its peak: the CLI's ``lr`` is
+    per 256 images (linear scaling rule), $\eta = \texttt{lr} \cdot B / 256$
+    (``cl_lib.train``).
 
     Args:
         record: a results record; its ``peak_lr`` (written by the trainer) is used when
-            present, else ``config.lr`` -- or, for a run with the default lr (``None``), the
-            trainer's default for ``config.optimizer``.
+            present, else ``config.lr`` -- or, for a run with the default lr
+            (``None``), the trainer's default for ``config.optimizer``.
 
     Returns:
         The peak learning rate.
@@ -301,21 +302,22 @@ def provenance(record: Mapping) -> str:
 # What the trainer's results.json does not (yet) hold, but the real-image chapters plot: the
 # embedding variance of Li & Pimentel-Alarcón 2024 (Fig. 2), singular-value spectra
 # (dimensional collapse, Jing et al. 2022) and geometry *during* training.
-# ``python -m cl_lib.experiments.results`` runs the trainer once, with the CLI's own flags and
-# an epoch-end callback, and adds these under ``"extra"``.
+# ``python -m cl_lib.experiments.results`` runs the trainer once, with the CLI's own
+# flags and an epoch-end callback, and adds these under ``"extra"``.
 
 def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
                       spectra: bool = False, state=None) -> dict:
-    r"""Geometry of a model on a class-balanced subset of ``max_points`` test images of its
-    config, computed by :func:`cl_lib.evaluate.heldout_metrics`:
+    r"""Geometry of a model on a class-balanced subset of ``max_points`` test images of
+    its config, computed by :func:`cl_lib.evaluate.heldout_metrics`:
 
-    - ``embedding_variance_features`` / ``embedding_variance_z``: $\sum_k \operatorname{Var}(h_k)$
-      of the backbone features $h$ and of the projections $z$ (Li & Pimentel-Alarcón 2024);
+    - ``embedding_variance_features`` / ``embedding_variance_z``:
+      $\sum_k \operatorname{Var}(h_k)$ of the backbone features $h$ and of the
+      projections $z$ (Li & Pimentel-Alarcón 2024);
       ``embedding_variance_sphere``: the same for $h / \lVert h \rVert$, which is
       $1 - \lVert \bar u \rVert^2 \in [0, 1]$ and does not depend on the scale of $h$;
-    - ``effective_rank_features`` / ``effective_rank_z`` (RankMe; 0 for an all-zero matrix);
-    - with ``views``: ``uniformity`` of $z$ and ``alignment`` between two augmented views of the
-      same images (Wang & Isola 2020, eqs. 4--5);
+    - ``effective_rank_features`` / ``effective_rank_z`` (RankMe; 0 for a zero matrix);
+    - with ``views``: ``uniformity`` of the (un-augmented) $z$ and ``alignment`` between
+      two augmented views of the same images (Wang & Isola 2020, eqs. 4--5);
     - with ``spectra``: the singular values of the *centred* $h$ and $z$, largest first.
 
     Args:
@@ -339,9 +341,9 @@ def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
     if state is not None:
         test_x, test_y, augment = state.test_x, state.test_y, state.augment
     else:
-        test_x, test_y, _ = load_dataset(config.dataset, "test", subset=config.test_subset,
-                                         root=config.data_root, cache_dir=config.cache_dir,
-                                         seed=config.seed)
+        test_x, test_y, _ = load_dataset(
+            config.dataset, "test", subset=config.test_subset, root=config.data_root,
+            cache_dir=config.cache_dir, seed=config.seed)
         augment = make_augment(config, config.image_size or int(test_x.shape[-1]))
     # splits are stored sorted by class: a class-balanced subset, not the first images
     test_x = test_x[balanced_subset(test_y.cpu(), min(max_points, test_x.shape[0]),
@@ -356,9 +358,11 @@ def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
         model.train(was_training)
     pair = None
     if views:
-        gen = torch.Generator().manual_seed(mix_seed(config.seed, 1))  # same views every call
-        pair = tuple(extract_features(model, augment(test_x.to(device), gen), device=device,
-                                      preprocess=lambda x: x) for _ in range(2))
+        # the same views at every call (and as the trainer's held-out metrics)
+        gen = torch.Generator().manual_seed(mix_seed(config.seed, 1))
+        pair = tuple(extract_features(model, augment(test_x.to(device), gen),
+                                      device=device, preprocess=lambda x: x)
+                     for _ in range(2))
     m = heldout_metrics(z, views=pair, features=h, spectra=spectra, wasserstein=False)
     out = {"embedding_variance_features": m["embedding_variance_features"],
            "embedding_variance_z": m["embedding_variance"],
@@ -373,16 +377,18 @@ def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
     return out
 
 
-def train_and_record(train_args: Sequence[str], save: str | Path, track_every: int = 0) -> dict:
+def train_and_record(train_args: Sequence[str], save: str | Path,
+                     track_every: int = 0) -> dict:
     """Run ``cl_lib.train`` once with its own CLI flags, then save its results dict plus
-    ``"extra"``: ``extra.final`` (:func:`geometry_snapshot` with spectra, at the end) and, with
-    ``track_every=k``, ``extra.tracking`` (a snapshot every ``k`` epochs and at the last one,
-    taken by an epoch-end callback of :func:`cl_lib.train.train`, on the data already in
-    memory). A run that stops on a non-finite loss is saved too, with ``"diverged": true`` and
-    no accuracies (a diverged run is a result of an lr sweep, not an error).
+    ``"extra"``: ``extra.final`` (:func:`geometry_snapshot` with spectra, at the end)
+    and, with ``track_every=k``, ``extra.tracking`` (a snapshot every ``k`` epochs and
+    at the last one, taken by an epoch-end callback of :func:`cl_lib.train.train`, on
+    the data already in memory). A run that stops on a non-finite loss is saved too,
+    with ``"diverged": true`` and no accuracies (a diverged run is a result of an lr
+    sweep, not an error).
 
     Args:
-        train_args: the flags of ``cl-train`` (``["--profile", "quick", "--lr", "0.1"]``).
+        train_args: the flags of ``cl-train`` (``["--profile", "quick", "--lr", "1"]``).
         save: the results JSON file to write (atomically).
         track_every: snapshot period in epochs (0: no tracking).
 
@@ -402,8 +408,9 @@ def train_and_record(train_args: Sequence[str], save: str | Path, track_every: i
 
     def track(epoch, model, state):
         if epoch % track_every == 0 or epoch == cfg.epochs:
-            tracking.append({"epoch": epoch, "knn_acc": state.history[-1].get("knn_acc"),
-                             **geometry_snapshot(model, cfg, max_points=500, state=state)})
+            snapshot = geometry_snapshot(model, cfg, max_points=500, state=state)
+            knn = state.history[-1].get("knn_acc")  # with eval_every, else None
+            tracking.append({"epoch": epoch, "knn_acc": knn, **snapshot})
 
     try:
         result = T.train(cfg, callbacks=[track] if track_every else [])
@@ -411,17 +418,20 @@ def train_and_record(train_args: Sequence[str], save: str | Path, track_every: i
         record["extra"] = {"final": geometry_snapshot(result.model, cfg, views=False,
                                                       spectra=True, state=result.state)}
         record["diverged"] = False
-        if tracking and tracking[-1]["epoch"] == cfg.epochs and tracking[-1]["knn_acc"] is None:
-            tracking[-1]["knn_acc"] = record["final"].get("knn_acc")  # the final evaluation
+        last = tracking[-1] if tracking else {}
+        if last.get("epoch") == cfg.epochs and last["knn_acc"] is None:
+            last["knn_acc"] = record["final"].get("knn_acc")  # the final evaluation
     except T.NonFiniteLossError as err:
-        record = {"config": T.config_dict(cfg), "profile": cfg.profile, "finished": False,
-                  "diverged": True, "error": str(err).split(";")[0], "final": {}, "extra": {}}
+        record = {"config": T.config_dict(cfg), "profile": cfg.profile,
+                  "finished": False, "diverged": True,
+                  "error": str(err).split(";")[0], "final": {}, "extra": {}}
     if tracking:
         record["extra"]["tracking"] = tracking
     record["wall_time_s"] = time.time() - t0  # training plus the extra measurements
     track_flag = f" --track-every {track_every}" if track_every else ""
-    record["command"] = (f"python -m cl_lib.experiments.results {shlex.quote(str(save))}"
-                         f"{track_flag} -- " + " ".join(shlex.quote(a) for a in train_args))
+    flags = " ".join(shlex.quote(a) for a in train_args)
+    record["command"] = (f"python -m cl_lib.experiments.results "
+                         f"{shlex.quote(str(save))}{track_flag} -- {flags}")
     write_json(json.loads(json.dumps(record, default=str)), save)
     return record
 
