@@ -140,13 +140,15 @@ def probe_accuracies(z_train: torch.Tensor, y_train: torch.Tensor, z_test: torch
 
 def _heldout(z_train, y_train, z_test, y_test, views=None, k: int = 5,
              geometry: bool = True) -> dict:
-    """The library's one held-out evaluation (:func:`cl_lib.evaluate.heldout_metrics`) as the
-    toy uses it: geometry of the raw ``z_train`` (and ``views``), probes on the sphere."""
+    """The library's one held-out evaluation (:func:`cl_lib.evaluate.heldout_metrics`)
+    as the toy uses it: geometry of the raw ``z_train`` (and ``views``), probes on the
+    sphere."""
     from cl_lib.evaluate import heldout_metrics
 
     a, b = (F.normalize(v.float(), dim=1) for v in (z_train, z_test))
-    return heldout_metrics(z_train if geometry else None, y_test, views=views, bank=a, bank_labels=y_train, query=b,
-                           knn_k=k, probe={"standardize": False}, wasserstein=False)
+    return heldout_metrics(z_train if geometry else None, y_test, views=views, bank=a,
+                           bank_labels=y_train, query=b, knn_k=k,
+                           probe={"standardize": False}, wasserstein=False)
 
 
 def class_mean_collinearity(z: torch.Tensor, y: torch.Tensor) -> float:
