@@ -29,3 +29,12 @@ def test_seed_everything_is_reproducible():
     g = seed_everything(3)
     assert torch.equal(a, torch.randn(4))
     assert torch.equal(torch.randn(2, generator=g), torch.randn(2, generator=torch.Generator().manual_seed(3)))
+
+
+def test_mix_seed_is_the_one_seed_mixer():
+    from cl_lib.profile import mix_seed
+
+    assert mix_seed(0, 1) == mix_seed(0, 1) and 0 <= mix_seed(3, 4, 5) < 2**63
+    # nearby tuples give unrelated seeds (seed + epoch would make these collide)
+    assert len({mix_seed(s, e) for s in range(20) for e in range(20)}) == 400
+    assert mix_seed(-1) == mix_seed(2**32 - 1)  # ints are taken modulo 2**32
