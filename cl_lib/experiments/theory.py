@@ -417,11 +417,12 @@ def load_book_dataset(name: str, split: str, subset: int | None = None, seed: in
         ) from err
 
 
-def _param_dtype(model: torch.nn.Module) -> torch.dtype:
+def _placement(model: torch.nn.Module) -> dict:
+    """``{"dtype", "device"}`` of the model's parameters (inputs are moved there)."""
     params = list(model.parameters())
     if not params:
         raise ValueError("model has no parameters")
-    return params[0].dtype
+    return {"dtype": params[0].dtype, "device": params[0].device}
 
 
 @torch.no_grad()
@@ -437,11 +438,11 @@ def embed_views(model: torch.nn.Module, images: torch.Tensor, augment,
     if num_views < 1 or batch_size < 1:
         raise ValueError("num_views and batch_size must be >= 1")
     g = torch.Generator().manual_seed(seed)
-    dtype, was_training = _param_dtype(model), model.training
+    place, was_training = _placement(model), model.training
     model.eval()
     try:
-        views = [torch.cat([model(augment(images[s:s + batch_size], g).to(dtype))
-                            for s in range(0, len(images), batch_size)]).double()
+        views = [torch.cat([model(augment(images[s:s + batch_size], g).to(**place))
+                            .cpu() for s in range(0, len(images), batch_size)]).double()
                  for _ in range(num_views)]
     finally:
         model.train(was_training)
@@ -456,10 +457,10 @@ def embed_images(encoder: torch.nn.Module, images: torch.Tensor, transform,
     ``SimCLRAugment.eval_transform``)."""
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
         raise ValueError("images must be a non-empty (N, C, H, W) tensor")
-    dtype, was_training = _param_dtype(encoder), encoder.training
+    place, was_training = _placement(encoder), encoder.training
     encoder.eval()
     try:
-        return torch.cat([encoder(transform(images[s:s + batch_size]).to(dtype))
+        return torch.cat([encoder(transform(images[s:s + batch_size]).to(**place)).cpu()
                           for s in range(0, len(images), batch_size)]).double()
     finally:
         encoder.train(was_training)
@@ -480,7 +481,9 @@ def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
     its dict is recorded, with ``step`` and ``train_loss`` (mean loss since the previous
     record).
 
-    Returns the list of records (one per checkpoint, in step order).
+    The model may live on any device (inputs are moved to its parameters' device and
+    dtype; ``augment`` runs where ``images`` are). Returns the list of records (one per
+    checkpoint, in step order).
     """
     from cl_lib.losses import infonce_loss
 
@@ -497,7 +500,7 @@ def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
     loss_fn = loss_fn or (lambda z1, z2, y: infonce_loss(z1, z2, tau=0.5))
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    dtype = _param_dtype(model)
+    place = _placement(model)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
     records, losses, order, pos = [], [], torch.empty(0, dtype=torch.long), 0
 
@@ -519,9 +522,9 @@ def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
         idx = order[pos:pos + batch_size]
         pos += batch_size
         x = images[idx]
-        views = torch.cat([augment(x, g), augment(x, g)]).to(dtype)
+        views = torch.cat([augment(x, g), augment(x, g)]).to(**place)
         z = model(views)
-        y = None if labels is None else labels[idx]
+        y = None if labels is None else labels[idx].to(place["device"])
         loss = loss_fn(z[:batch_size], z[batch_size:], y)
         opt.zero_grad()
         loss.backward()
