@@ -63,7 +63,10 @@ def gpu_resident_views_per_s(out_dir: str | Path, device: str = "cuda") -> float
 def run_with_limit(cmd: list[str], seconds: float) -> str:
     """Run ``cmd`` in its own process group (same session); past ``seconds``, kill the whole
     group -- DataLoader workers and compiler processes included. Returns a status string."""
-    proc = subprocess.Popen(cmd, preexec_fn=os.setpgrp)
+    # unbuffered: a caller streaming our output sees each line as it comes, and a killed
+    # benchmark's last lines are not lost in a buffer
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, preexec_fn=os.setpgrp, env=env)
     try:
         rc = proc.wait(timeout=seconds)
         return "ok" if rc == 0 else f"exit code {rc}"
