@@ -61,8 +61,12 @@ def gpu_resident_views_per_s(out_dir: str | Path, device: str = "cuda") -> float
 
 
 def run_with_limit(cmd: list[str], seconds: float) -> str:
-    """Run ``cmd`` in its own process group (same session); past ``seconds``, kill the whole
-    group -- DataLoader workers and compiler processes included. Returns a status string."""
+    """Run ``cmd`` in its own process group (same session); past ``seconds``, kill the
+    whole group -- DataLoader workers and compiler processes included.
+
+    Returns:
+        a status string: "ok", "exit code N" or "stopped at the time limit ...".
+    """
     # unbuffered: a caller streaming our output sees each line as it comes, and a killed
     # benchmark's last lines are not lost in a buffer
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
@@ -111,8 +115,8 @@ def main(argv: list[str] | None = None) -> dict:
         if left < 8:
             status[stem] = "not run: budget spent"
             continue
-        # the script's own budget excludes ~5 s of process and CUDA start-up
-        budget = max(3.0, min(own, left) - 6)
+        # the script's own budget excludes ~5-8 s of process and CUDA start-up
+        budget = max(3.0, min(own, left) - 8)
         out = out_dir / f"{stem}_{args.device}.json"
         cmd = [
             sys.executable,
