@@ -229,3 +229,19 @@ def test_gap_similarity_ratio_inverts_the_gap():
         th.gap_similarity_ratio(0.1, 1, 3)
     with pytest.raises(ValueError, match="gap"):
         th.gap_similarity_ratio(-0.1, 4, 3)
+
+
+def test_pairwise_ncc_error_and_cantelli_bound():
+    views, labels = th.make_class_data(4, 60, 8, num_views=1, within_std=0.8, seed=5)
+    z = views[:, 0]
+    err, bound = th.pairwise_ncc_error(z, labels), th.pairwise_cantelli_bound(z, labels)
+    assert err.shape == bound.shape == (4, 4)
+    assert (err.diagonal() == 0).all() and (bound.diagonal() == 0).all()
+    assert (err <= bound + 1e-12).all() and (bound < 1).all()
+    # entry (i, j) by a loop: class-i points closer to mu_j than to mu_i
+    mu = th.class_means(z, labels)
+    zi = z[labels == 1]
+    closer = ((zi - mu[3]).norm(dim=1) < (zi - mu[1]).norm(dim=1)).double().mean()
+    assert float(err[1, 3]) == pytest.approx(float(closer))
+    vdir = th.directional_cdnv(z, labels)
+    assert torch.allclose(bound, (vdir / (vdir + 0.25)).fill_diagonal_(0.0))

@@ -38,7 +38,9 @@ __all__ = [
     "load_book_dataset", "embed_views", "embed_images", "train_contrastive",
     "gap_similarity_ratio",
     "collapse_metrics", "simplex_etf_cosine", "class_means", "cdnv", "directional_cdnv",
-    "ncc_fewshot_error", "fewshot_error_bound", "fewshot_bound_terms", "contrastive_loss_mc", "mean_classifier_loss",
+    "ncc_fewshot_error", "fewshot_error_bound", "fewshot_bound_terms",
+    "pairwise_ncc_error", "pairwise_cantelli_bound", "contrastive_loss_mc",
+    "mean_classifier_loss",
     "surrogate_bounds", "lda_subspace", "pca_subspace", "orthonormal_basis", "principal_angles",
     "alpha_weights", "alpha_entropy", "min_player_objective",
 ]
@@ -389,6 +391,36 @@ def fewshot_bound_terms(z: torch.Tensor, labels: torch.Tensor, shots: int | None
     best, best_dir = best.fill_diagonal_(0.0), best_dir.fill_diagonal_(0.0)
     return {"directional": float(best_dir.sum(1).clamp(max=1.0).mean()),
             "bound": float(best.sum(1).clamp(max=1.0).mean())}
+
+
+def pairwise_ncc_error(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r"""Two-way nearest-class-centre error with exact centres, per ordered class pair.
+
+    Entry $(i,j)$ is the fraction of class-$i$ samples closer to $\mu_j$ than to
+    $\mu_i$, with $\mu$ the class means of all of ``z`` (the $m\to\infty$ limit of the
+    $m$-shot rule on this finite set). ``(C, C)``, diagonal 0.
+    """
+    z, dense, c, mu = _class_stats(z, labels)
+    dist = torch.cdist(z, mu) ** 2                                  # (N, C)
+    own = dist[torch.arange(len(dense)), dense]
+    wrong = (dist < own[:, None]).double()                          # (N, C)
+    return class_means(wrong, dense).fill_diagonal_(0.0)
+
+
+def pairwise_cantelli_bound(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    r"""A bound on :func:`pairwise_ncc_error` from the directional CDNV alone:
+    $P(i\to j)\le\tilde V_f(i,j)/(\tilde V_f(i,j)+1/4)$.
+
+    With exact centres a class-$i$ point $f(x)$ is closer to $\mu_j$ iff
+    $X=\langle f(x)-\mu_i,\mu_j-\mu_i\rangle/\lVert\mu_j-\mu_i\rVert^2>1/2$; $X$ has
+    mean 0 and variance $\tilde V_f(i,j)$, so Cantelli's (one-sided Chebyshev)
+    inequality gives the bound. It is the $m\to\infty$, two-way form of the directional
+    term of :func:`fewshot_error_bound` (which splits the margin and uses two-sided
+    Chebyshev, hence its $16\tilde V$), and it is below 1 for every pair. ``(C, C)``,
+    diagonal 0.
+    """
+    vdir = directional_cdnv(z, labels)
+    return (vdir / (vdir + 0.25)).fill_diagonal_(0.0)
 
 
 # ------------------------------------------------------------------------------------
