@@ -1,6 +1,6 @@
 """The two layers: what a user installs (the engine) imports no book layer and no
 plotting or notebook package, pyproject.toml declares every package the engine imports,
-and ``pip install .`` followed by ``cl-train`` works in a fresh virtual environment.
+and ``pip install .`` followed by ``cl-train`` works in a fresh virtual environment."""
 
 import ast
 import json
