@@ -20,12 +20,16 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import math
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 import torch
 
 __all__ = [
+    "no_value_reads",
+    "reads_values",
     "fail",
     "tensor",
     "embeddings",
@@ -37,6 +41,32 @@ __all__ = [
     "one_of",
     "boolean",
 ]
+
+
+_READ_VALUES: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "cl_lib_checks_read_values", default=True
+)
+
+
+def reads_values() -> bool:
+    """Whether value-reading checks are on (``False`` inside :func:`no_value_reads`)."""
+    return _READ_VALUES.get()
+
+
+@contextlib.contextmanager
+def no_value_reads() -> Iterator[None]:
+    """Skip the checks that read tensor values (finiteness, label ranges) in this block.
+
+    Shapes, dtypes and hyper-parameters are still checked. Reading a value of a CUDA
+    tensor synchronises the host with the GPU, so a training step that checked its
+    embeddings would stall the GPU every step; the trainer instead checks its loss on the
+    device and reads it every ``check_every`` steps (``cl_lib.train``).
+    """
+    token = _READ_VALUES.set(False)
+    try:
+        yield
+    finally:
+        _READ_VALUES.reset(token)
 
 
 def fail(where: str | None, name: str, requirement: str, got: Any) -> ValueError:
@@ -134,7 +164,7 @@ def embeddings(
         raise fail(
             where, name, "at least one column (d >= 1)", f"shape {tuple(z.shape)}"
         )
-    if finite and not bool(torch.isfinite(z).all()):
+    if finite and reads_values() and not bool(torch.isfinite(z).all()):
         bad = int((~torch.isfinite(z)).sum())
         raise fail(where, name, "finite (no NaN or Inf)", f"{bad} NaN or Inf entries")
     return z
@@ -296,7 +326,7 @@ def labels(
             f"of length N={n} (one label per sample)",
             f"length {y.shape[0]}",
         )
-    if check_values and n > 0:
+    if check_values and reads_values() and n > 0:
         lowest = -1 if allow_unlabelled else 0
         if int(y.min()) < lowest:
             what = (

@@ -68,3 +68,46 @@ def test_conversions_and_options():
     assert checks.one_of("a", ("a", "b"), "kernel") == "a"
     with pytest.raises(ValueError, match="^tau must be"):   # no function: no prefix
         checks.positive(-1, "tau")
+
+
+def test_no_value_reads_skips_only_value_checks():
+    """Inside no_value_reads a loss reads no tensor value (no host sync on a GPU): NaN
+    input gives a NaN loss instead of ValueError, while shapes are still checked."""
+    from cl_lib.losses import infonce_loss
+
+    z = torch.randn(4, 3)
+    bad = z.clone()
+    bad[0, 0] = float("nan")
+    with pytest.raises(ValueError, match="finite"):
+        infonce_loss(bad, z)
+    with checks.no_value_reads():
+        assert torch.isnan(infonce_loss(bad, z))
+        with pytest.raises(ValueError, match="shape"):
+            infonce_loss(z, z[:3])
+    with pytest.raises(ValueError, match="finite"):  # switched back on after the block
+        infonce_loss(bad, z)
+
+
+@pytest.mark.parametrize("name", ["infonce", "dcl", "dhel", "kcl", "vicreg",
+                                  "barlow_twins", "supcon", "nscl", "cloa"])
+def test_losses_read_no_values_inside_no_value_reads(name, monkeypatch):
+    """Every registered loss, called as the trainer calls it, converts no tensor to a
+    Python value (bool/int/float/item: each a host-device synchronisation on a GPU)."""
+    from cl_lib.losses import get_loss
+
+    kwargs = {"num_classes": 3} if name == "cloa" else {}
+    loss_fn = get_loss(name, **kwargs)
+    gen = torch.Generator().manual_seed(0)
+    z1, z2 = torch.randn(8, 5, generator=gen), torch.randn(8, 5, generator=gen)
+    labels = torch.tensor([0, 1, 2, 0, 1, 2, 0, 1])
+    loss_fn(z1, z2, labels)  # anchors etc. made outside the patched block
+
+    def no_read(*args, **kwargs):
+        raise AssertionError("a tensor value was read on the host")
+
+    for attr in ("__bool__", "__int__", "__float__", "item", "tolist"):
+        monkeypatch.setattr(torch.Tensor, attr, no_read)
+    with checks.no_value_reads():
+        loss = loss_fn(z1, z2, labels)
+    monkeypatch.undo()
+    assert torch.isfinite(loss)
