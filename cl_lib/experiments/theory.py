@@ -11,8 +11,7 @@ Read top to bottom; every function computes one quantity of one paper.
    :func:`ncc_fewshot_error`, :func:`fewshot_error_bound` (a few-shot bound of the
    paper's form). On learned features: :func:`load_book_dataset`,
    :func:`train_contrastive` (a small SimCLR loop that records measurements at
-   checkpoints), :func:`embed_views`, :func:`embed_images`,
-   :func:`gap_similarity_ratio`.
+   checkpoints), :func:`embed_views`, :func:`gap_similarity_ratio`.
 3. Negative sample size (Bao, Nagano & Nozawa 2022, arXiv:2110.02501):
    :func:`contrastive_loss_mc`, :func:`mean_classifier_loss`, :func:`surrogate_bounds`.
 4. Fisher LDA vs PCA (Bansal, Kavis & Sanghavi 2024): :func:`lda_subspace`,
@@ -35,7 +34,7 @@ from cl_lib import checks
 
 __all__ = [
     "make_class_data", "make_gmm_pairs", "global_dcl_nscl", "cl_nscl_gap_bound",
-    "load_book_dataset", "embed_views", "embed_images", "train_contrastive",
+    "load_book_dataset", "embed_views", "train_contrastive",
     "gap_similarity_ratio",
     "collapse_metrics", "simplex_etf_cosine", "class_means", "cdnv", "directional_cdnv",
     "ncc_fewshot_error", "fewshot_error_bound", "fewshot_bound_terms",
@@ -457,45 +456,27 @@ def _placement(model: torch.nn.Module) -> dict:
     return {"dtype": params[0].dtype, "device": params[0].device}
 
 
-@torch.no_grad()
 def embed_views(model: torch.nn.Module, images: torch.Tensor, augment,
                 num_views: int = 2, seed: int = 0, batch_size: int = 1024
                 ) -> torch.Tensor:
-    """``num_views`` augmented views of every image through ``model`` (eval mode, no
-    gradients), as float64 ``(N, num_views, d)``. ``augment(x, generator)`` makes the
-    views (e.g. :class:`cl_lib.augment.SimCLRAugment`); a fixed ``seed`` gives the same
-    views at every call, so checkpoints of one training run see identical inputs."""
+    """``num_views`` augmented views of every image through ``model``
+    (:func:`cl_lib.evaluate.extract_features`: eval mode, no gradients), as a CPU
+    float64 tensor ``(N, num_views, d)``. ``augment(x, generator)`` makes the views
+    (e.g. :class:`cl_lib.augment.SimCLRAugment`); a fixed ``seed`` gives the same views
+    at every call, so checkpoints of one training run see identical inputs."""
+    from cl_lib.evaluate import extract_features
+
     if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
         raise ValueError("images must be a non-empty (N, C, H, W) tensor")
     if num_views < 1 or batch_size < 1:
         raise ValueError("num_views and batch_size must be >= 1")
     g = torch.Generator().manual_seed(seed)
-    place, was_training = _placement(model), model.training
-    model.eval()
-    try:
-        views = [torch.cat([model(augment(images[s:s + batch_size], g).to(**place))
-                            .cpu() for s in range(0, len(images), batch_size)]).double()
-                 for _ in range(num_views)]
-    finally:
-        model.train(was_training)
-    return torch.stack(views, dim=1)
-
-
-@torch.no_grad()
-def embed_images(encoder: torch.nn.Module, images: torch.Tensor, transform,
-                 batch_size: int = 1024) -> torch.Tensor:
-    """``encoder(transform(images))`` in eval mode without gradients, float64 ``(N, F)``
-    (``transform``: a deterministic test-time transform, e.g.
-    ``SimCLRAugment.eval_transform``)."""
-    if not isinstance(images, torch.Tensor) or images.ndim != 4 or len(images) == 0:
-        raise ValueError("images must be a non-empty (N, C, H, W) tensor")
-    place, was_training = _placement(encoder), encoder.training
-    encoder.eval()
-    try:
-        return torch.cat([encoder(transform(images[s:s + batch_size]).to(**place)).cpu()
-                          for s in range(0, len(images), batch_size)]).double()
-    finally:
-        encoder.train(was_training)
+    place = _placement(model)
+    views = [extract_features(model, images, batch_size=batch_size,
+                              device=place["device"],
+                              preprocess=lambda x: augment(x, g).to(place["dtype"]))
+             for _ in range(num_views)]
+    return torch.stack(views, dim=1).cpu().double()
 
 
 def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
@@ -505,9 +486,9 @@ def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
     r"""Train ``model`` with a contrastive loss (SimCLR's loop, Chen et al. 2020) and
     record measurements along the way.
 
-    Each step draws ``batch_size`` images (epochs of a seeded permutation), two views
-    ``augment(x, generator)`` of each, embeds both in one pass, $z=$ ``model(views)``,
-    and takes an Adam step (learning rate ``lr``) on ``loss_fn(z1, z2, y)`` (default:
+    Each step draws ``batch_size`` images (epochs of a seeded permutation) and two views
+    ``augment(x, generator)`` of each, and takes one Adam step (learning rate ``lr``) of
+    the trainer's :func:`cl_lib.train.train_step` on ``loss_fn(z1, z2, y)`` (default:
     InfoNCE at $\tau=0.5$; ``y`` are the batch's ``labels`` if given, else None). At
     every step in ``checkpoints`` (0 = before training) ``probe(model)`` is called and
     its dict is recorded, with ``step`` and ``train_loss`` (mean loss since the previous
@@ -518,6 +499,7 @@ def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
     checkpoint, in step order).
     """
     from cl_lib.losses import infonce_loss
+    from cl_lib.train import train_step
 
     if not isinstance(images, torch.Tensor) or images.ndim < 2:
         raise ValueError("images must be a tensor with one row per sample, (N, ...)")
@@ -554,14 +536,9 @@ def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
         idx = order[pos:pos + batch_size]
         pos += batch_size
         x = images[idx]
-        views = torch.cat([augment(x, g), augment(x, g)]).to(**place)
-        z = model(views)
-        y = None if labels is None else labels[idx].to(place["device"])
-        loss = loss_fn(z[:batch_size], z[batch_size:], y)
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        losses.append(float(loss.detach()))
+        views = [augment(x, g).to(**place), augment(x, g).to(**place)]
+        y = None if labels is None else labels[idx]
+        losses.append(float(train_step(model, loss_fn, opt, views, y)))
     return records
 
 
