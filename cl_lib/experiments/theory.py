@@ -184,7 +184,7 @@ def global_dcl_nscl(views: torch.Tensor, labels: torch.Tensor, tau: float = 1.0
 def cl_nscl_gap_bound(labels: torch.Tensor | None = None, tau: float = 1.0, *,
                       num_classes: int | None = None) -> float:
     r"""Upper bound on $\mathcal L_\text{DCL}-\mathcal L_\text{NSCL}$ (the CL--NSCL gap bound of
-    Luthra et al. 2025, paraphrased: its exact statement and theorem number were not available).
+    Luthra et al. 2025, paraphrased from the abstract; our statement and proof).
 
     With $n_\max$ the largest class size among $N$ samples and similarities in $[-1/\tau,1/\tau]$:
 
@@ -352,8 +352,8 @@ def fewshot_error_bound(z: torch.Tensor, labels: torch.Tensor, shots: int) -> fl
     i.e. $\tilde V/t^2 + O(V_f(i,j)^2/m) + O(V_f(i,j)/m)$: the directional-CDNV term does not
     shrink with $m$, the CDNV terms do. Each pair takes the best $r$ of a fixed grid; the bound
     on the error is the average over classes $i$ of $\min\big(1,\sum_{j\ne i}P(i\to j)\big)$.
-    This is our derivation with our constants (the paper's exact constants could not be
-    retrieved); it is loose and informative only when the directional CDNV is small (below
+    This is our derivation with our constants (the paper's constants may differ); it is
+    loose and informative only when the directional CDNV is small (below
     about $1/(16\,C)$) and $m$ is large. :func:`fewshot_bound_terms` with ``shots=None`` gives
     the $m\to\infty$ limit.
     """
