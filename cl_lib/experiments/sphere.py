@@ -1,35 +1,39 @@
-r"""Points on the sphere $S^{d-1}$: energies, one free-point minimiser, known configurations.
+r"""Points on the sphere $S^{d-1}$: energies, one minimiser, known configurations.
 
-Hyperspherical energy minimisation (HEM): place $M$ points $x_1,\dots,x_M$ on $S^{d-1}$ so
-as to minimise a pairwise energy. Energies use the one kernel table of :mod:`cl_lib.kernels`
-(argument: squared distance; energy: **mean** over pairs), the same table as the KCL loss.
-Thomson's (1904) problem is the Riesz kernel with $s = 1$ on $S^2$; its published minima
-(:data:`THOMSON_ENERGIES`) are sums over pairs, i.e. $\binom{M}{2}$ times our mean.
+Hyperspherical energy minimisation (HEM): place $M$ points $x_1,\dots,x_M$ on $S^{d-1}$
+so as to minimise a pairwise energy. Energies use the one kernel table of
+:mod:`cl_lib.kernels` (argument: squared distance; energy: **mean** over pairs), the
+same table as the KCL loss. Thomson's (1904) problem is the Riesz kernel with $s = 1$ on
+$S^2$; its published minima (:data:`THOMSON_ENERGIES`) are sums over pairs, i.e.
+$\binom{M}{2}$ times our mean.
 
 Koromilas et al. (2024) read contrastive losses as HEM: with perfectly aligned views,
 InfoNCE, DCL and DHEL become the per-point log-sum-exp energy :func:`logsumexp_energy`.
-The chapters study the losses with no encoder: the embeddings themselves are the parameters.
+The chapters study the losses with no encoder: the embeddings themselves are the
+parameters.
 
 Contents, top to bottom:
 
 - :func:`uniform_sphere` -- i.i.d. uniform points;
 - energies, batched over a leading restart dimension: :func:`kernel_energy` (from
   :mod:`cl_lib.kernels`) and :func:`logsumexp_energy`;
-- contrastive losses over free points: :func:`batched_loss` (InfoNCE, DCL, DHEL and KCL for a
-  stack of restarts, equal to ``cl_lib.losses`` restart by restart), :func:`pair_loss_energy`,
-  :func:`aligned_loss_energy`;
-- :func:`minimise` -- the one free-point optimiser: many restarts at once, Riemannian gradient
-  descent with an adaptive step (``method="rgd"``) or projected Adam (``method="adam"``),
-  with an optional per-step record;
+- contrastive losses over free points: :func:`batched_loss` (InfoNCE, DCL, DHEL and KCL
+  for a stack of restarts, equal to ``cl_lib.losses`` restart by restart),
+  :func:`pair_loss_energy`, :func:`aligned_loss_energy`;
+- :func:`minimise` -- the one free-point optimiser: many restarts at once, Riemannian
+  gradient descent with an adaptive step (``method="rgd"``) or projected Adam
+  (``method="adam"``), with an optional per-step record;
 - :func:`gram_gap`, :func:`steps_to_tolerance` -- cheap per-step convergence checks;
-- :func:`cross_hessian_blocks`, :func:`energy_part_gradient` -- who pushes whom in a loss;
+- :func:`cross_hessian_blocks`, :func:`energy_part_gradient` -- who pushes whom in a
+  loss;
 - :func:`noisy_cap_pairs`, :func:`monte_carlo_loss` -- expected mini-batch losses;
 - :func:`class_positive_energy` -- free points whose positives are their class-mates;
-- known configurations: :func:`regular_simplex`, :func:`cross_polytope`, :func:`octahedron`,
-  :func:`bipyramid`, :func:`icosahedron`, :data:`THOMSON_ENERGIES`;
-- :func:`config_distance` -- *the* distance between two configurations, up to an orthogonal
-  map and a relabelling of the points.
+- known configurations: :func:`regular_simplex`, :func:`cross_polytope`,
+  :func:`octahedron`, :func:`bipyramid`, :func:`icosahedron`, :data:`THOMSON_ENERGIES`;
+- :func:`config_distance` -- *the* distance between two configurations, up to an
+  orthogonal map and a relabelling of the points.
 """
+
 from __future__ import annotations
 
 import math
@@ -43,20 +47,43 @@ import torch.nn.functional as F
 from cl_lib import losses
 from cl_lib.kernels import KERNELS, kernel_energy, resolve_kernel
 
-__all__ = ["uniform_sphere", "kernel_energy", "KERNELS", "logsumexp_energy", "batched_loss",
-           "pair_loss_energy", "aligned_loss_energy", "minimise", "MinimiseResult",
-           "gram_gap", "steps_to_tolerance", "cross_hessian_blocks", "energy_part_gradient",
-           "noisy_cap_pairs", "monte_carlo_loss", "class_positive_energy", "regular_simplex",
-           "cross_polytope", "octahedron", "bipyramid", "icosahedron", "THOMSON_ENERGIES",
-           "config_distance"]
+__all__ = [
+    "uniform_sphere",
+    "kernel_energy",
+    "KERNELS",
+    "logsumexp_energy",
+    "batched_loss",
+    "pair_loss_energy",
+    "aligned_loss_energy",
+    "minimise",
+    "MinimiseResult",
+    "gram_gap",
+    "steps_to_tolerance",
+    "cross_hessian_blocks",
+    "energy_part_gradient",
+    "noisy_cap_pairs",
+    "monte_carlo_loss",
+    "class_positive_energy",
+    "regular_simplex",
+    "cross_polytope",
+    "octahedron",
+    "bipyramid",
+    "icosahedron",
+    "THOMSON_ENERGIES",
+    "config_distance",
+]
 
 LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-# --------------------------------------------------------------------------- sampling
-def uniform_sphere(m: int, d: int, generator: torch.Generator | None = None,
-                   restarts: int | None = None, dtype: torch.dtype = torch.float64
-                   ) -> torch.Tensor:
+# -------------------- sampling
+def uniform_sphere(
+    m: int,
+    d: int,
+    generator: torch.Generator | None = None,
+    restarts: int | None = None,
+    dtype: torch.dtype = torch.float64,
+) -> torch.Tensor:
     r"""$M$ i.i.d. points uniform on $S^{d-1}$: normalised standard Gaussians.
 
     Args:
@@ -79,24 +106,32 @@ def _check_points(x: torch.Tensor, name: str = "points") -> torch.Tensor:
     if not isinstance(x, torch.Tensor):
         raise ValueError(f"{name} must be a torch.Tensor, got {type(x).__name__}")
     if x.ndim not in (2, 3):
-        raise ValueError(f"{name} must have shape (M, d) or (R, M, d), got {tuple(x.shape)}")
+        raise ValueError(
+            f"{name} must have shape (M, d) or (R, M, d), got {tuple(x.shape)}"
+        )
     if x.shape[-2] < 2:
         raise ValueError(f"{name} needs at least 2 points, got M={x.shape[-2]}")
     return x
 
 
-# --------------------------------------------------------------------------- energies
-def logsumexp_energy(x: torch.Tensor, tau: float = 0.5, positive_weight: float = 0.0,
-                     negative_weight: float = 1.0) -> torch.Tensor:
-    r"""The energy that InfoNCE-type losses minimise once the two views are perfectly aligned:
+# -------------------- energies
+def logsumexp_energy(
+    x: torch.Tensor,
+    tau: float = 0.5,
+    positive_weight: float = 0.0,
+    negative_weight: float = 1.0,
+) -> torch.Tensor:
+    r"""The energy that InfoNCE-type losses minimise when the views are aligned:
 
     $$E_\tau(X) = \frac1M \sum_{i=1}^M \log\Big( a\,e^{1/\tau} + b \sum_{j\neq i}
-      e^{x_i^\top x_j/\tau}\Big), \qquad a = \text{positive\_weight},\ b = \text{negative\_weight}.$$
+      e^{x_i^\top x_j/\tau}\Big), \qquad a = \text{positive\_weight},\ b =
+      \text{negative\_weight}.$$
 
-    With $U = V = X$: InfoNCE is $E_\tau(X; 1, 2) - 1/\tau$, DCL $E_\tau(X; 0, 2) - 1/\tau$,
-    DHEL $E_\tau(X; 0, 1) - 1/\tau$. The kernel inside is the Gaussian of
-    :mod:`cl_lib.kernels` with $t = 1/(2\tau)$, but the log is taken *per point*, so $E_\tau$
-    is not a mean kernel energy and its minimisers can differ from the Gaussian energy's.
+    With $U = V = X$: InfoNCE is $E_\tau(X; 1, 2) - 1/\tau$, DCL $E_\tau(X; 0, 2) -
+    1/\tau$, DHEL $E_\tau(X; 0, 1) - 1/\tau$. The kernel inside is the Gaussian of
+    :mod:`cl_lib.kernels` with $t = 1/(2\tau)$, but the log is taken *per point*, so
+    $E_\tau$ is not a mean kernel energy and its minimisers can differ from the Gaussian
+    energy's.
 
     Args:
         x: points, ``(M, d)`` or ``(R, M, d)``.
@@ -106,22 +141,27 @@ def logsumexp_energy(x: torch.Tensor, tau: float = 0.5, positive_weight: float =
     """
     x = _check_points(x)
     if not tau > 0 or positive_weight < 0 or not negative_weight > 0:
-        raise ValueError(f"need tau > 0, positive_weight >= 0, negative_weight > 0; got "
-                         f"{tau}, {positive_weight}, {negative_weight}")
+        raise ValueError(
+            f"need tau > 0, positive_weight >= 0, negative_weight > 0; got "
+            f"{tau}, {positive_weight}, {negative_weight}"
+        )
     m = x.shape[-2]
     logits = (x @ x.transpose(-1, -2) / tau).masked_fill(
-        torch.eye(m, dtype=torch.bool, device=x.device), float("-inf"))
+        torch.eye(m, dtype=torch.bool, device=x.device), float("-inf")
+    )
     per_point = torch.logsumexp(logits, dim=-1) + math.log(negative_weight)
     if positive_weight > 0:
         per_point = torch.logaddexp(
-            per_point, torch.full_like(per_point, math.log(positive_weight) + 1 / tau))
+            per_point, torch.full_like(per_point, math.log(positive_weight) + 1 / tau)
+        )
     return per_point.mean(dim=-1)
 
 
-# --------------------------------------------------------------------------- losses on free points
-def _info_nce_family(u: torch.Tensor, v: torch.Tensor, tau: torch.Tensor, decoupled: bool
-                     ) -> torch.Tensor:
-    """NT-Xent over the 2M anchors of [U; V] (DCL: positive removed from the denominator)."""
+# -------------------- losses on free points
+def _info_nce_family(
+    u: torch.Tensor, v: torch.Tensor, tau: torch.Tensor, decoupled: bool
+) -> torch.Tensor:
+    """NT-Xent over the 2M anchors of [U; V] (DCL: no positive in the denominator)."""
     m = u.shape[-2]
     w = torch.cat([u, v], dim=-2)
     logits = w @ w.transpose(-1, -2) / tau[:, None]
@@ -146,11 +186,11 @@ def _one_view_energy(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
 def batched_loss(name: str, u: torch.Tensor, v: torch.Tensor, **hyper) -> torch.Tensor:
     r"""A contrastive loss for a stack of independent batches, one value per batch.
 
-    The same formulas as ``cl_lib.losses`` (checked to $10^{-12}$ in the tests), written for a
-    leading restart dimension so that many free-point runs share one tensor and one optimiser
-    step. Names: ``"infonce"``, ``"dcl"``, ``"dhel"`` (``tau``: a number or one temperature per
-    batch, shape ``(R,)``; DHEL also ``both_views``), ``"kcl"`` (``kernel``, ``gamma`` and the
-    kernel's parameter, :mod:`cl_lib.kernels`).
+    The same formulas as ``cl_lib.losses`` (checked to $10^{-12}$ in the tests), written
+    for a leading restart dimension so that many free-point runs share one tensor and
+    one optimiser step. Names: ``"infonce"``, ``"dcl"``, ``"dhel"`` (``tau``: a number
+    or one temperature per batch, shape ``(R,)``; DHEL also ``both_views``), ``"kcl"``
+    (``kernel``, ``gamma`` and the kernel's parameter, :mod:`cl_lib.kernels`).
 
     Args:
         u, v: the two views, ``(R, M, d)`` (rows normalised inside).
@@ -159,17 +199,21 @@ def batched_loss(name: str, u: torch.Tensor, v: torch.Tensor, **hyper) -> torch.
         Shape ``(R,)``.
     """
     if u.shape != v.shape or u.ndim != 3 or u.shape[1] < 2:
-        raise ValueError(f"u and v must both have shape (R, M, d) with M >= 2, got "
-                         f"{tuple(u.shape)} and {tuple(v.shape)}")
+        raise ValueError(
+            f"u and v must both have shape (R, M, d) with M >= 2, got "
+            f"{tuple(u.shape)} and {tuple(v.shape)}"
+        )
     u, v = F.normalize(u, dim=-1), F.normalize(v, dim=-1)
     if name in ("infonce", "dcl", "dhel"):
         tau = torch.as_tensor(hyper.pop("tau", 0.5), dtype=u.dtype, device=u.device)
         both_views = bool(hyper.pop("both_views", False)) if name == "dhel" else False
         if hyper or tau.numel() not in (1, u.shape[0]) or not bool((tau > 0).all()):
-            raise ValueError(f"{name}: need tau > 0 (a number or one per batch) and no other "
-                             f"hyper-parameters except both_views for dhel, got tau of shape "
-                             f"{tuple(tau.shape)}, {sorted(hyper)}")
-        tau = tau.reshape(-1, 1)                           # broadcasts over (R, M)
+            raise ValueError(
+                f"{name}: need tau > 0 (a number or one per batch) and no other "
+                f"hyper-parameters except both_views for dhel, got tau of shape "
+                f"{tuple(tau.shape)}, {sorted(hyper)}"
+            )
+        tau = tau.reshape(-1, 1)  # broadcasts over (R, M)
         if name != "dhel":
             return _info_nce_family(u, v, tau, decoupled=name == "dcl")
         energy = _one_view_energy(u, tau)
@@ -182,25 +226,29 @@ def batched_loss(name: str, u: torch.Tensor, v: torch.Tensor, **hyper) -> torch.
         fn, value = resolve_kernel(kernel, hyper, allow_logarithmic=False)
         params = {KERNELS[kernel].parameter: value}
         alignment = fn((u - v).pow(2).sum(-1), value).mean(-1)
-        return -2 * alignment + gamma * (kernel_energy(u, kernel, **params)
-                                         + kernel_energy(v, kernel, **params))
+        return -2 * alignment + gamma * (
+            kernel_energy(u, kernel, **params) + kernel_energy(v, kernel, **params)
+        )
     raise ValueError(f"batched_loss knows infonce, dcl, dhel and kcl, got {name!r}")
 
 
-def pair_loss_energy(loss: str | LossFn, m: int, **hyper) -> Callable[[torch.Tensor],
-                                                                     torch.Tensor]:
+def pair_loss_energy(
+    loss: str | LossFn, m: int, **hyper
+) -> Callable[[torch.Tensor], torch.Tensor]:
     r"""The free two-view problem as a function of $2M$ points, for :func:`minimise`.
 
     Rows $0..M-1$ are $U$, rows $M..2M-1$ are $V$; the value is $\mathcal L(U, V)$.
 
     Args:
-        loss: a :func:`batched_loss` name (fast: one call for all restarts) or any pair loss
-            ``loss(z1, z2, **hyper)`` such as those of ``cl_lib.losses`` (one call per restart).
+        loss: a :func:`batched_loss` name (fast: one call for all restarts) or any pair
+            loss ``loss(z1, z2, **hyper)`` such as those of ``cl_lib.losses`` (one call
+            per restart).
         m: points per view.
 
     Returns:
         A function ``(R, 2M, d) -> (R,)``.
     """
+
     def energy(x: torch.Tensor) -> torch.Tensor:
         x = _check_points(x)
         if x.shape[-2] != 2 * m:
@@ -209,86 +257,110 @@ def pair_loss_energy(loss: str | LossFn, m: int, **hyper) -> Callable[[torch.Ten
         if isinstance(loss, str):
             return batched_loss(loss, x[:, :m], x[:, m:], **hyper)
         return torch.stack([loss(xr[:m], xr[m:], **hyper) for xr in x])
+
     return energy
 
 
-def aligned_loss_energy(loss_fn: LossFn, **loss_kwargs) -> Callable[[torch.Tensor],
-                                                                   torch.Tensor]:
+def aligned_loss_energy(
+    loss_fn: LossFn, **loss_kwargs
+) -> Callable[[torch.Tensor], torch.Tensor]:
     r"""Turn a pair loss into the energy $X \mapsto \mathcal L(X, X)$ of aligned views.
 
     Returns:
         A function ``(R, M, d) -> (R,)`` (one loss call per restart).
     """
+
     def energy(x: torch.Tensor) -> torch.Tensor:
         x = _check_points(x)
-        return torch.stack([loss_fn(xr, xr, **loss_kwargs)
-                            for xr in x.reshape(-1, *x.shape[-2:])])
+        return torch.stack(
+            [loss_fn(xr, xr, **loss_kwargs) for xr in x.reshape(-1, *x.shape[-2:])]
+        )
+
     return energy
 
 
-# --------------------------------------------------------------------------- the minimiser
+# -------------------- the minimiser
 @dataclass
 class MinimiseResult:
     """What :func:`minimise` returns. ``best`` is the lowest-energy configuration."""
 
-    best: torch.Tensor          # (M, d)
+    best: torch.Tensor  # (M, d)
     best_energy: float
-    energies: torch.Tensor      # (R,) final energy of every restart
-    configs: torch.Tensor       # (R, M, d) final configuration of every restart
-    grad_norm: torch.Tensor     # (R,) norm of the Riemannian gradient at the end
-    trace: dict                 # name -> (steps, R) tensor of what ``record`` returned
+    energies: torch.Tensor  # (R,) final energy of every restart
+    configs: torch.Tensor  # (R, M, d) final configuration of every restart
+    grad_norm: torch.Tensor  # (R,) norm of the Riemannian gradient at the end
+    trace: dict  # name -> (steps, R) tensor of what ``record`` returned
 
 
 def _tangent(x: torch.Tensor, g: torch.Tensor) -> torch.Tensor:
-    """Project the Euclidean gradient onto the tangent space of the sphere at each point."""
+    """Project the gradient onto the tangent space of the sphere at each point."""
     return g - (g * x).sum(dim=-1, keepdim=True) * x
 
 
-def minimise(energy_fn: Callable[[torch.Tensor], torch.Tensor], m: int, d: int,
-             restarts: int = 16, steps: int = 1000, lr: float = 0.05, seed: int = 0,
-             x0: torch.Tensor | None = None, tol: float = 1e-12, method: str = "rgd",
-             record: Callable[[torch.Tensor], dict] | None = None) -> MinimiseResult:
-    r"""Minimise ``energy_fn`` over $M$ points on $S^{d-1}$ from ``restarts`` starts at once.
+def minimise(
+    energy_fn: Callable[[torch.Tensor], torch.Tensor],
+    m: int,
+    d: int,
+    restarts: int = 16,
+    steps: int = 1000,
+    lr: float = 0.05,
+    seed: int = 0,
+    x0: torch.Tensor | None = None,
+    tol: float = 1e-12,
+    method: str = "rgd",
+    record: Callable[[torch.Tensor], dict] | None = None,
+) -> MinimiseResult:
+    r"""Minimise ``energy_fn`` over $M$ points on $S^{d-1}$ from many starts at once.
 
-    ``method="rgd"``: Riemannian gradient descent. With $G = \nabla_X E$ the step is
-    $X \leftarrow \operatorname{normalise}(X - \eta\,(G - \operatorname{diag}(GX^\top)X))$; each
-    restart has its own $\eta$, which grows $1.2\times$ after a step that lowers its energy and
-    halves (the step is rejected) otherwise, so one ``lr`` suits kernels of any scale. Restarts
-    stop once their Riemannian gradient norm is below ``tol``.
+    ``method="rgd"``: Riemannian gradient descent. With $G = \nabla_X E$ the step is $X
+    \leftarrow \operatorname{normalise}(X - \eta\,(G - \operatorname{diag}(GX^\top)X))$;
+    each restart has its own $\eta$, which grows $1.2\times$ after a step that lowers
+    its energy and halves (the step is rejected) otherwise, so one ``lr`` suits kernels
+    of any scale. Restarts stop once their Riemannian gradient norm is below ``tol``.
 
-    ``method="adam"``: Adam with learning rate ``lr`` on the raw coordinates of the energy of
-    the normalised points, followed by renormalising every row (projected Adam, the usual way
-    to train embeddings on the sphere). Restarts are independent (Adam is element-wise), so a
-    stack of restarts is the same as separate runs; all ``steps`` are taken.
+    ``method="adam"``: Adam with learning rate ``lr`` on the raw coordinates of the
+    energy of the normalised points, followed by renormalising every row (projected
+    Adam, the usual way to train embeddings on the sphere). Restarts are independent
+    (Adam is element-wise), so a stack of restarts is the same as separate runs; all
+    ``steps`` are taken.
 
     Args:
         energy_fn: maps ``(R, M, d)`` to ``(R,)``.
-        m, d: points and dimension; restarts, seed: random starts from :func:`uniform_sphere`,
-            unless ``x0`` (``(restarts, m, d)``) is given.
-        record: optional ``record(x) -> {name: (R,) tensor}`` evaluated after every step.
+        m, d: points and dimension; restarts, seed: random starts from
+            :func:`uniform_sphere`, unless ``x0`` (``(restarts, m, d)``) is given.
+        record: optional ``record(x) -> {name: (R,) tensor}`` evaluated after every
+        step.
 
     Returns:
         A :class:`MinimiseResult`; ``trace[name]`` has shape ``(steps, R)``.
     """
     if m < 2 or d < 2:
-        raise ValueError(f"need m >= 2 points on a sphere of dimension d >= 2, got m={m}, d={d}")
+        raise ValueError(
+            f"need m >= 2 points on a sphere of dimension d >= 2, got m={m}, d={d}"
+        )
     if restarts < 1 or steps < 0 or not lr > 0:
-        raise ValueError(f"need restarts >= 1, steps >= 0, lr > 0; got {restarts}, {steps}, {lr}")
+        raise ValueError(
+            f"need restarts >= 1, steps >= 0, lr > 0; got {restarts}, {steps}, {lr}"
+        )
     if method not in ("rgd", "adam"):
         raise ValueError(f"method must be 'rgd' or 'adam', got {method!r}")
     if x0 is None:
         x = uniform_sphere(m, d, torch.Generator().manual_seed(seed), restarts=restarts)
     else:
         if tuple(x0.shape) != (restarts, m, d):
-            raise ValueError(f"x0 must have shape {(restarts, m, d)}, got {tuple(x0.shape)}")
+            raise ValueError(
+                f"x0 must have shape {(restarts, m, d)}, got {tuple(x0.shape)}"
+            )
         x = F.normalize(x0.detach().double(), dim=-1)
 
     def value_and_grad(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         pts = pts.detach().requires_grad_(True)
         e = energy_fn(F.normalize(pts, dim=-1) if method == "adam" else pts)
         if e.shape != (pts.shape[0],):
-            raise ValueError(f"energy_fn must map (R, M, d) to (R,), got output shape "
-                             f"{tuple(e.shape)}")
+            raise ValueError(
+                f"energy_fn must map (R, M, d) to (R,), got output shape "
+                f"{tuple(e.shape)}"
+            )
         (g,) = torch.autograd.grad(e.sum(), pts)
         return e.detach(), g
 
@@ -332,19 +404,24 @@ def minimise(energy_fn: Callable[[torch.Tensor], torch.Tensor], m: int, d: int,
         energy, g = value_and_grad(x)
         grad = _tangent(x, g)
     best = int(torch.argmin(energy))
-    return MinimiseResult(best=x[best].clone(), best_energy=float(energy[best]),
-                          energies=energy, configs=x, grad_norm=grad.flatten(1).norm(dim=1),
-                          trace={k: torch.stack(v) for k, v in trace.items()})
+    return MinimiseResult(
+        best=x[best].clone(),
+        best_energy=float(energy[best]),
+        energies=energy,
+        configs=x,
+        grad_norm=grad.flatten(1).norm(dim=1),
+        trace={k: torch.stack(v) for k, v in trace.items()},
+    )
 
 
-# --------------------------------------------------------------------------- convergence checks
+# -------------------- convergence checks
 def gram_gap(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
-    r"""Largest difference of the sorted inner products $\{x_i^\top x_j\}_{i<j}$ to a reference.
+    r"""Largest gap between sorted inner products $x_i^\top x_j$ ($i<j$) of two sets.
 
     Not a distance between configurations (that is :func:`config_distance`): a cheap
-    invariant that is 0 for congruent configurations, used to follow convergence at every
-    step. For a regular simplex target, where all inner products are $-1/(M-1)$, 0 also means
-    congruent.
+    invariant that is 0 for congruent configurations, used to follow convergence at
+    every step. For a regular simplex target, where all inner products are $-1/(M-1)$, 0
+    also means congruent.
 
     Args:
         x: ``(M, d)`` or ``(R, M, d)``; reference: ``(M, d)``.
@@ -354,8 +431,10 @@ def gram_gap(x: torch.Tensor, reference: torch.Tensor) -> torch.Tensor:
     """
     x, reference = _check_points(x), _check_points(reference, "reference")
     if x.shape[-2] != reference.shape[-2]:
-        raise ValueError(f"x and reference need the same number of points, got "
-                         f"{x.shape[-2]} and {reference.shape[-2]}")
+        raise ValueError(
+            f"x and reference need the same number of points, got "
+            f"{x.shape[-2]} and {reference.shape[-2]}"
+        )
     i, j = torch.triu_indices(x.shape[-2], x.shape[-2], offset=1)
 
     def entries(y: torch.Tensor) -> torch.Tensor:
@@ -369,17 +448,18 @@ def steps_to_tolerance(values, tol: float):
     """First step after which ``values`` stays at or below ``tol`` (``None`` if never).
 
     Args:
-        values: a sequence of numbers, or a ``(steps, R)`` tensor (one column per restart).
+        values: a sequence of numbers, or a ``(steps, R)`` tensor (one column per
+        restart).
 
-    Returns:
-        An int or ``None``; for a ``(steps, R)`` tensor, a list of those, one per restart.
+    Returns: An int or ``None``; for a ``(steps, R)`` tensor, a list of those, one per
+        restart.
     """
     if not tol > 0:
         raise ValueError(f"tol must be positive, got {tol}")
     v = torch.as_tensor(values, dtype=torch.float64)
     column = v.ndim == 1
     v = v[:, None] if column else v
-    bad = ~(v <= tol)                                # NaN counts as bad
+    bad = ~(v <= tol)  # NaN counts as bad
     steps = v.shape[0]
     idx = torch.arange(steps)[:, None].expand_as(v)
     last_bad = torch.where(bad, idx, torch.full_like(idx, -1)).amax(dim=0)
@@ -387,12 +467,15 @@ def steps_to_tolerance(values, tol: float):
     return out[0] if column else out
 
 
-# --------------------------------------------------------------------------- who pushes whom
-def cross_hessian_blocks(loss_fn: LossFn, u: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
+# -------------------- who pushes whom
+def cross_hessian_blocks(
+    loss_fn: LossFn, u: torch.Tensor, v: torch.Tensor
+) -> torch.Tensor:
     r"""Mixed second derivatives $H_{ki} = \partial^2 L / \partial u_k \partial v_i$.
 
-    Block $(k, i)$ says how moving the positive $v_i$ changes the force on anchor $u_k$; a
-    loss whose views talk only through the alignment term has $H_{ki} = 0$ for $k \ne i$.
+    Block $(k, i)$ says how moving the positive $v_i$ changes the force on anchor $u_k$;
+    a loss whose views talk only through the alignment term has $H_{ki} = 0$ for $k \ne
+    i$.
 
     Args:
         u, v: the two views, ``(M, d)``.
@@ -402,31 +485,39 @@ def cross_hessian_blocks(loss_fn: LossFn, u: torch.Tensor, v: torch.Tensor) -> t
     """
     _check_points(u, "u")
     if u.shape != v.shape or u.ndim != 2:
-        raise ValueError(f"u and v must have the same (M, d) shape, got {tuple(u.shape)}, "
-                         f"{tuple(v.shape)}")
+        raise ValueError(
+            f"u and v must have the same (M, d) shape, got {tuple(u.shape)}, "
+            f"{tuple(v.shape)}"
+        )
     m, d = u.shape
     u = u.detach().double().requires_grad_(True)
     v = v.detach().double().requires_grad_(True)
     grad_u = torch.autograd.grad(loss_fn(u, v), u, create_graph=True)[0].reshape(-1)
-    rows = [torch.autograd.grad(g, v, retain_graph=True)[0] for g in grad_u]  # each (M, d)
+    rows = [
+        torch.autograd.grad(g, v, retain_graph=True)[0] for g in grad_u
+    ]  # each (M, d)
     h = torch.stack(rows).reshape(m, d, m, d)  # [k, a, i, b]
     return h.permute(0, 2, 1, 3).detach()
 
 
-def energy_part_gradient(loss_fn: LossFn, u: torch.Tensor, v: torch.Tensor,
-                         tau: float) -> torch.Tensor:
+def energy_part_gradient(
+    loss_fn: LossFn, u: torch.Tensor, v: torch.Tensor, tau: float
+) -> torch.Tensor:
     r"""Gradient on the anchors $U$ of the loss *minus its alignment term*.
 
-    InfoNCE, DCL and DHEL share the alignment term $-\frac{1}{M\tau}\sum_i \hat u_i^\top\hat v_i$;
-    what is left is the energy part. For a decoupled loss its gradient cannot depend on $V$.
+    InfoNCE, DCL and DHEL share the alignment term $-\frac{1}{M\tau}\sum_i \hat
+    u_i^\top\hat v_i$; what is left is the energy part. For a decoupled loss its
+    gradient cannot depend on $V$.
 
     Returns:
         $\nabla_U$, shape ``(M, d)``.
     """
     _check_points(u, "u")
     if u.shape != v.shape:
-        raise ValueError(f"u and v must have the same shape, got {tuple(u.shape)}, "
-                         f"{tuple(v.shape)}")
+        raise ValueError(
+            f"u and v must have the same shape, got {tuple(u.shape)}, "
+            f"{tuple(v.shape)}"
+        )
     if not tau > 0:
         raise ValueError(f"tau must be positive, got {tau}")
     u = u.detach().double().requires_grad_(True)
@@ -435,21 +526,28 @@ def energy_part_gradient(loss_fn: LossFn, u: torch.Tensor, v: torch.Tensor,
     return torch.autograd.grad(loss_fn(u, v) + align, u)[0]
 
 
-# --------------------------------------------------------------------------- expected losses
-def noisy_cap_pairs(n: int, dim: int, concentration: float = 1.5, noise: float = 0.3,
-                    generator: torch.Generator | None = None
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+# -------------------- expected losses
+def noisy_cap_pairs(
+    n: int,
+    dim: int,
+    concentration: float = 1.5,
+    noise: float = 0.3,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Positive pairs from a fixed, *non-uniform* distribution on $S^{d-1}$.
 
-    Anchors $u = \mathrm{normalise}(\kappa e_1 + g)$ (a soft cap around $e_1$), positives
-    $v = \mathrm{normalise}(u + \sigma g')$, $g, g' \sim \mathcal N(0, I_d)$, i.i.d. pairs.
+    Anchors $u = \mathrm{normalise}(\kappa e_1 + g)$ (a soft cap around $e_1$),
+    positives $v = \mathrm{normalise}(u + \sigma g')$, $g, g' \sim \mathcal N(0, I_d)$,
+    i.i.d. pairs.
 
     Returns:
         ``u, v``, each ``(n, dim)``.
     """
     if n < 1 or dim < 2 or concentration < 0 or noise < 0:
-        raise ValueError(f"need n >= 1, dim >= 2, concentration >= 0, noise >= 0; got "
-                         f"n={n}, dim={dim}, concentration={concentration}, noise={noise}")
+        raise ValueError(
+            f"need n >= 1, dim >= 2, concentration >= 0, noise >= 0; got "
+            f"n={n}, dim={dim}, concentration={concentration}, noise={noise}"
+        )
     g = torch.randn(n, dim, generator=generator)
     g[:, 0] += concentration
     u = F.normalize(g, dim=1)
@@ -457,9 +555,15 @@ def noisy_cap_pairs(n: int, dim: int, concentration: float = 1.5, noise: float =
     return u, v
 
 
-def monte_carlo_loss(loss_fn: LossFn, batch_size: int, repetitions: int, dim: int,
-                     generator: torch.Generator, **pair_kwargs) -> tuple[float, float]:
-    r"""Estimate $\mathbb{E}[L_M]$, the expected loss of a mini-batch of ``batch_size`` pairs.
+def monte_carlo_loss(
+    loss_fn: LossFn,
+    batch_size: int,
+    repetitions: int,
+    dim: int,
+    generator: torch.Generator,
+    **pair_kwargs,
+) -> tuple[float, float]:
+    r"""Estimate $\mathbb{E}[L_M]$, the expected loss of ``batch_size`` pairs.
 
     Draws ``repetitions`` batches from :func:`noisy_cap_pairs`.
 
@@ -467,68 +571,81 @@ def monte_carlo_loss(loss_fn: LossFn, batch_size: int, repetitions: int, dim: in
         The mean and its standard error $s/\sqrt{R}$.
     """
     if batch_size < 2 or repetitions < 2:
-        raise ValueError(f"need batch_size >= 2 and repetitions >= 2, got {batch_size}, "
-                         f"{repetitions}")
+        raise ValueError(
+            f"need batch_size >= 2 and repetitions >= 2, got {batch_size}, "
+            f"{repetitions}"
+        )
     values = torch.empty(repetitions, dtype=torch.float64)
     with torch.no_grad():
         for r in range(repetitions):
             u, v = noisy_cap_pairs(batch_size, dim, generator=generator, **pair_kwargs)
             values[r] = float(loss_fn(u, v))
-    return float(values.mean()), float(values.std() / repetitions ** 0.5)
+    return float(values.mean()), float(values.std() / repetitions**0.5)
 
 
-def class_positive_energy(loss_fn: LossFn, num_classes: int, per_class: int
-                          ) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
+def class_positive_energy(
+    loss_fn: LossFn, num_classes: int, per_class: int
+) -> tuple[Callable[[torch.Tensor], torch.Tensor], torch.Tensor]:
     r"""Free points whose positives are the *other* points of their class.
 
     $M$ = ``num_classes`` $\times$ ``per_class`` points; the positives of $u_i$ are its
-    class-mates (an augmentation graph), and the energy is $\frac{1}{P-1}\sum_s L(U, U_{\pi_s})$
-    over the ``per_class - 1`` within-class cyclic shifts $\pi_s$. Perfect alignment now means
-    class collapse, perfect uniformity spreading all $M$ points: the two terms compete.
+    class-mates (an augmentation graph), and the energy is $\frac{1}{P-1}\sum_s L(U,
+    U_{\pi_s})$ over the ``per_class - 1`` within-class cyclic shifts $\pi_s$. Perfect
+    alignment now means class collapse, perfect uniformity spreading all $M$ points: the
+    two terms compete.
 
     Returns:
         ``(energy, labels)``: ``energy`` maps ``(R, M, d) -> (R,)`` (pass it to
         :func:`minimise`), ``labels`` has shape ``(M,)``.
     """
     if num_classes < 1 or per_class < 2:
-        raise ValueError(f"need num_classes >= 1 and per_class >= 2, got {num_classes}, "
-                         f"{per_class}")
+        raise ValueError(
+            f"need num_classes >= 1 and per_class >= 2, got {num_classes}, "
+            f"{per_class}"
+        )
     m = num_classes * per_class
     labels = torch.arange(num_classes).repeat_interleave(per_class)
-    first = torch.arange(m) - torch.arange(m) % per_class   # first index of each class
-    shifts = [first + (torch.arange(m) % per_class + s) % per_class
-              for s in range(1, per_class)]
+    first = torch.arange(m) - torch.arange(m) % per_class  # first index of each class
+    shifts = [
+        first + (torch.arange(m) % per_class + s) % per_class
+        for s in range(1, per_class)
+    ]
 
     def energy(x: torch.Tensor) -> torch.Tensor:
         x = _check_points(x).reshape(-1, m, x.shape[-1])
-        return torch.stack([sum(loss_fn(xr, xr[p]) for p in shifts) / len(shifts)
-                            for xr in x])
+        return torch.stack(
+            [sum(loss_fn(xr, xr[p]) for p in shifts) / len(shifts) for xr in x]
+        )
+
     return energy, labels
 
 
-# --------------------------------------------------------------------------- known configurations
+# -------------------- known configurations
 def regular_simplex(m: int, d: int) -> torch.Tensor:
-    r"""$M \le d+1$ vertices of a regular simplex in $S^{d-1}$: $x_i^\top x_j = -\frac{1}{M-1}$.
+    r"""$M \le d+1$ vertices of a regular simplex: $x_i^\top x_j = -1/(M-1)$, $i \ne j$.
 
-    Built by centring the standard basis of $\mathbb{R}^M$, expressing it in an orthonormal
-    basis of the hyperplane $\sum_k y_k = 0$, then padding with zeros to $d$.
+    Built by centring the standard basis of $\mathbb{R}^M$, expressing it in an
+    orthonormal basis of the hyperplane $\sum_k y_k = 0$, then padding with zeros to
+    $d$.
 
     Returns:
         Shape ``(m, d)``, float64.
     """
     if m < 1 or m > d + 1:
-        raise ValueError(f"a regular simplex with m={m} vertices needs 1 <= m <= d+1 = {d + 1}")
+        raise ValueError(
+            f"a regular simplex with m={m} vertices needs 1 <= m <= d+1 = {d + 1}"
+        )
     if m == 1:
         return F.pad(torch.ones(1, 1, dtype=torch.float64), (0, d - 1))
     centred = torch.eye(m, dtype=torch.float64) - 1.0 / m
     _, _, vh = torch.linalg.svd(centred)
-    coords = centred @ vh[: m - 1].T                     # (m, m-1)
+    coords = centred @ vh[: m - 1].T  # (m, m-1)
     coords = coords / coords.norm(dim=1, keepdim=True)
     return F.pad(coords, (0, d - (m - 1)))
 
 
 def cross_polytope(d: int) -> torch.Tensor:
-    r"""The $2d$ points $\pm e_1, \dots, \pm e_d$, shape ``(2d, d)`` (for $d=3$: the octahedron)."""
+    r"""The $2d$ points $\pm e_1, \dots, \pm e_d$, shape ``(2d, d)``."""
     if d < 1:
         raise ValueError(f"d must be >= 1, got {d}")
     eye = torch.eye(d, dtype=torch.float64)
@@ -541,15 +658,16 @@ def octahedron() -> torch.Tensor:
 
 
 def bipyramid(k: int = 3) -> torch.Tensor:
-    r"""The $k$-gonal bipyramid on $S^2$: poles $\pm e_3$ and a regular $k$-gon on the equator.
+    r"""The $k$-gonal bipyramid: poles $\pm e_3$ and a regular $k$-gon on the equator.
 
     $k=3$ ($M=5$) and $k=5$ ($M=7$) are Thomson minimisers. Shape ``(k + 2, 3)``.
     """
     if k < 3:
         raise ValueError(f"k must be >= 3, got {k}")
     ang = torch.arange(k, dtype=torch.float64) * (2 * math.pi / k)
-    ring = torch.stack([torch.cos(ang), torch.sin(ang), torch.zeros(k, dtype=torch.float64)],
-                       dim=1)
+    ring = torch.stack(
+        [torch.cos(ang), torch.sin(ang), torch.zeros(k, dtype=torch.float64)], dim=1
+    )
     poles = torch.tensor([[0.0, 0.0, 1.0], [0.0, 0.0, -1.0]], dtype=torch.float64)
     return torch.cat([poles, ring])
 
@@ -565,19 +683,30 @@ def icosahedron() -> torch.Tensor:
     return x / x.norm(dim=1, keepdim=True)
 
 
-# Minimal Riesz s=1 energies on S^2 (Thomson problem) as published -- SUMS over the pairs
-# i<j, as in the table of the Wikipedia article "Thomson problem" (values from Wales et al.,
-# Cambridge Cluster Database). kernel_energy returns the MEAN: divide by comb(M, 2) to compare.
+# Minimal Riesz s=1 energies on S^2 (Thomson problem) as published -- SUMS over the
+# pairs
+# i<j, as in the table of the Wikipedia article "Thomson problem" (values from Wales et
+# al.,
+# Cambridge Cluster Database). kernel_energy returns the MEAN: divide by comb(M, 2) to
+# compare.
 THOMSON_ENERGIES: dict[int, float] = {
-    2: 0.500000000, 3: 1.732050808, 4: 3.674234614, 5: 6.474691495, 6: 9.985281374,
-    7: 14.452977414, 8: 19.675287861, 9: 25.759986531, 10: 32.716949460, 11: 40.596450510,
+    2: 0.500000000,
+    3: 1.732050808,
+    4: 3.674234614,
+    5: 6.474691495,
+    6: 9.985281374,
+    7: 14.452977414,
+    8: 19.675287861,
+    9: 25.759986531,
+    10: 32.716949460,
+    11: 40.596450510,
     12: 49.165253058,
 }
 
 
-# --------------------------------------------------------------------------- the configuration distance
+# -------------------- the configuration distance
 def _procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Orthogonal Q minimising ||a Q - b||_F (Schoenemann 1966): Q = U V^T from svd(a^T b)."""
+    """Orthogonal Q minimising ||a Q - b||_F (Schoenemann 1966): U V^T of svd(a^T b)."""
     u, _, vt = np.linalg.svd(a.T @ b)
     return u @ vt
 
@@ -585,10 +714,10 @@ def _procrustes(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 def _anchor_frames(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
     """Candidate orthogonal maps from point correspondences guessed from inner products.
 
-    Pick in ``a`` a greedy, well-spread set of anchor points; map the first anchor to each point
-    of ``b`` in turn, then choose every next anchor's partner as the unused point of ``b`` whose
-    inner products with the partners so far best match those of ``a``. Procrustes on the
-    anchors gives one candidate map per first partner.
+    Pick in ``a`` a greedy, well-spread set of anchor points; map the first anchor to
+    each point of ``b`` in turn, then choose every next anchor's partner as the unused
+    point of ``b`` whose inner products with the partners so far best match those of
+    ``a``. Procrustes on the anchors gives one candidate map per first partner.
     """
     m, d = a.shape
     anchors = [0]
@@ -610,18 +739,19 @@ def _anchor_frames(a: np.ndarray, b: np.ndarray) -> list[np.ndarray]:
     return frames
 
 
-def config_distance(a: torch.Tensor, b: torch.Tensor, n_random: int = 32, iters: int = 30,
-                    seed: int = 0) -> float:
+def config_distance(
+    a: torch.Tensor, b: torch.Tensor, n_random: int = 32, iters: int = 30, seed: int = 0
+) -> float:
     r"""Distance between two configurations up to an orthogonal map and a relabelling:
 
     $$D(A, B) = \min_{Q \in O(d),\, \pi \in S_M} \Big(\tfrac1M \sum_i
       \lVert Q^\top a_i - b_{\pi(i)} \rVert^2\Big)^{1/2}.$$
 
-    Alternates the best permutation for fixed $Q$ (Hungarian algorithm) and the best $Q$ for a
-    fixed permutation (orthogonal Procrustes) from several starts: maps guessed by matching
-    inner products of anchor points, the identity and ``n_random`` random orthogonal maps. The
-    result is an upper bound of $D$, 0 (to round-off) for congruent configurations in practice.
-    Energies are invariant under exactly this group.
+    Alternates the best permutation for fixed $Q$ (Hungarian algorithm) and the best $Q$
+    for a fixed permutation (orthogonal Procrustes) from several starts: maps guessed by
+    matching inner products of anchor points, the identity and ``n_random`` random
+    orthogonal maps. The result is an upper bound of $D$, 0 (to round-off) for congruent
+    configurations in practice. Energies are invariant under exactly this group.
 
     Args:
         a, b: configurations, ``(M, d)`` each.
@@ -635,8 +765,10 @@ def config_distance(a: torch.Tensor, b: torch.Tensor, n_random: int = 32, iters:
         if not isinstance(x, torch.Tensor) or x.ndim != 2:
             raise ValueError(f"{name} must be a 2-D torch.Tensor (M, d)")
     if a.shape != b.shape:
-        raise ValueError(f"configurations must have the same shape, got {tuple(a.shape)} and "
-                         f"{tuple(b.shape)}")
+        raise ValueError(
+            f"configurations must have the same shape, got {tuple(a.shape)} and "
+            f"{tuple(b.shape)}"
+        )
     A = a.detach().double().cpu().numpy()
     B = b.detach().double().cpu().numpy()
     m, d = A.shape
