@@ -587,19 +587,7 @@ def test_lars_option_groups_and_training(cfg):
 # ----------------------------------------------------------------------------- CUDA
 # only
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-@pytest.mark.parametrize(
-    "loss",
-    [
-        "sync_free_infonce",
-        pytest.param(
-            "infonce",
-            marks=pytest.mark.xfail(
-                reason="cl_lib.losses checks its inputs for NaN/Inf (a device read) "
-                "unless told not to"
-            ),
-        ),
-    ],
-)
+@pytest.mark.parametrize("loss", ["sync_free_infonce", "infonce", "dhel", "kcl"])
 def test_epoch_steps_never_synchronise_the_gpu(cfg, loss):
     """The steps between two loss checks (loader, augmentation, lr update, forward,
     loss, backward, optimiser) run under ``torch.cuda.set_sync_debug_mode("error")``."""
