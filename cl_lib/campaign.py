@@ -317,9 +317,8 @@ class _Rates:
         self, arch: str, views_per_s: float, batch_size: int, side: int, source: str
     ) -> None:
         cost = G.gflop_per_view(arch, side)
-        arch = arch.replace(
-            "cifar_", ""
-        )  # the same network as the grid's resnet18 at 32 px
+        # the same network as the grid's resnet18 at 32 px
+        arch = arch.replace("cifar_", "")
         self.gflops[arch] = views_per_s * cost / G.batch_efficiency(batch_size)
         self.sources[arch] = source
 

@@ -59,9 +59,8 @@ def no_value_reads() -> Iterator[None]:
 
     Shapes, dtypes and hyper-parameters are still checked. Reading a value of a CUDA
     tensor synchronises the host with the GPU, so a training step that checked its
-    embeddings would stall the GPU every step; the trainer instead checks its loss on the
-    device and reads it every ``check_every`` steps (``cl_lib.train``).
-    """
+    embeddings would stall the GPU every step; the trainer instead checks its loss on
+    the device and reads it every ``check_every`` steps (``cl_lib.train``)."""
     token = _READ_VALUES.set(False)
     try:
         yield

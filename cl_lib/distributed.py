@@ -1,25 +1,28 @@
-r"""Multi-GPU contrastive training: negatives from every GPU, gradients through the gather.
+r"""Multi-GPU contrastive training: negatives from every GPU, gradients through the
+gather.
 
-With $W$ processes each holding a local batch of $b$ embeddings $z^{(r)}$, a contrastive loss
-must see the *global* batch $Z = [z^{(0)}; \dots; z^{(W-1)}]$ (so each sample has
+With $W$ processes each holding a local batch of $b$ embeddings $z^{(r)}$, a contrastive
+loss must see the *global* batch $Z = [z^{(0)}; \dots; z^{(W-1)}]$ (so each sample has
 $2Wb - 2$ negatives, as on one big GPU). Every rank gathers $Z$, computes the same loss
-$\mathcal{L}(Z)$, and backpropagates. A plain ``all_gather`` cuts the graph: the other ranks'
-blocks are constants, so $z^{(r)}$ would only get the gradient of its own block *as a
-positive/anchor*, not as a negative of everyone else's samples.
+$\mathcal{L}(Z)$, and backpropagates. A plain ``all_gather`` cuts the graph: the other
+ranks' blocks are constants, so $z^{(r)}$ would only get the gradient of its own block
+*as a positive/anchor*, not as a negative of everyone else's samples.
 
-:class:`GatherWithGrad` (also ``torch.distributed.nn.functional.all_gather``) fixes this: its
-backward sums the incoming gradients over ranks and keeps this rank's slice,
+:class:`GatherWithGrad` (also ``torch.distributed.nn.functional.all_gather``) fixes
+this: its backward sums the incoming gradients over ranks and keeps this rank's slice,
 
 $$\frac{\partial}{\partial z^{(r)}} \sum_{s=0}^{W-1} \mathcal{L}_s(Z)
-   = W \, \frac{\partial \mathcal{L}(Z)}{\partial z^{(r)}} \quad (\text{all } \mathcal{L}_s \text{ equal}),$$
+   = W \, \frac{\partial \mathcal{L}(Z)}{\partial z^{(r)}} \quad (\text{all }
+   \mathcal{L}_s \text{ equal}),$$
 
-and DistributedDataParallel then *averages* parameter gradients over ranks, dividing by $W$:
-the update equals single-process training on the concatenated batch (tested in
+and DistributedDataParallel then *averages* parameter gradients over ranks, dividing by
+$W$: the update equals single-process training on the concatenated batch (tested in
 ``tests/test_distributed.py`` with the CPU ``gloo`` backend).
 
 Launch with ``torchrun --nproc_per_node=G -m cl_lib.train ...``; the trainer calls
 :func:`setup` when ``WORLD_SIZE > 1``.
 """
+
 from __future__ import annotations
 
 import os
@@ -27,13 +30,21 @@ import os
 import torch
 import torch.distributed as dist
 
-__all__ = ["GatherWithGrad", "gather_with_grad", "is_distributed", "world_size", "rank",
-           "setup", "cleanup", "barrier"]
+__all__ = [
+    "GatherWithGrad",
+    "gather_with_grad",
+    "is_distributed",
+    "world_size",
+    "rank",
+    "setup",
+    "cleanup",
+    "barrier",
+]
 
 
 class GatherWithGrad(torch.autograd.Function):
-    """All-gather along dim 0 whose backward all-reduces (sums) the gradient and returns this
-    rank's slice. Local batches must have equal sizes on all ranks."""
+    """All-gather along dim 0 whose backward all-reduces (sums) the gradient and returns
+    this rank's slice. Local batches must have equal sizes on all ranks."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor) -> torch.Tensor:
@@ -46,12 +57,12 @@ class GatherWithGrad(torch.autograd.Function):
     def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
         grad = grad.contiguous()
         dist.all_reduce(grad, op=dist.ReduceOp.SUM)
-        return grad[ctx.rank * ctx.batch:(ctx.rank + 1) * ctx.batch]
+        return grad[ctx.rank * ctx.batch : (ctx.rank + 1) * ctx.batch]
 
 
 def gather_with_grad(x: torch.Tensor) -> torch.Tensor:
-    """Concatenate ``x`` (b, ...) from all ranks in rank order -> (W*b, ...), differentiable.
-    Identity when not running distributed.
+    """Concatenate ``x`` (b, ...) from all ranks in rank order -> (W*b, ...),
+    differentiable. Identity when not running distributed.
 
     Args:
         x: (b, ...) this rank's tensor.
@@ -92,9 +103,9 @@ def rank() -> int:
 
 
 def setup(backend: str | None = None) -> torch.device:
-    """Initialise the process group from torchrun's environment (``RANK``, ``WORLD_SIZE``,
-    ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``); NCCL on GPUs, gloo on CPU.
-    Returns this process's device (``cuda:LOCAL_RANK`` or ``cpu``).
+    """Initialise the process group from torchrun's environment (``RANK``,
+    ``WORLD_SIZE``, ``LOCAL_RANK``, ``MASTER_ADDR``/``MASTER_PORT``); NCCL on GPUs, gloo
+    on CPU. Returns this process's device (``cuda:LOCAL_RANK`` or ``cpu``).
 
     Args:
         backend: ``"nccl"``, ``"gloo"`` or None (chosen by device).
@@ -103,9 +114,15 @@ def setup(backend: str | None = None) -> torch.device:
         This process's device.
     """
     if int(os.environ.get("WORLD_SIZE", "1")) < 2:
-        raise ValueError("distributed.setup() needs WORLD_SIZE >= 2 (launch with torchrun)")
+        raise ValueError(
+            "distributed.setup() needs WORLD_SIZE >= 2 (launch with torchrun)"
+        )
     use_cuda = torch.cuda.is_available() and backend != "gloo"
-    device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0"))) if use_cuda else torch.device("cpu")
+    device = (
+        torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        if use_cuda
+        else torch.device("cpu")
+    )
     if use_cuda:
         torch.cuda.set_device(device)
     if not dist.is_initialized():

@@ -8,9 +8,8 @@ DHEL/KCL): freeze the trained backbone $f$, embed the training and test images o
 - **kNN** (:func:`knn_predict`): the weighted k-nearest-neighbour classifier of InstDisc
   (Wu et al., 2018, Sec. 3.4 "weighted kNN"): with cosine similarities $s_i = \hat
   h^\top \hat h_i$ to the $k=200$ most similar training features, class $c$ gets the
-  vote
-  $$w_c = \sum_{i \in \mathcal{N}_k} e^{s_i / t} \, \mathbb{1}[y_i = c], \qquad t = 0.1,$$
-  and the prediction is $\arg\max_c w_c$.
+  vote $$w_c = \sum_{i \in \mathcal{N}_k} e^{s_i / t} \, \mathbb{1}[y_i = c], \qquad t =
+  0.1,$$ and the prediction is $\arg\max_c w_c$.
 - **linear probe** (:func:`linear_probe`): multinomial logistic regression on
   standardised features, trained on the device (full-batch L-BFGS, or mini-batch Adam),
   with an L2 penalty.
@@ -59,19 +58,24 @@ def default_preprocess(x: torch.Tensor, dataset: str = "cifar10") -> torch.Tenso
     return normalize(to_float(x), *stats)
 
 
+def _shape_or_type(x) -> str:
+    """``x``'s shape if it is a tensor, else its type name (for error messages)."""
+    return str(tuple(x.shape)) if isinstance(x, torch.Tensor) else type(x).__name__
+
+
 def _check_features(
     feats: torch.Tensor, labels: torch.Tensor | None, name: str
 ) -> None:
     if not isinstance(feats, torch.Tensor) or feats.ndim != 2:
         raise ValueError(
-            f"{name} features must be a 2-D (N, F) tensor, got "
-            f"{tuple(feats.shape) if isinstance(feats, torch.Tensor) else type(feats).__name__}"
+            f"{name} features must be a 2-D (N, F) tensor, got {_shape_or_type(feats)}"
         )
     if feats.shape[0] == 0:
         raise ValueError(f"{name} features are empty")
     if labels is not None and (labels.ndim != 1 or labels.shape[0] != feats.shape[0]):
         raise ValueError(
-            f"{name} labels must have shape ({feats.shape[0]},), got {tuple(labels.shape)}"
+            f"{name} labels must have shape ({feats.shape[0]},), "
+            f"got {tuple(labels.shape)}"
         )
 
 
@@ -107,17 +111,17 @@ def extract_features(
     """
     if not isinstance(images, torch.Tensor) or images.ndim != 4:
         raise ValueError(
-            f"images must be a 4-D (N, C, H, W) tensor, got "
-            f"{tuple(images.shape) if isinstance(images, torch.Tensor) else type(images).__name__}"
+            f"images must be a 4-D (N, C, H, W) tensor, got {_shape_or_type(images)}"
         )
     if batch_size < 1:
         raise ValueError(f"batch_size must be >= 1, got {batch_size}")
     preprocess = preprocess or default_preprocess
+    # bound method
     module = (
         encoder
         if isinstance(encoder, nn.Module)
         else getattr(encoder, "__self__", None)
-    )  # bound method
+    )
     if device is None:
         params = list(module.parameters()) if isinstance(module, nn.Module) else []
         device = params[0].device if params else images.device
@@ -167,7 +171,8 @@ def knn_predict(
     _check_features(test_feats, None, "test")
     if train_feats.shape[1] != test_feats.shape[1]:
         raise ValueError(
-            f"train and test features differ in width: {train_feats.shape[1]} vs {test_feats.shape[1]}"
+            "train and test features differ in width: "
+            f"{train_feats.shape[1]} vs {test_feats.shape[1]}"
         )
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
@@ -189,9 +194,8 @@ def knn_predict(
         )
         sim, idx = (q @ bank.T).topk(k, dim=1)  # (b, k) cosine similarities
         votes = torch.zeros(q.shape[0], num_classes, device=device)
-        votes.scatter_add_(
-            1, train_labels[idx], (sim / t).exp()
-        )  # sum of exp(s/t) per class
+        # sum of exp(s/t) per class
+        votes.scatter_add_(1, train_labels[idx], (sim / t).exp())
         preds.append(votes.argmax(dim=1))
     return torch.cat(preds)
 
@@ -264,7 +268,8 @@ def linear_probe(
         raise ValueError(f"method must be 'lbfgs' or 'adam', got {method!r}")
     if steps < 1 or weight_decay < 0:
         raise ValueError(
-            f"need steps >= 1 and weight_decay >= 0, got steps={steps}, weight_decay={weight_decay}"
+            "need steps >= 1 and weight_decay >= 0, "
+            f"got steps={steps}, weight_decay={weight_decay}"
         )
     if (train_labels < 0).any():
         raise ValueError("train_labels must be >= 0")
@@ -345,10 +350,12 @@ def _geometry(m: torch.Tensor, suffix: str, wasserstein: bool) -> dict:
     out = {
         "effective_rank" + suffix: _effective_rank(m),
         "embedding_variance" + suffix: metrics.embedding_variance(m) if finite else nan,
-        "embedding_variance_sphere"
-        + suffix: metrics.embedding_variance(unit) if unit is not None else nan,
-        "effective_rank_sphere"
-        + suffix: _effective_rank(unit) if unit is not None else nan,
+        "embedding_variance_sphere" + suffix: metrics.embedding_variance(unit)
+        if unit is not None
+        else nan,
+        "effective_rank_sphere" + suffix: _effective_rank(unit)
+        if unit is not None
+        else nan,
     }
     if suffix == "":  # the sphere metrics of the projections
         out["uniformity"] = metrics.uniformity(m) if unit is not None else nan

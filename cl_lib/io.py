@@ -3,6 +3,7 @@
 Every file the library writes (data caches, checkpoints, results JSON) goes through
 :func:`write_atomic`, so an interrupted run never leaves a truncated file behind.
 """
+
 from __future__ import annotations
 
 import json
@@ -19,10 +20,12 @@ from cl_lib import distributed
 
 
 def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
-    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then ``os.replace`` it
-    into place: a crash mid-write never leaves a truncated file (the rename is atomic), a power
-    loss never leaves a renamed but empty one (the fsync), and a failed write leaves no stray
-    temporary file. Used for data caches, checkpoints and results files alike.
+    """Call ``write(tmp)`` on a temporary file next to ``path``, fsync it, then
+    ``os.replace`` it
+    into place: a crash mid-write never leaves a truncated file (the rename is atomic),
+    a power loss never leaves a renamed but empty one (the fsync), and a failed write
+    leaves no stray temporary file. Used for data caches, checkpoints and results files
+    alike.
 
     Args:
         path: the file to (re)place.
@@ -36,7 +39,8 @@ def write_atomic(path: str | Path, write: Callable[[Path], None]) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     umask = os.umask(0)
     os.umask(umask)
-    os.fchmod(fd, 0o666 & ~umask)  # mkstemp makes the file private (0600); use the usual mode
+    # mkstemp makes the file private (0600); use the usual mode
+    os.fchmod(fd, 0o666 & ~umask)
     os.close(fd)
     tmp = Path(tmp)
     try:
@@ -80,43 +84,80 @@ def hardware_info(device: torch.device) -> dict:
         device: the run's device.
 
     Returns:
-        dict with ``device``, ``cpu``, ``cpu_count``, ``platform``, ``gpu``, ``gpu_count``,
-        ``gpu_memory_gb``, ``world_size``.
+        dict with ``device``, ``cpu``, ``cpu_count``, ``platform``, ``gpu``,
+        ``gpu_count``, ``gpu_memory_gb``, ``world_size``.
     """
     cpu = platform.processor() or platform.machine()
     try:
         with open("/proc/cpuinfo") as f:
-            cpu = next((line.split(":", 1)[1].strip() for line in f if line.startswith("model name")), cpu)
+            cpu = next(
+                (
+                    line.split(":", 1)[1].strip()
+                    for line in f
+                    if line.startswith("model name")
+                ),
+                cpu,
+            )
     except OSError:
         pass
-    hw = {"device": device.type, "cpu": cpu, "cpu_count": os.cpu_count(), "platform": platform.platform(),
-          "gpu": None, "gpu_count": 0, "gpu_memory_gb": None, "world_size": distributed.world_size()}
+    hw = {
+        "device": device.type,
+        "cpu": cpu,
+        "cpu_count": os.cpu_count(),
+        "platform": platform.platform(),
+        "gpu": None,
+        "gpu_count": 0,
+        "gpu_memory_gb": None,
+        "world_size": distributed.world_size(),
+    }
     if torch.cuda.is_available():
         props = torch.cuda.get_device_properties(device if device.type == "cuda" else 0)
-        hw.update(gpu=props.name, gpu_count=torch.cuda.device_count(),
-                  gpu_memory_gb=round(props.total_memory / 2**30, 2))
+        hw.update(
+            gpu=props.name,
+            gpu_count=torch.cuda.device_count(),
+            gpu_memory_gb=round(props.total_memory / 2**30, 2),
+        )
     return hw
 
 
 def library_commit() -> tuple[str, bool | None]:
-    """(``git rev-parse HEAD`` of the repository holding cl_lib, does the library differ from it?)
-    or ("unknown", None) outside a git checkout.
+    """(``git rev-parse HEAD`` of the repository holding cl_lib, does the library differ
+    from it?) or ("unknown", None) outside a git checkout.
 
-    "Differs" means any uncommitted change under ``cl_lib/``: a modified or staged tracked file,
-    or an untracked (not ignored) file -- a new module that is not committed yet is not
-    identified by the commit either. Changes elsewhere in the repository (notebooks, tests) do
-    not make a result's code unidentified, so they are not counted.
+    "Differs" means any uncommitted change under ``cl_lib/``: a modified or staged
+    tracked file, or an untracked (not ignored) file -- a new module that is not
+    committed yet is not identified by the commit either. Changes elsewhere in the
+    repository (notebooks, tests) do not make a result's code unidentified, so they are
+    not counted.
 
     Returns:
         ``(commit hash, differs)``.
     """
     package = Path(__file__).resolve().parent
     try:
-        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=package.parent, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=all", "--", package.name],
-                               cwd=package.parent, capture_output=True, text=True, timeout=10,
-                               check=True).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=package.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            [
+                "git",
+                "status",
+                "--porcelain",
+                "--untracked-files=all",
+                "--",
+                package.name,
+            ],
+            cwd=package.parent,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
         return head or "unknown", bool(dirty)
     except (OSError, subprocess.SubprocessError):
         return "unknown", None

@@ -133,7 +133,7 @@ def resolve_kernel(
         value = float(value)
     except (TypeError, ValueError):
         raise ValueError(
-            f"{kernel} kernel parameter {pname} must be a number, " f"got {value!r}"
+            f"{kernel} kernel parameter {pname} must be a number, got {value!r}"
         ) from None
     if not math.isfinite(value):
         raise ValueError(

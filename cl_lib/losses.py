@@ -380,11 +380,14 @@ def dhel_loss(
 # --------------------------------------------------------------------------------------
 
 
-# The kernels k(r) of the squared distance r = ||x - y||^2 live in one table, cl_lib.kernels,
-# shared with the book's sphere energies; its docstring states the convention. Between the
-# samples of one view r is computed on the sphere as 2 - 2 x.y (a matmul).
+# The kernels k(r) of the squared distance r = ||x - y||^2 live in one table,
+# cl_lib.kernels, shared with the book's sphere energies; its docstring states the
+# convention. Between the samples of one view r is computed on the sphere as 2 - 2 x.y
+# (a matmul).
 def _kernel_parameter(kernel: str, kernel_params: dict) -> tuple[Callable, float]:
-    """Resolve and check the kernel name and its single parameter (Riesz s = 0 refused)."""
+    """
+    Resolve and check the kernel name and its single parameter (Riesz s = 0 refused).
+    """
     return resolve_kernel(kernel, kernel_params, allow_logarithmic=False)
 
 
@@ -615,9 +618,10 @@ def vicreg_loss(
 
 
 def _cross_correlation(x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    # BatchNorm without affine parameters
     def standardise(
         a: torch.Tensor,
-    ) -> torch.Tensor:  # BatchNorm without affine parameters
+    ) -> torch.Tensor:
         return (a - a.mean(dim=0)) / torch.sqrt(a.var(dim=0, unbiased=False) + 1e-5)
 
     return standardise(x).T @ standardise(y) / x.shape[0]
@@ -918,9 +922,8 @@ def _anchor_term(
     u = _unit_rows(z)
     c = F.normalize(anchors.to(device=u.device, dtype=u.dtype), dim=1)
     labelled = labels >= 0
-    cosine = (u * c[labels.clamp_min(0)]).sum(
-        dim=1
-    )  # unlabelled rows get a dummy anchor ...
+    # unlabelled rows get a dummy anchor ...
+    cosine = (u * c[labels.clamp_min(0)]).sum(dim=1)
     per_sample = (1 - cosine) * labelled  # ... and are zeroed here
     return per_sample.sum() / labelled.sum().clamp_min(1)
 
@@ -1167,7 +1170,7 @@ def _spec(
 ) -> LossSpec:
     parameters = inspect.signature(function).parameters.values()
     defaults = {p.name: p.default for p in parameters if p.kind is p.KEYWORD_ONLY}
-    defaults = MappingProxyType(defaults)   # read-only: the function's signature rules
+    defaults = MappingProxyType(defaults)  # read-only: the function's signature rules
     return LossSpec(name, function, needs, defaults, more, check, compute)
 
 

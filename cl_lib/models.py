@@ -2,39 +2,57 @@ r"""Encoders and projection heads for contrastive learning.
 
 A contrastive model is two networks in a row (SimCLR, Chen et al., 2020, Sec. 2.1):
 
-$$x \xrightarrow{\;f\;} h = f(x) \in \mathbb{R}^{F} \xrightarrow{\;g\;} z = g(h) \in \mathbb{R}^{d},$$
+$$x \xrightarrow{\;f\;} h = f(x) \in \mathbb{R}^{F} \xrightarrow{\;g\;} z = g(h) \in
+\mathbb{R}^{d},$$
 
-the *backbone* $f$ (a ResNet or a small convnet) and the *projector* $g$ (an MLP). The loss acts
-on $z$; downstream evaluation (kNN, linear probe) uses $h$, which transfers better (SimCLR,
-Sec. 4.2). :class:`ContrastiveModel` keeps the split explicit: ``model(x)`` gives $z$,
-``model.features(x)`` gives $h$.
+the *backbone* $f$ (a ResNet or a small convnet) and the *projector* $g$ (an MLP). The
+loss acts on $z$; downstream evaluation (kNN, linear probe) uses $h$, which transfers
+better (SimCLR, Sec. 4.2). :class:`ContrastiveModel` keeps the split explicit:
+``model(x)`` gives $z$, ``model.features(x)`` gives $h$.
 
 Backbones (:func:`build_backbone`):
 
-- ``small_cnn``: four conv-BN-ReLU blocks; the quick profile's encoder (trains on CPU in seconds).
-- ``cifar_resnet18`` / ``cifar_resnet50``: ResNets (He et al., 2016) for 32x32 images with the
-  CIFAR stem used by SimCLR's CIFAR experiments (Appendix B.9): a 3x3 stride-1 first
-  convolution and no max-pool, so the last stage still sees 4x4 feature maps.
-- ``imagenet_resnet18`` / ``imagenet_resnet50``: torchvision's standard ResNets (7x7 stride-2
-  stem + max-pool), randomly initialised (``weights=None``), for 96px (STL-10) and ImageNet.
-- ``resnet18`` / ``resnet50``: pick the CIFAR stem below 96 pixels, the standard one from 96 up.
+- ``small_cnn``: four conv-BN-ReLU blocks; the quick profile's encoder (trains on CPU in
+  seconds).
+- ``cifar_resnet18`` / ``cifar_resnet50``: ResNets (He et al., 2016) for 32x32 images
+  with the CIFAR stem used by SimCLR's CIFAR experiments (Appendix B.9): a 3x3 stride-1
+  first convolution and no max-pool, so the last stage still sees 4x4 feature maps.
+- ``imagenet_resnet18`` / ``imagenet_resnet50``: torchvision's standard ResNets (7x7
+  stride-2 stem + max-pool), randomly initialised (``weights=None``), for 96px (STL-10)
+  and ImageNet.
+- ``resnet18`` / ``resnet50``: pick the CIFAR stem below 96 pixels, the standard one
+  from 96 up.
 """
+
 from __future__ import annotations
 
 import torch
 import torch.nn as nn
 
-__all__ = ["SmallConvNet", "MLPProjector", "ContrastiveModel", "build_backbone", "build_model",
-           "ARCHS"]
+__all__ = [
+    "SmallConvNet",
+    "MLPProjector",
+    "ContrastiveModel",
+    "build_backbone",
+    "build_model",
+    "ARCHS",
+]
 
-ARCHS = ("small_cnn", "resnet18", "resnet50", "cifar_resnet18", "cifar_resnet50",
-         "imagenet_resnet18", "imagenet_resnet50")
+ARCHS = (
+    "small_cnn",
+    "resnet18",
+    "resnet50",
+    "cifar_resnet18",
+    "cifar_resnet50",
+    "imagenet_resnet18",
+    "imagenet_resnet50",
+)
 
 
 class SmallConvNet(nn.Module):
-    """Four 3x3 conv-BN-ReLU blocks (widths w, 2w, 4w, 8w; the last three downsample by 2)
-    followed by global average pooling, so ``feature_dim = 8 * width``. About 0.4 M parameters
-    for ``width=32``; it is what the quick profile trains on a CPU."""
+    """Four 3x3 conv-BN-ReLU blocks (widths w, 2w, 4w, 8w; the last three downsample by
+    2) followed by global average pooling, so ``feature_dim = 8 * width``. About 0.4 M
+    parameters for ``width=32``; it is what the quick profile trains on a CPU."""
 
     def __init__(self, in_channels: int = 3, width: int = 32):
         super().__init__()
@@ -43,8 +61,13 @@ class SmallConvNet(nn.Module):
         widths = [width, 2 * width, 4 * width, 8 * width]
         layers, c_in = [], in_channels
         for i, c_out in enumerate(widths):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1, bias=False),
-                       nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            layers += [
+                nn.Conv2d(
+                    c_in, c_out, 3, stride=1 if i == 0 else 2, padding=1, bias=False
+                ),
+                nn.BatchNorm2d(c_out),
+                nn.ReLU(inplace=True),
+            ]
             c_in = c_out
         self.net = nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten())
         self.feature_dim = widths[-1]
@@ -53,32 +76,43 @@ class SmallConvNet(nn.Module):
         return self.net(x)
 
 
-def _torchvision_resnet(depth: int, cifar_stem: bool, in_channels: int = 3) -> nn.Module:
-    """torchvision ResNet-{18,50} (random init) with the classifier removed (``fc`` = identity).
-    With ``cifar_stem`` the 7x7/2 conv + max-pool stem becomes a single 3x3/1 conv."""
+def _torchvision_resnet(
+    depth: int, cifar_stem: bool, in_channels: int = 3
+) -> nn.Module:
+    """torchvision ResNet-{18,50} (random init) with the classifier removed (``fc`` =
+    identity). With ``cifar_stem`` the 7x7/2 conv + max-pool stem becomes a single 3x3/1
+    conv."""
     import torchvision
 
-    net = {18: torchvision.models.resnet18, 50: torchvision.models.resnet50}[depth](weights=None)
+    net = {18: torchvision.models.resnet18, 50: torchvision.models.resnet50}[depth](
+        weights=None
+    )
     if cifar_stem:
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False)
+        net.conv1 = nn.Conv2d(
+            in_channels, 64, kernel_size=3, stride=1, padding=1, bias=False
+        )
         net.maxpool = nn.Identity()
     elif in_channels != 3:
-        net.conv1 = nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False)
+        net.conv1 = nn.Conv2d(
+            in_channels, 64, kernel_size=7, stride=2, padding=3, bias=False
+        )
     net.feature_dim = net.fc.in_features  # 512 for ResNet-18, 2048 for ResNet-50
     net.fc = nn.Identity()
     return net
 
 
-def build_backbone(arch: str, image_size: int = 32, in_channels: int = 3,
-                   width: int = 32) -> nn.Module:
-    """Build a backbone by name (see the module docstring); it has a ``feature_dim`` attribute.
+def build_backbone(
+    arch: str, image_size: int = 32, in_channels: int = 3, width: int = 32
+) -> nn.Module:
+    """Build a backbone by name (see the module docstring); it has a ``feature_dim``
+    attribute.
 
     ``image_size`` only matters for ``resnet18``/``resnet50`` (CIFAR stem below 96 px);
     ``width`` only for ``small_cnn``.
 
     Args:
-        arch: a name of :data:`ARCHS`; image_size: input side; in_channels: C; width: the
-        ``small_cnn`` width.
+        arch: a name of :data:`ARCHS`; image_size: input side; in_channels: C; width:
+        the ``small_cnn`` width.
 
     Returns:
         A module mapping (B, C, H, W) images to (B, feature_dim) features.
@@ -100,18 +134,27 @@ def build_backbone(arch: str, image_size: int = 32, in_channels: int = 3,
 
 
 class MLPProjector(nn.Module):
-    r"""Projection head $g$: ``num_layers`` linear layers, with BatchNorm + ReLU between them
-    (SimCLR v1 used Linear-ReLU-Linear; BN in the hidden layers is the SimCLR v2 / solo-learn
-    choice and trains more stably). ``num_layers=1`` is a linear projector; ``num_layers=0``
-    is the identity (the loss then acts on the backbone features)."""
+    r"""Projection head $g$: ``num_layers`` linear layers, with BatchNorm + ReLU between
+    them (SimCLR v1 used Linear-ReLU-Linear; BN in the hidden layers is the SimCLR v2 /
+    solo-learn choice and trains more stably). ``num_layers=1`` is a linear projector;
+    ``num_layers=0`` is the identity (the loss then acts on the backbone features)."""
 
-    def __init__(self, in_dim: int, hidden_dim: int, out_dim: int, num_layers: int = 2,
-                 batch_norm: bool = True):
+    def __init__(
+        self,
+        in_dim: int,
+        hidden_dim: int,
+        out_dim: int,
+        num_layers: int = 2,
+        batch_norm: bool = True,
+    ):
         super().__init__()
         if num_layers < 0:
             raise ValueError(f"num_layers must be >= 0, got {num_layers}")
         if min(in_dim, hidden_dim, out_dim) < 1:
-            raise ValueError(f"dimensions must be >= 1, got in={in_dim}, hidden={hidden_dim}, out={out_dim}")
+            raise ValueError(
+                "dimensions must be >= 1, "
+                f"got in={in_dim}, hidden={hidden_dim}, out={out_dim}"
+            )
         if num_layers == 0:
             self.net, self.out_dim = nn.Identity(), in_dim
             return
@@ -148,10 +191,18 @@ class ContrastiveModel(nn.Module):
         return (z, h) if return_features else z
 
 
-def build_model(arch: str = "resnet18", proj_dim: int = 128, proj_hidden_dim: int | None = None,
-                proj_layers: int = 2, image_size: int = 32, in_channels: int = 3,
-                width: int = 32, proj_batch_norm: bool = True) -> ContrastiveModel:
-    """Backbone by name + MLP projector (hidden width defaults to the feature width, as in SimCLR).
+def build_model(
+    arch: str = "resnet18",
+    proj_dim: int = 128,
+    proj_hidden_dim: int | None = None,
+    proj_layers: int = 2,
+    image_size: int = 32,
+    in_channels: int = 3,
+    width: int = 32,
+    proj_batch_norm: bool = True,
+) -> ContrastiveModel:
+    """Backbone by name + MLP projector (hidden width defaults to the feature width, as
+    in SimCLR).
 
     >>> m = build_model("small_cnn", proj_dim=16, width=8)
     >>> m(torch.zeros(2, 3, 32, 32)).shape, m.features(torch.zeros(2, 3, 32, 32)).shape
@@ -165,7 +216,11 @@ def build_model(arch: str = "resnet18", proj_dim: int = 128, proj_hidden_dim: in
     Returns:
         A :class:`ContrastiveModel`: (B, C, H, W) -> (B, D) projections.
     """
-    backbone = build_backbone(arch, image_size=image_size, in_channels=in_channels, width=width)
+    backbone = build_backbone(
+        arch, image_size=image_size, in_channels=in_channels, width=width
+    )
     hidden = proj_hidden_dim or backbone.feature_dim
-    projector = MLPProjector(backbone.feature_dim, hidden, proj_dim, proj_layers, proj_batch_norm)
+    projector = MLPProjector(
+        backbone.feature_dim, hidden, proj_dim, proj_layers, proj_batch_norm
+    )
     return ContrastiveModel(backbone, projector)

@@ -2,11 +2,13 @@
 
 Every chapter and the CLI read ``CL_BOOK_PROFILE``:
 
-- ``quick`` (default): CPU, small models and subsets; what CI and ``pytest --nbval`` run.
+- ``quick`` (default): CPU, small models and subsets; what CI and ``pytest --nbval``
+  run.
 - ``full``: GPU, paper scale.
 
 The same code path runs in both; only sizes change, chosen with :func:`by_profile`.
 """
+
 from __future__ import annotations
 
 import os
@@ -63,9 +65,10 @@ def mix_seed(*values: int) -> int:
     """A well-mixed 63-bit seed from a tuple of ints (NumPy's ``SeedSequence`` hashing).
 
     The one seed-mixing function of the engine: the data order of an epoch is
-    ``mix_seed(seed, epoch)``, the augmentation of a batch ``mix_seed(seed, epoch, batch, 1)``,
-    a rank's stream under torchrun ``mix_seed(seed, rank)``. Nearby tuples give unrelated
-    seeds (``seed + epoch`` would make run 1's epoch 0 equal run 0's epoch 1).
+    ``mix_seed(seed, epoch)``, the augmentation of a batch ``mix_seed(seed, epoch,
+    batch, 1)``, a rank's stream under torchrun ``mix_seed(seed, rank)``. Nearby tuples
+    give unrelated seeds (``seed + epoch`` would make run 1's epoch 0 equal run 0's
+    epoch 1).
 
     Args:
         *values: ints (negative ones are taken modulo 2**32).

@@ -500,8 +500,9 @@ class LARS(torch.optim.SGD):
                 if p.grad is None or not group["lars"]:
                     continue
                 g = p.grad.add_(p, alpha=decay) if decay else p.grad
-                w_norm, g_norm = torch.linalg.vector_norm(p), torch.linalg.vector_norm(
-                    g
+                w_norm, g_norm = (
+                    torch.linalg.vector_norm(p),
+                    torch.linalg.vector_norm(g),
                 )
                 ratio = self.trust_coefficient * w_norm / g_norm
                 g.mul_(
@@ -721,9 +722,8 @@ def _heldout_projections(state: TrainState, idx: torch.Tensor, h_test: torch.Ten
     was_training = model.training
     model.eval()
     z = model.projector(h_test[idx.to(h_test.device)])
-    gen = torch.Generator().manual_seed(
-        mix_seed(cfg.seed, 1)
-    )  # the same views every run
+    # the same views every run
+    gen = torch.Generator().manual_seed(mix_seed(cfg.seed, 1))
     images = state.test_x[idx.to(state.test_x.device)].to(device)
     views = tuple(
         extract_features(
@@ -937,9 +937,8 @@ def _save_checkpoint(state: TrainState) -> None:
 def _epoch_loader(state: TrainState, epoch: int):
     """This rank's batches of ``epoch``; a function of (seed, rank, epoch, batch)."""
     cfg, x, y, shuffle = state.config, state.train_x, state.loss_labels, True
-    if (
-        state.world > 1
-    ):  # a global shuffle (seed, epoch), then this rank's equal share of it
+    # a global shuffle (seed, epoch), then this rank's equal share of it
+    if state.world > 1:
         perm = torch.randperm(
             x.shape[0],
             generator=torch.Generator().manual_seed(mix_seed(cfg.seed, epoch)),
@@ -1044,12 +1043,13 @@ def _run_epochs(state: TrainState, callbacks: Sequence[Callback]) -> None:
         torch.cuda.reset_peak_memory_stats(state.device)
     for epoch in range(state.epoch, stop):
         record = _run_epoch(state, epoch)
+        # kNN and geometry along training
         if (
             cfg.eval_every
             and (epoch + 1) % cfg.eval_every == 0
             and epoch + 1 < cfg.epochs
             and state.main_process
-        ):  # kNN and geometry along training
+        ):
             record.update(state.evaluate(full=False))
         state.history.append(record)
         state.epoch = epoch + 1
@@ -1177,12 +1177,13 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
 
 # --------------------------------------------------------------------------------------
 # CLI
+# flags with their own definitions below
 _CLI_OWN = {
     "profile",
     "out_dir",
     "resume",
     "quiet",
-}  # flags with their own definitions below
+}
 PROG = "cl-train"
 
 
@@ -1228,9 +1229,8 @@ def _flag_type(tp):
     def convert_or_none(s: str):
         return None if s.lower() in ("none", "null") else convert(s)
 
-    convert_or_none.__name__ = getattr(
-        convert, "__name__", "value"
-    )  # for argparse's messages
+    # for argparse's messages
+    convert_or_none.__name__ = getattr(convert, "__name__", "value")
     return convert_or_none
 
 
@@ -1319,9 +1319,8 @@ def config_from_args(argv: list[str] | None = None) -> TrainConfig:
                 f"unknown TrainConfig fields in {config_file}: {sorted(unknown)}"
             )
         values.update(loaded)
-    values.update(
-        args
-    )  # only the flags actually given (the others are argparse.SUPPRESS-ed)
+    # only the flags actually given (the others are argparse.SUPPRESS-ed)
+    values.update(args)
     return TrainConfig(**values)
 
 

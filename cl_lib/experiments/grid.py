@@ -285,9 +285,8 @@ def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
             rank = next(
                 (i for i, k in enumerate(_CH10_KEY_RATES) if math.isclose(eta, k)), None
             )
-            sub = (
-                rank if rank is not None else -math.log10(eta) / 100
-            )  # large rates first
+            # large rates first
+            sub = rank if rank is not None else -math.log10(eta) / 100
             sections[section].append(
                 PlannedRun(
                     f"{loss}_lr{eta:g}",
@@ -490,9 +489,8 @@ def planned_runs(
                     seen.add(run.name)
                     runs.append(run)
     if ordered:
-        runs = sorted(
-            runs, key=lambda r: r.priority
-        )  # stable: definition order on ties
+        # stable: definition order on ties
+        runs = sorted(runs, key=lambda r: r.priority)
     return runs
 
 

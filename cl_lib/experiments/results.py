@@ -1,36 +1,42 @@
-r"""Results files of the trainer: run, load, pick fields, tabulate, plot, say what is missing.
+r"""Results files of the trainer: run, load, pick fields, tabulate, plot, say what is
+missing.
 
-``python -m cl_lib.train ... --out DIR`` writes ``DIR/results.json``: ``config``, ``profile``,
-``dataset``, ``model``, ``hardware``, ``torch_version``, ``library_commit``, ``date_utc``,
-``wall_time_s``, per-epoch ``history``, ``final`` (``knn_acc``, ``linear_probe_acc``) and
-``metrics`` (alignment, uniformity, effective ranks, embedding variances; with ``eval_every``
-also in ``history`` at each evaluation). The real-image chapters (10--12) read such
-files from ``book/results/{quick,full}/chNN/`` and never type a number themselves.
+``python -m cl_lib.train ... --out DIR`` writes ``DIR/results.json``: ``config``,
+``profile``, ``dataset``, ``model``, ``hardware``, ``torch_version``,
+``library_commit``, ``date_utc``, ``wall_time_s``, per-epoch ``history``, ``final``
+(``knn_acc``, ``linear_probe_acc``) and ``metrics`` (alignment, uniformity, effective
+ranks, embedding variances; with ``eval_every`` also in ``history`` at each evaluation).
+The real-image chapters (10--12) read such files from
+``book/results/{quick,full}/chNN/`` and never type a number themselves.
 
-Running (``python -m cl_lib.experiments.results SAVE.json [--track-every K] -- <cl_lib.train flags>``):
+Running (``python -m cl_lib.experiments.results SAVE.json [--track-every K] --
+<cl_lib.train flags>``):
 
-- :func:`train_and_record` -- runs ``cl_lib.train`` with its own flags and saves its results
-  dict plus ``"extra"``: the embedding variance of Li & Pimentel-Alarcon (seed 001, Fig. 2), its
-  scale-free version on the sphere, singular-value spectra, and (``--track-every``) geometry
-  along training (:func:`geometry_snapshot`), which the trainer does not store; ``"command"``
-  records the exact command line. A run stopped by a non-finite loss is saved as diverged.
+- :func:`train_and_record` -- runs ``cl_lib.train`` with its own flags and saves its
+  results dict plus ``"extra"``: the embedding variance of Li & Pimentel-Alarcon (seed
+  001, Fig. 2), its scale-free version on the sphere, singular-value spectra, and
+  (``--track-every``) geometry along training (:func:`geometry_snapshot`), which the
+  trainer does not store; ``"command"`` records the exact command line. A run stopped by
+  a non-finite loss is saved as diverged.
 
 Reading:
 
-- :func:`load_results` -- every ``*.json`` under a folder (or one file), each tagged with
-  ``record["source"]``, its path relative to the folder (no machine paths in the book);
+- :func:`load_results` -- every ``*.json`` under a folder (or one file), each tagged
+  with ``record["source"]``, its path relative to the folder (no machine paths in the
+  book);
 - :func:`lookup` -- a field by dotted path (``"config.lr"``, ``"final.knn_acc"``,
-  ``"history.-1.loss"``), a function of the record (:func:`peak_lr`), or the first present of
-  several candidates;
-- :func:`select`, :func:`curves`, :func:`table_rows` + :func:`format_table` -- filter, reduce
-  to $y(x)$ per group (mean over seeds), print a rounded table;
+  ``"history.-1.loss"``), a function of the record (:func:`peak_lr`), or the first
+  present of several candidates;
+- :func:`select`, :func:`curves`, :func:`table_rows` + :func:`format_table` -- filter,
+  reduce to $y(x)$ per group (mean over seeds), print a rounded table;
 - :func:`plot_curves` -- one matplotlib line per group, with 95% binomial error bars for
   accuracies (:func:`binomial_halfwidth`);
 - the planned runs of chapters 10--12, their exact commands and which of them have no
   results file yet are in :mod:`cl_lib.experiments.grid`;
-- :func:`provenance` -- which file, profile, hardware, torch, commit, date and wall time a
-  number came from.
+- :func:`provenance` -- which file, profile, hardware, torch, commit, date and wall time
+  a number came from.
 """
+
 from __future__ import annotations
 
 import json
@@ -39,13 +45,29 @@ import shlex
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
-__all__ = ["load_results", "lookup", "select", "curves", "format_table", "table_rows",
-           "plot_curves", "binomial_halfwidth", "run_name", "peak_lr", "provenance",
-           "geometry_snapshot", "train_and_record", "main", "MISSING"]
+__all__ = [
+    "load_results",
+    "lookup",
+    "select",
+    "curves",
+    "format_table",
+    "table_rows",
+    "plot_curves",
+    "binomial_halfwidth",
+    "run_name",
+    "peak_lr",
+    "provenance",
+    "geometry_snapshot",
+    "train_and_record",
+    "main",
+    "MISSING",
+]
 
 
 class _Missing:
-    """Sentinel for 'no such field' (``None`` can be a legitimate value in a results file)."""
+    """
+    Sentinel for 'no such field' (``None`` can be a legitimate value in a results file).
+    """
 
     def __repr__(self) -> str:
         return "MISSING"
@@ -58,11 +80,11 @@ MISSING: Any = _Missing()
 
 
 def load_results(path: str | Path, pattern: str = "*.json") -> list[dict]:
-    """Load one results JSON file, or every file matching ``pattern`` under a folder (recursive,
-    sorted by relative path). Each record gets ``record["source"]``: its path relative to the
-    folder (the file name for a single file). A missing folder gives ``[]`` (no runs yet); a
-    missing file, a file that is not JSON, or JSON that is not an object raises ``ValueError``.
-    """
+    """Load one results JSON file, or every file matching ``pattern`` under a folder
+    (recursive, sorted by relative path). Each record gets ``record["source"]``: its
+    path relative to the folder (the file name for a single file). A missing folder
+    gives ``[]`` (no runs yet); a missing file, a file that is not JSON, or JSON that is
+    not an object raises ``ValueError``."""
     path = Path(path)
     if path.is_dir():
         files, root = sorted(path.rglob(pattern)), path
@@ -77,10 +99,14 @@ def load_results(path: str | Path, pattern: str = "*.json") -> list[dict]:
         try:
             record = json.loads(f.read_text())
         except (json.JSONDecodeError, UnicodeDecodeError) as err:
-            raise ValueError(f"results file {f.relative_to(root)} is not valid JSON: {err}") from err
+            raise ValueError(
+                f"results file {f.relative_to(root)} is not valid JSON: {err}"
+            ) from err
         if not isinstance(record, dict):
-            raise ValueError(f"results file {f.relative_to(root)} holds a JSON "
-                             f"{type(record).__name__}, expected an object")
+            raise ValueError(
+                f"results file {f.relative_to(root)} holds a JSON "
+                f"{type(record).__name__}, expected an object"
+            )
         record["source"] = str(f.relative_to(root))
         records.append(record)
     return records
@@ -107,9 +133,11 @@ def _lookup_one(record: Mapping, dotted: str | Callable[[Mapping], Any]) -> Any:
 
 
 def lookup(record: Mapping, key: str | Sequence[str], default: Any = MISSING) -> Any:
-    """The value at a dotted path (``"config.lr"``; integers index lists: ``"history.-1.loss"``).
+    """The value at a dotted path (``"config.lr"``; integers index lists:
+    ``"history.-1.loss"``).
 
-    ``key`` may also be a function of the record (a derived quantity; errors count as absent),
+    ``key`` may also be a function of the record (a derived quantity; errors count as
+    absent),
     or a list of candidates: the first one present wins. Returns ``default`` (the
     :data:`MISSING` sentinel unless given) when none is present.
     """
@@ -125,31 +153,46 @@ def lookup(record: Mapping, key: str | Sequence[str], default: Any = MISSING) ->
     return default
 
 
-def select(records: Iterable[Mapping], where: Mapping[str, Any] | None = None,
-           **equal: Any) -> list[Mapping]:
-    """Records whose fields equal the given values. ``where`` maps dotted paths to values
-    (``{"config.loss": "dhel"}``); keyword arguments are looked up under ``config``
-    (``select(rs, loss="dhel", batch_size=512)``). A value that is a list/tuple/set means
-    "any of these". Floats compare with a relative tolerance of 1e-9 (lr grids are floats)."""
+def select(
+    records: Iterable[Mapping], where: Mapping[str, Any] | None = None, **equal: Any
+) -> list[Mapping]:
+    """Records whose fields equal the given values. ``where`` maps dotted paths to
+    values (``{"config.loss": "dhel"}``); keyword arguments are looked up under
+    ``config`` (``select(rs, loss="dhel", batch_size=512)``). A value that is a
+    list/tuple/set means "any of these". Floats compare with a relative tolerance of
+    1e-9 (lr grids are floats)."""
     conditions = dict(where or {})
     conditions.update({f"config.{k}": v for k, v in equal.items()})
 
     def matches(value: Any, wanted: Any) -> bool:
         if isinstance(wanted, (list, tuple, set, frozenset)):
             return any(matches(value, w) for w in wanted)
-        if isinstance(wanted, float) and isinstance(value, (int, float)) and not isinstance(value, bool):
+        if (
+            isinstance(wanted, float)
+            and isinstance(value, (int, float))
+            and not isinstance(value, bool)
+        ):
             return math.isclose(float(value), wanted, rel_tol=1e-9, abs_tol=0.0)
         return value == wanted
 
-    return [r for r in records if all(matches(lookup(r, k), v) for k, v in conditions.items())]
+    return [
+        r
+        for r in records
+        if all(matches(lookup(r, k), v) for k, v in conditions.items())
+    ]
 
 
-def curves(records: Iterable[Mapping], x: str | Sequence[str], y: str | Sequence[str],
-           group: str | Sequence[str] | None = None) -> dict[Any, dict[str, list[float]]]:
+def curves(
+    records: Iterable[Mapping],
+    x: str | Sequence[str],
+    y: str | Sequence[str],
+    group: str | Sequence[str] | None = None,
+) -> dict[Any, dict[str, list[float]]]:
     """Reduce runs to curves $y(x)$, one per value of ``group``: ``{group: {"x": [...],
-    "y": [...], "n": [...]}}`` with ``x`` sorted and ``y`` the mean over the runs (seeds)
-    sharing an ``x``. Runs lacking ``x`` or ``y`` are skipped; non-finite ``y`` (a diverged run,
-    stored as ``NaN``) is kept as ``nan`` so the plot shows a gap where training broke."""
+    "y": [...], "n": [...]}}`` with ``x`` sorted and ``y`` the mean over the runs
+    (seeds) sharing an ``x``. Runs lacking ``x`` or ``y`` are skipped; non-finite ``y``
+    (a diverged run, stored as ``NaN``) is kept as ``nan`` so the plot shows a gap where
+    training broke."""
     buckets: dict[Any, dict[float, list[float]]] = {}
     for r in records:
         xv, yv = lookup(r, x), lookup(r, y)
@@ -180,24 +223,39 @@ def _format_cell(value: Any, digits: int) -> str:
     return str(value)
 
 
-def table_rows(records: Iterable[Mapping], columns: Mapping[str, str | Sequence[str]],
-               digits: int = 3) -> list[dict[str, str]]:
-    """One row per record: ``{column title: formatted value}``; ``columns`` maps titles to dotted
-    paths (or lists of candidates). Floats are rounded to ``digits`` decimals (scientific
-    notation below 1e-3, so learning rates read well); absent fields show as ``--``."""
+def table_rows(
+    records: Iterable[Mapping],
+    columns: Mapping[str, str | Sequence[str]],
+    digits: int = 3,
+) -> list[dict[str, str]]:
+    """One row per record: ``{column title: formatted value}``; ``columns`` maps titles
+    to dotted paths (or lists of candidates). Floats are rounded to ``digits`` decimals
+    (scientific notation below 1e-3, so learning rates read well); absent fields show as
+    ``--``."""
     if digits < 0:
         raise ValueError(f"digits must be >= 0, got {digits}")
-    return [{title: _format_cell(lookup(r, path), digits) for title, path in columns.items()}
-            for r in records]
+    return [
+        {
+            title: _format_cell(lookup(r, path), digits)
+            for title, path in columns.items()
+        }
+        for r in records
+    ]
 
 
-def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A plain-text table (header, rule, rows) with left-aligned columns, for ``print``."""
+def format_table(
+    rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | None = None
+) -> str:
+    """
+    A plain-text table (header, rule, rows) with left-aligned columns, for ``print``.
+    """
     if not rows:
         return "(no rows)"
     columns = list(columns or rows[0].keys())
     cells = [[str(row.get(c, "--")) for c in columns] for row in rows]
-    widths = [max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)]
+    widths = [
+        max(len(c), *(len(line[i]) for line in cells)) for i, c in enumerate(columns)
+    ]
     fmt = "  ".join("{:<%d}" % w for w in widths)
     lines = [fmt.format(*columns), fmt.format(*("-" * w for w in widths))]
     lines += [fmt.format(*line).rstrip() for line in cells]
@@ -205,8 +263,8 @@ def format_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str] | Non
 
 
 def binomial_halfwidth(acc: float, n: int, z: float = 1.96) -> float:
-    r"""Half-width of the normal-approximation confidence interval of an accuracy measured on
-    ``n`` test images: $z\sqrt{a(1-a)/n}$ (95% for $z=1.96$)."""
+    r"""Half-width of the normal-approximation confidence interval of an accuracy
+    measured on ``n`` test images: $z\sqrt{a(1-a)/n}$ (95% for $z=1.96$)."""
     if n < 1:
         raise ValueError(f"n must be >= 1, got {n}")
     if not 0.0 <= acc <= 1.0:
@@ -214,20 +272,34 @@ def binomial_halfwidth(acc: float, n: int, z: float = 1.96) -> float:
     return z * math.sqrt(acc * (1.0 - acc) / n)
 
 
-def plot_curves(ax, data: Mapping[Any, Mapping[str, Sequence[float]]], xlabel: str, ylabel: str,
-                title: str | None = None, logx: bool = True, styles: Mapping[Any, dict] | None = None,
-                labels: Mapping[Any, str] | None = None, test_size: int | None = None):
-    """Draw the output of :func:`curves` on a matplotlib ``ax``: one marked line per group,
-    labelled by ``labels[group]`` (default ``str(group)``), styled by ``styles[group]``. With
-    ``test_size`` the y values are accuracies and get 95% binomial error bars
-    (:func:`binomial_halfwidth`), so that noise is not read as an effect."""
+def plot_curves(
+    ax,
+    data: Mapping[Any, Mapping[str, Sequence[float]]],
+    xlabel: str,
+    ylabel: str,
+    title: str | None = None,
+    logx: bool = True,
+    styles: Mapping[Any, dict] | None = None,
+    labels: Mapping[Any, str] | None = None,
+    test_size: int | None = None,
+):
+    """Draw the output of :func:`curves` on a matplotlib ``ax``: one marked line per
+    group, labelled by ``labels[group]`` (default ``str(group)``), styled by
+    ``styles[group]``. With ``test_size`` the y values are accuracies and get 95%
+    binomial error bars (:func:`binomial_halfwidth`), so that noise is not read as an
+    effect."""
     styles, labels = dict(styles or {}), dict(labels or {})
     for g, c in data.items():
         kw = {"marker": "o"}
         kw.update(styles.get(g, {}))
         if test_size:
-            err = [binomial_halfwidth(y, test_size) if 0 <= y <= 1 else float("nan") for y in c["y"]]
-            ax.errorbar(c["x"], c["y"], yerr=err, capsize=3, label=labels.get(g, str(g)), **kw)
+            err = [
+                binomial_halfwidth(y, test_size) if 0 <= y <= 1 else float("nan")
+                for y in c["y"]
+            ]
+            ax.errorbar(
+                c["x"], c["y"], yerr=err, capsize=3, label=labels.get(g, str(g)), **kw
+            )
         else:
             ax.plot(c["x"], c["y"], label=labels.get(g, str(g)), **kw)
     if logx:
@@ -243,10 +315,15 @@ def plot_curves(ax, data: Mapping[Any, Mapping[str, Sequence[float]]], xlabel: s
 
 
 def run_name(record: Mapping) -> str:
-    """The run's name: the file stem of ``record["source"]`` (``ch10/infonce_lr0.1.json`` ->
-    ``infonce_lr0.1``), or the folder name for the CLI's own layout ``<name>/results.json``."""
+    """The run's name: the file stem of ``record["source"]``
+    (``ch10/infonce_lr0.1.json`` -> ``infonce_lr0.1``), or the folder name for the CLI's
+    own layout ``<name>/results.json``."""
     source = Path(str(lookup(record, "source", default="")))
-    return source.parent.name if source.stem == "results" and source.parent.name else source.stem
+    return (
+        source.parent.name
+        if source.stem == "results" and source.parent.name
+        else source.stem
+    )
 
 
 def peak_lr(record: Mapping) -> float:
@@ -274,8 +351,8 @@ def peak_lr(record: Mapping) -> float:
 
 
 def provenance(record: Mapping) -> str:
-    """One line saying where a number came from: run, profile, hardware, torch, commit, date,
-    wall time (the fields ``cl_lib.train`` writes; absent ones are left out)."""
+    """One line saying where a number came from: run, profile, hardware, torch, commit,
+    date, wall time (the fields ``cl_lib.train`` writes; absent ones are left out)."""
     parts = [run_name(record)]
     profile = lookup(record, ["profile", "config.profile"])
     if profile not in (MISSING, None):
@@ -284,9 +361,14 @@ def provenance(record: Mapping) -> str:
     if isinstance(hw, Mapping) and hw:
         device = hw.get("gpu") or hw.get("cpu") or hw.get("device")
         count = hw.get("gpu_count") or 0
-        parts.append(f"{count} x {device}" if hw.get("gpu") and count > 1 else str(device))
-    for title, key in (("torch", ["torch_version"]), ("commit", ["library_commit", "commit"]),
-                       ("date", ["date_utc", "date"])):
+        parts.append(
+            f"{count} x {device}" if hw.get("gpu") and count > 1 else str(device)
+        )
+    for title, key in (
+        ("torch", ["torch_version"]),
+        ("commit", ["library_commit", "commit"]),
+        ("date", ["date_utc", "date"]),
+    ):
         value = lookup(record, key)
         if value not in (MISSING, None):
             parts.append(f"{title} {str(value)[:10] if title != 'torch' else value}")
@@ -298,15 +380,22 @@ def provenance(record: Mapping) -> str:
     return " | ".join(parts)
 
 
-# ---------------------------------------------------------------------------- run and record
-# What the trainer's results.json does not (yet) hold, but the real-image chapters plot: the
-# embedding variance of Li & Pimentel-Alarcón 2024 (Fig. 2), singular-value spectra
-# (dimensional collapse, Jing et al. 2022) and geometry *during* training.
-# ``python -m cl_lib.experiments.results`` runs the trainer once, with the CLI's own
-# flags and an epoch-end callback, and adds these under ``"extra"``.
+# ---------------------------------------------------------------------------- run and
+# record What the trainer's results.json does not (yet) hold, but the real-image
+# chapters plot: the embedding variance of Li & Pimentel-Alarcón 2024 (Fig. 2),
+# singular-value spectra (dimensional collapse, Jing et al. 2022) and geometry *during*
+# training. ``python -m cl_lib.experiments.results`` runs the trainer once, with the
+# CLI's own flags and an epoch-end callback, and adds these under ``"extra"``.
 
-def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
-                      spectra: bool = False, state=None) -> dict:
+
+def geometry_snapshot(
+    model,
+    config,
+    max_points: int = 1000,
+    views: bool = True,
+    spectra: bool = False,
+    state=None,
+) -> dict:
     r"""Geometry of a model on a class-balanced subset of ``max_points`` test images of
     its config, computed by :func:`cl_lib.evaluate.heldout_metrics`:
 
@@ -342,15 +431,24 @@ def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
         test_x, test_y, augment = state.test_x, state.test_y, state.augment
     else:
         test_x, test_y, _ = load_dataset(
-            config.dataset, "test", subset=config.test_subset, root=config.data_root,
-            cache_dir=config.cache_dir, seed=config.seed)
+            config.dataset,
+            "test",
+            subset=config.test_subset,
+            root=config.data_root,
+            cache_dir=config.cache_dir,
+            seed=config.seed,
+        )
         augment = make_augment(config, config.image_size or int(test_x.shape[-1]))
     # splits are stored sorted by class: a class-balanced subset, not the first images
-    test_x = test_x[balanced_subset(test_y.cpu(), min(max_points, test_x.shape[0]),
-                                    seed=config.seed)]
+    test_x = test_x[
+        balanced_subset(
+            test_y.cpu(), min(max_points, test_x.shape[0]), seed=config.seed
+        )
+    ]
     device = next(model.parameters()).device
-    h = extract_features(model.backbone, test_x, device=device,
-                         preprocess=augment.eval_transform)
+    h = extract_features(
+        model.backbone, test_x, device=device, preprocess=augment.eval_transform
+    )
     with torch.no_grad():
         was_training = model.training
         model.eval()
@@ -360,15 +458,23 @@ def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
     if views:
         # the same views at every call (and as the trainer's held-out metrics)
         gen = torch.Generator().manual_seed(mix_seed(config.seed, 1))
-        pair = tuple(extract_features(model, augment(test_x.to(device), gen),
-                                      device=device, preprocess=lambda x: x)
-                     for _ in range(2))
+        pair = tuple(
+            extract_features(
+                model,
+                augment(test_x.to(device), gen),
+                device=device,
+                preprocess=lambda x: x,
+            )
+            for _ in range(2)
+        )
     m = heldout_metrics(z, views=pair, features=h, spectra=spectra, wasserstein=False)
-    out = {"embedding_variance_features": m["embedding_variance_features"],
-           "embedding_variance_z": m["embedding_variance"],
-           "embedding_variance_sphere": m["embedding_variance_sphere_features"],
-           "effective_rank_features": m["effective_rank_features"],
-           "effective_rank_z": m["effective_rank"]}
+    out = {
+        "embedding_variance_features": m["embedding_variance_features"],
+        "embedding_variance_z": m["embedding_variance"],
+        "embedding_variance_sphere": m["embedding_variance_sphere_features"],
+        "effective_rank_features": m["effective_rank_features"],
+        "effective_rank_z": m["effective_rank"],
+    }
     if views:
         out.update(uniformity=m["uniformity"], alignment=m["alignment"])
     if spectra:
@@ -377,8 +483,9 @@ def geometry_snapshot(model, config, max_points: int = 1000, views: bool = True,
     return out
 
 
-def train_and_record(train_args: Sequence[str], save: str | Path,
-                     track_every: int = 0) -> dict:
+def train_and_record(
+    train_args: Sequence[str], save: str | Path, track_every: int = 0
+) -> dict:
     """Run ``cl_lib.train`` once with its own CLI flags, then save its results dict plus
     ``"extra"``: ``extra.final`` (:func:`geometry_snapshot` with spectra, at the end)
     and, with ``track_every=k``, ``extra.tracking`` (a snapshot every ``k`` epochs and
@@ -415,42 +522,63 @@ def train_and_record(train_args: Sequence[str], save: str | Path,
     try:
         result = T.train(cfg, callbacks=[track] if track_every else [])
         record = result.results
-        record["extra"] = {"final": geometry_snapshot(result.model, cfg, views=False,
-                                                      spectra=True, state=result.state)}
+        record["extra"] = {
+            "final": geometry_snapshot(
+                result.model, cfg, views=False, spectra=True, state=result.state
+            )
+        }
         record["diverged"] = False
         last = tracking[-1] if tracking else {}
         if last.get("epoch") == cfg.epochs and last["knn_acc"] is None:
             last["knn_acc"] = record["final"].get("knn_acc")  # the final evaluation
     except T.NonFiniteLossError as err:
-        record = {"config": T.config_dict(cfg), "profile": cfg.profile,
-                  "finished": False, "diverged": True,
-                  "error": str(err).split(";")[0], "final": {}, "extra": {}}
+        record = {
+            "config": T.config_dict(cfg),
+            "profile": cfg.profile,
+            "finished": False,
+            "diverged": True,
+            "error": str(err).split(";")[0],
+            "final": {},
+            "extra": {},
+        }
     if tracking:
         record["extra"]["tracking"] = tracking
     record["wall_time_s"] = time.time() - t0  # training plus the extra measurements
     track_flag = f" --track-every {track_every}" if track_every else ""
     flags = " ".join(shlex.quote(a) for a in train_args)
-    record["command"] = (f"python -m cl_lib.experiments.results "
-                         f"{shlex.quote(str(save))}{track_flag} -- {flags}")
+    record["command"] = (
+        f"python -m cl_lib.experiments.results "
+        f"{shlex.quote(str(save))}{track_flag} -- {flags}"
+    )
     write_json(json.loads(json.dumps(record, default=str)), save)
     return record
 
 
 def main(argv: Sequence[str] | None = None) -> dict:
-    """``python -m cl_lib.experiments.results SAVE.json [--track-every K] -- <cl_lib.train flags>``."""
+    """
+    ``python -m cl_lib.experiments.results SAVE.json [--track-every K] -- <cl_lib.train
+    flags>``.
+    """
     import argparse
     import sys
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if "--" not in argv:
-        raise ValueError("usage: python -m cl_lib.experiments.results SAVE.json [--track-every K] -- <cl_lib.train flags>")
+        raise ValueError(
+            "usage: python -m cl_lib.experiments.results SAVE.json "
+            "[--track-every K] -- <cl_lib.train flags>"
+        )
     cut = argv.index("--")
-    p = argparse.ArgumentParser(prog="python -m cl_lib.experiments.results",
-                                description="Run cl_lib.train and save its results plus geometry extras.")
+    p = argparse.ArgumentParser(
+        prog="python -m cl_lib.experiments.results",
+        description="Run cl_lib.train and save its results plus geometry extras.",
+    )
     p.add_argument("save", help="results JSON file to write")
-    p.add_argument("--track-every", type=int, default=0, help="geometry snapshot every K epochs")
+    p.add_argument(
+        "--track-every", type=int, default=0, help="geometry snapshot every K epochs"
+    )
     args = p.parse_args(argv[:cut])
-    return train_and_record(argv[cut + 1:], args.save, args.track_every)
+    return train_and_record(argv[cut + 1 :], args.save, args.track_every)
 
 
 if __name__ == "__main__":

@@ -493,9 +493,8 @@ def cross_hessian_blocks(
     u = u.detach().double().requires_grad_(True)
     v = v.detach().double().requires_grad_(True)
     grad_u = torch.autograd.grad(loss_fn(u, v), u, create_graph=True)[0].reshape(-1)
-    rows = [
-        torch.autograd.grad(g, v, retain_graph=True)[0] for g in grad_u
-    ]  # each (M, d)
+    # each (M, d)
+    rows = [torch.autograd.grad(g, v, retain_graph=True)[0] for g in grad_u]
     h = torch.stack(rows).reshape(m, d, m, d)  # [k, a, i, b]
     return h.permute(0, 2, 1, 3).detach()
 
@@ -515,8 +514,7 @@ def energy_part_gradient(
     _check_points(u, "u")
     if u.shape != v.shape:
         raise ValueError(
-            f"u and v must have the same shape, got {tuple(u.shape)}, "
-            f"{tuple(v.shape)}"
+            f"u and v must have the same shape, got {tuple(u.shape)}, {tuple(v.shape)}"
         )
     if not tau > 0:
         raise ValueError(f"tau must be positive, got {tau}")
@@ -600,8 +598,7 @@ def class_positive_energy(
     """
     if num_classes < 1 or per_class < 2:
         raise ValueError(
-            f"need num_classes >= 1 and per_class >= 2, got {num_classes}, "
-            f"{per_class}"
+            f"need num_classes >= 1 and per_class >= 2, got {num_classes}, {per_class}"
         )
     m = num_classes * per_class
     labels = torch.arange(num_classes).repeat_interleave(per_class)

@@ -1,14 +1,15 @@
-r"""Theory helpers for chapters 6--8: why contrastive learning learns classes, how many negatives
-it needs, and what a linear contrastive encoder learns on a Gaussian mixture.
+r"""Theory helpers for chapters 6--8: why contrastive learning learns classes, how many
+negatives it needs, and what a linear contrastive encoder learns on a Gaussian mixture.
 
 Read top to bottom; every function computes one quantity of one paper.
 
 1. Synthetic class-structured data (:func:`make_class_data`, :func:`make_gmm_pairs`).
-2. CL vs NSCL (Luthra, Yang & Galanti 2025, arXiv:2506.04411):
-   :func:`global_dcl_nscl` (the global decoupled loss and its negatives-only supervised twin),
-   :func:`cl_nscl_gap_bound` (their CL--NSCL gap bound, paraphrased), :func:`collapse_metrics`
-   (the geometry of the NSCL minimisers), :func:`cdnv`, :func:`directional_cdnv`,
-   :func:`ncc_fewshot_error`, :func:`fewshot_error_bound` (a few-shot bound of the
+2. CL vs NSCL (Luthra, Yang & Galanti 2025, arXiv:2506.04411): :func:`global_dcl_nscl`
+   (the global decoupled loss and its negatives-only supervised twin),
+   :func:`cl_nscl_gap_bound` (their CL--NSCL gap bound, paraphrased),
+   :func:`collapse_metrics` (the geometry of the NSCL minimisers), :func:`cdnv`,
+   :func:`directional_cdnv`, :func:`ncc_fewshot_error`, :func:`fewshot_error_bound` (a
+   few-shot bound of the
    paper's form). On learned features: :func:`load_book_dataset`,
    :func:`train_contrastive` (a small SimCLR loop that records measurements at
    checkpoints), :func:`embed_views`, :func:`gap_similarity_ratio`.
@@ -22,6 +23,7 @@ Read top to bottom; every function computes one quantity of one paper.
 Measurements compute in float64 (printed digits must not depend on float32 round-off)
 and raise ``ValueError`` with a message on bad input.
 """
+
 from __future__ import annotations
 
 import math
@@ -33,21 +35,41 @@ import torch.nn.functional as F
 from cl_lib import checks
 
 __all__ = [
-    "make_class_data", "make_gmm_pairs", "global_dcl_nscl", "cl_nscl_gap_bound",
-    "load_book_dataset", "embed_views", "train_contrastive",
+    "make_class_data",
+    "make_gmm_pairs",
+    "global_dcl_nscl",
+    "cl_nscl_gap_bound",
+    "load_book_dataset",
+    "embed_views",
+    "train_contrastive",
     "gap_similarity_ratio",
-    "collapse_metrics", "simplex_etf_cosine", "class_means", "cdnv", "directional_cdnv",
-    "ncc_fewshot_error", "fewshot_error_bound", "fewshot_bound_terms",
-    "pairwise_ncc_error", "pairwise_cantelli_bound", "contrastive_loss_mc",
+    "collapse_metrics",
+    "simplex_etf_cosine",
+    "class_means",
+    "cdnv",
+    "directional_cdnv",
+    "ncc_fewshot_error",
+    "fewshot_error_bound",
+    "fewshot_bound_terms",
+    "pairwise_ncc_error",
+    "pairwise_cantelli_bound",
+    "contrastive_loss_mc",
     "mean_classifier_loss",
-    "surrogate_bounds", "lda_subspace", "pca_subspace", "orthonormal_basis", "principal_angles",
-    "alpha_weights", "alpha_entropy", "min_player_objective",
+    "surrogate_bounds",
+    "lda_subspace",
+    "pca_subspace",
+    "orthonormal_basis",
+    "principal_angles",
+    "alpha_weights",
+    "alpha_entropy",
+    "min_player_objective",
 ]
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # Input checks
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
+
 
 def _check_labels(labels: torch.Tensor, n: int, min_classes: int = 2) -> torch.Tensor:
     """Class indices >= 0, one per sample, at least ``min_classes`` classes (long)."""
@@ -69,71 +91,105 @@ def _dense_labels(labels: torch.Tensor) -> tuple[torch.Tensor, int]:
     return dense, classes.numel()
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # 1. Synthetic data
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
-def make_class_data(num_classes: int, n_per_class: int, dim: int, num_views: int = 2,
-                    class_std: float = 1.0, within_std: float = 0.5, view_std: float = 0.2,
-                    seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+
+def make_class_data(
+    num_classes: int,
+    n_per_class: int,
+    dim: int,
+    num_views: int = 2,
+    class_std: float = 1.0,
+    within_std: float = 0.5,
+    view_std: float = 0.2,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""Class-structured "embeddings" with augmentations.
 
     Sample $i$ of class $c$ is $x_i = m_c + \epsilon_i$ with class centre
-    $m_c\sim\mathcal N(0,\sigma_c^2 I_d)$ and $\epsilon_i\sim\mathcal N(0,\sigma_w^2 I_d)$; its
-    view $l$ is $x_i^l = x_i + \eta_i^l$, $\eta_i^l\sim\mathcal N(0,\sigma_v^2 I_d)$
-    (augmentation noise). Returns ``views`` of shape ``(N, num_views, dim)`` and ``labels``
-    ``(N,)`` with $N = C\,n$, classes in blocks.
-    """
+    $m_c\sim\mathcal N(0,\sigma_c^2 I_d)$ and $\epsilon_i\sim\mathcal N(0,\sigma_w^2
+    I_d)$; its view $l$ is $x_i^l = x_i + \eta_i^l$, $\eta_i^l\sim\mathcal
+    N(0,\sigma_v^2 I_d)$ (augmentation noise). Returns ``views`` of shape ``(N,
+    num_views, dim)`` and ``labels`` ``(N,)`` with $N = C\,n$, classes in blocks."""
     if num_classes < 2 or n_per_class < 1 or dim < 1 or num_views < 1:
-        raise ValueError("need num_classes >= 2, n_per_class >= 1, dim >= 1, num_views >= 1")
-    for v, name in ((class_std, "class_std"), (within_std, "within_std"), (view_std, "view_std")):
+        raise ValueError(
+            "need num_classes >= 2, n_per_class >= 1, dim >= 1, num_views >= 1"
+        )
+    for v, name in (
+        (class_std, "class_std"),
+        (within_std, "within_std"),
+        (view_std, "view_std"),
+    ):
         if v < 0:
             raise ValueError(f"{name} must be >= 0, got {v}")
     g = torch.Generator().manual_seed(seed)
-    centres = class_std * torch.randn(num_classes, dim, generator=g, dtype=torch.float64)
+    centres = class_std * torch.randn(
+        num_classes, dim, generator=g, dtype=torch.float64
+    )
     labels = torch.arange(num_classes).repeat_interleave(n_per_class)
-    x = centres[labels] + within_std * torch.randn(len(labels), dim, generator=g, dtype=torch.float64)
-    views = x[:, None, :] + view_std * torch.randn(len(labels), num_views, dim, generator=g,
-                                                   dtype=torch.float64)
+    x = centres[labels] + within_std * torch.randn(
+        len(labels), dim, generator=g, dtype=torch.float64
+    )
+    views = x[:, None, :] + view_std * torch.randn(
+        len(labels), num_views, dim, generator=g, dtype=torch.float64
+    )
     return views, labels
 
 
-def make_gmm_pairs(n: int, num_classes: int = 3, dim: int = 10, signal_dims: int = 2,
-                   mean_scale: float = 2.0, signal_noise: float = 0.5, nuisance_std: float = 3.0,
-                   aug_mix: float = 0.5, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def make_gmm_pairs(
+    n: int,
+    num_classes: int = 3,
+    dim: int = 10,
+    signal_dims: int = 2,
+    mean_scale: float = 2.0,
+    signal_noise: float = 0.5,
+    nuisance_std: float = 3.0,
+    aug_mix: float = 0.5,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     r"""A Gaussian mixture in which PCA and Fisher LDA disagree, with positive pairs.
 
-    Component means live in the first ``signal_dims`` coordinates (a regular simplex with edge
-    ``mean_scale`` when ``signal_dims >= num_classes - 1``, else Gaussian with that scale) where
-    the within-component noise is small (``signal_noise``); the other ``dim - signal_dims``
-    coordinates carry only large nuisance noise (``nuisance_std``), so the top principal
-    components are nuisance directions while the discriminant (LDA) directions are the signal
-    coordinates. Everything is rotated by a random orthogonal matrix so that neither subspace is
-    axis-aligned.
+    Component means live in the first ``signal_dims`` coordinates (a regular simplex
+    with edge ``mean_scale`` when ``signal_dims >= num_classes - 1``, else Gaussian with
+    that scale) where the within-component noise is small (``signal_noise``); the other
+    ``dim - signal_dims`` coordinates carry only large nuisance noise
+    (``nuisance_std``), so the top principal components are nuisance directions while
+    the discriminant (LDA) directions are the signal coordinates. Everything is rotated
+    by a random orthogonal matrix so that neither subspace is axis-aligned.
 
-    Positive pairs follow Bansal et al.'s coupled draw: the augmentation of $x$ (component $c$) is
-    $x^+ = \sqrt{1-a}\,(x-\mu_c) + \sqrt{a}\,(x'-\mu_c) + \mu_c$ with $x'$ a fresh draw of the same
-    component and $a$ = ``aug_mix`` in $[0, 1]$: marginally $x^+$ is again from component $c$,
-    and $a$ sets how noisy the augmentation is ($a=1$: an independent same-class sample).
+    Positive pairs follow Bansal et al.'s coupled draw: the augmentation of $x$
+    (component $c$) is $x^+ = \sqrt{1-a}\,(x-\mu_c) + \sqrt{a}\,(x'-\mu_c) + \mu_c$ with
+    $x'$ a fresh draw of the same component and $a$ = ``aug_mix`` in $[0, 1]$:
+    marginally $x^+$ is again from component $c$, and $a$ sets how noisy the
+    augmentation is ($a=1$: an independent same-class sample).
 
     Returns ``(x, x_pos, labels)`` with shapes ``(n, dim)``, ``(n, dim)``, ``(n,)``.
     """
     if not (num_classes >= 2 and 1 <= signal_dims < dim and n >= num_classes):
-        raise ValueError("need num_classes >= 2, 1 <= signal_dims < dim and n >= num_classes")
+        raise ValueError(
+            "need num_classes >= 2, 1 <= signal_dims < dim and n >= num_classes"
+        )
     if not 0.0 <= aug_mix <= 1.0:
         raise ValueError(f"aug_mix must be in [0, 1], got {aug_mix}")
     g = torch.Generator().manual_seed(seed)
     means = torch.zeros(num_classes, dim, dtype=torch.float64)
-    if signal_dims >= num_classes - 1:       # equidistant means: a regular simplex, edge mean_scale
+    # equidistant means: a regular simplex, edge mean_scale
+    if signal_dims >= num_classes - 1:
         simplex = torch.eye(num_classes, dtype=torch.float64) - 1.0 / num_classes
-        basis = torch.linalg.svd(simplex).Vh[: num_classes - 1]          # (C-1, C) orthonormal rows
+        # (C-1, C) orthonormal rows
+        basis = torch.linalg.svd(simplex).Vh[: num_classes - 1]
         means[:, : num_classes - 1] = mean_scale / math.sqrt(2) * simplex @ basis.T
     else:
-        means[:, :signal_dims] = mean_scale * torch.randn(num_classes, signal_dims, generator=g,
-                                                          dtype=torch.float64)
+        means[:, :signal_dims] = mean_scale * torch.randn(
+            num_classes, signal_dims, generator=g, dtype=torch.float64
+        )
     std = torch.full((dim,), nuisance_std, dtype=torch.float64)
     std[:signal_dims] = signal_noise
-    rotation, _ = torch.linalg.qr(torch.randn(dim, dim, generator=g, dtype=torch.float64))
+    rotation, _ = torch.linalg.qr(
+        torch.randn(dim, dim, generator=g, dtype=torch.float64)
+    )
     labels = torch.randint(num_classes, (n,), generator=g)
     noise = std * torch.randn(n, dim, generator=g, dtype=torch.float64)
     fresh = std * torch.randn(n, dim, generator=g, dtype=torch.float64)
@@ -143,66 +199,74 @@ def make_gmm_pairs(n: int, num_classes: int = 3, dim: int = 10, signal_dims: int
     return x, x_pos, labels
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # 2. CL vs NSCL (Luthra, Yang & Galanti 2025)
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 
-def global_dcl_nscl(views: torch.Tensor, labels: torch.Tensor, tau: float = 1.0
-                    ) -> tuple[torch.Tensor, torch.Tensor]:
+
+def global_dcl_nscl(
+    views: torch.Tensor, labels: torch.Tensor, tau: float = 1.0
+) -> tuple[torch.Tensor, torch.Tensor]:
     r"""The global decoupled contrastive loss and the negatives-only supervised loss.
 
-    For $N$ samples with $K$ views $z_i^l$ (cosine similarity $\mathrm{sim}$, temperature $\tau$):
+    For $N$ samples with $K$ views $z_i^l$ (cosine similarity $\mathrm{sim}$,
+    temperature $\tau$):
 
     $$\mathcal L_\text{DCL} = -\frac{1}{K^2N}\sum_{i,l_1,l_2}\log
       \frac{e^{\mathrm{sim}(z_i^{l_1},z_i^{l_2})/\tau}}
            {\sum_{j\neq i}\sum_{l_3} e^{\mathrm{sim}(z_i^{l_1},z_j^{l_3})/\tau}},\qquad
       \mathcal L_\text{NSCL}: \ \sum_{j\neq i}\ \to\ \sum_{j:\,y_j\neq y_i}.$$
 
-    The DCL denominator contains every other sample, NSCL's only the other classes (Luthra et
-    al. 2025; the numerator runs over all view pairs, $l_1=l_2$ included). Unlike the
-    mini-batch ``cl_lib.losses.nscl_loss``, the positive is not in the denominator (decoupled). Returns the
-    two losses as differentiable scalars (``views`` is ``(N, K, d)``, raw; normalised inside).
-    """
+    The DCL denominator contains every other sample, NSCL's only the other classes
+    (Luthra et al. 2025; the numerator runs over all view pairs, $l_1=l_2$ included).
+    Unlike the mini-batch ``cl_lib.losses.nscl_loss``, the positive is not in the
+    denominator (decoupled). Returns the two losses as differentiable scalars (``views``
+    is ``(N, K, d)``, raw; normalised inside)."""
     _check_matrix(views, "views", ndim=3)
     n, k, _ = views.shape
     labels = _check_labels(labels, n)
     tau = _check_positive(tau, "tau")
     z = F.normalize(views, dim=-1)
     flat = z.reshape(n * k, -1)
-    sim = flat @ flat.T / tau                                   # (NK, NK)
+    sim = flat @ flat.T / tau  # (NK, NK)
     owner = torch.arange(n).repeat_interleave(k)
     y = labels.repeat_interleave(k)
     other_sample = owner[:, None] != owner[None, :]
     other_class = y[:, None] != y[None, :]
     log_den_dcl = torch.logsumexp(sim.masked_fill(~other_sample, float("-inf")), dim=1)
     log_den_nscl = torch.logsumexp(sim.masked_fill(~other_class, float("-inf")), dim=1)
-    pos = torch.einsum("ild,imd->ilm", z, z) / tau              # (N, K, K) numerators
-    mean_pos = pos.mean(dim=2).reshape(-1)                     # average over l2, per anchor view
+    pos = torch.einsum("ild,imd->ilm", z, z) / tau  # (N, K, K) numerators
+    mean_pos = pos.mean(dim=2).reshape(-1)  # average over l2, per anchor view
     return (log_den_dcl - mean_pos).mean(), (log_den_nscl - mean_pos).mean()
 
 
-def cl_nscl_gap_bound(labels: torch.Tensor | None = None, tau: float = 1.0, *,
-                      num_classes: int | None = None) -> float:
-    r"""Upper bound on $\mathcal L_\text{DCL}-\mathcal L_\text{NSCL}$ (the CL--NSCL gap bound of
-    Luthra et al. 2025, paraphrased from the abstract; our statement and proof).
+def cl_nscl_gap_bound(
+    labels: torch.Tensor | None = None,
+    tau: float = 1.0,
+    *,
+    num_classes: int | None = None,
+) -> float:
+    r"""Upper bound on $\mathcal L_\text{DCL}-\mathcal L_\text{NSCL}$ (the CL--NSCL gap
+    bound of Luthra et al. 2025, paraphrased from the abstract; our statement and
+    proof).
 
-    With $n_\max$ the largest class size among $N$ samples and similarities in $[-1/\tau,1/\tau]$:
+    With $n_\max$ the largest class size among $N$ samples and similarities in
+    $[-1/\tau,1/\tau]$:
 
     $$0\ \le\ \mathcal L_\text{DCL}(f)-\mathcal L_\text{NSCL}(f)\ \le\
       \log\Big(1+\frac{n_\max\,e^{2/\tau}}{N-n_\max}\Big),$$
 
-    for every encoder $f$ (label-agnostic, architecture-independent). For $C$ balanced classes
-    the right side is $\log(1+e^{2/\tau}/(C-1)) = O(1/C)$ -- pass ``num_classes`` instead of
-    ``labels`` for that form. The paper uses plain cosine similarity ($\tau=1$, $e^2$); the
-    same proof gives $e^{2/\tau}$ with a temperature. Proof: per anchor of class $y$ the gap is
-    $\log(1+S_\text{same}/S_\text{neg})$, with $K(n_y-1)$ same-class terms $\le e^{1/\tau}$ and
-    $K(N-n_y)$ negatives $\ge e^{-1/\tau}$; so it is at most
-    $\log(1+(n_y-1)e^{2/\tau}/(N-n_y))$, which is increasing in $n_y$. We bound $n_y$ by $n_\max$
-    and drop the $-1$. The same bound holds for the mini-batch pairs
-    ``infonce_loss - nscl_loss`` and ``dcl_loss - nscl_loss(decoupled=True)`` of
-    :mod:`cl_lib.losses` (labels of the batch's samples); a positive in both denominators only
-    lowers the ratio.
-    """
+    for every encoder $f$ (label-agnostic, architecture-independent). For $C$ balanced
+    classes the right side is $\log(1+e^{2/\tau}/(C-1)) = O(1/C)$ -- pass
+    ``num_classes`` instead of ``labels`` for that form. The paper uses plain cosine
+    similarity ($\tau=1$, $e^2$); the same proof gives $e^{2/\tau}$ with a temperature.
+    Proof: per anchor of class $y$ the gap is $\log(1+S_\text{same}/S_\text{neg})$, with
+    $K(n_y-1)$ same-class terms $\le e^{1/\tau}$ and $K(N-n_y)$ negatives $\ge
+    e^{-1/\tau}$; so it is at most $\log(1+(n_y-1)e^{2/\tau}/(N-n_y))$, which is
+    increasing in $n_y$. We bound $n_y$ by $n_\max$ and drop the $-1$. The same bound
+    holds for the mini-batch pairs ``infonce_loss - nscl_loss`` and ``dcl_loss -
+    nscl_loss(decoupled=True)`` of :mod:`cl_lib.losses` (labels of the batch's samples);
+    a positive in both denominators only lowers the ratio. """
     tau = _check_positive(tau, "tau")
     if (labels is None) == (num_classes is None):
         raise ValueError("pass exactly one of labels or num_classes")
@@ -226,14 +290,17 @@ def class_means(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 
 
 def simplex_etf_cosine(num_classes: int) -> float:
-    r"""Pairwise cosine of a simplex equiangular tight frame of $C$ vectors: $-1/(C-1)$."""
+    r"""
+    Pairwise cosine of a simplex equiangular tight frame of $C$ vectors: $-1/(C-1)$.
+    """
     if num_classes < 2:
         raise ValueError(f"num_classes must be >= 2, got {num_classes}")
     return -1.0 / (num_classes - 1)
 
 
 def collapse_metrics(views: torch.Tensor, labels: torch.Tensor) -> dict[str, float]:
-    r"""How close normalised views are to the NSCL minimiser geometry (Luthra et al. 2025).
+    r"""How close normalised views are to the NSCL minimiser geometry (Luthra et al.
+    2025).
 
     - ``augmentation_spread``: mean squared distance of a view to its sample's mean view
       (0 = augmentation collapse);
@@ -242,7 +309,8 @@ def collapse_metrics(views: torch.Tensor, labels: torch.Tensor) -> dict[str, flo
     - ``etf_cosine_error``: max over class pairs of $|\cos(\mu_c,\mu_{c'}) + 1/(C-1)|$
       (0 = simplex ETF angles);
     - ``mean_norm_ratio``: min/max class-mean norm (1 = equal norms);
-    - ``global_mean_norm``: $\lVert\frac1C\sum_c\mu_c\rVert$ (0 = centred, as a simplex ETF is).
+    - ``global_mean_norm``: $\lVert\frac1C\sum_c\mu_c\rVert$ (0 = centred, as a simplex
+      ETF is).
     """
     _check_matrix(views, "views", ndim=3)
     labels = _check_labels(labels, views.shape[0])
@@ -255,10 +323,13 @@ def collapse_metrics(views: torch.Tensor, labels: torch.Tensor) -> dict[str, flo
     cos = F.normalize(mu, dim=1) @ F.normalize(mu, dim=1).T
     off = ~torch.eye(c, dtype=torch.bool)
     norms = mu.norm(dim=1)
-    return {"augmentation_spread": float(aug), "within_class_spread": float(within),
-            "etf_cosine_error": float((cos[off] - simplex_etf_cosine(c)).abs().max()),
-            "mean_norm_ratio": float(norms.min() / norms.max()),
-            "global_mean_norm": float(mu.mean(0).norm())}
+    return {
+        "augmentation_spread": float(aug),
+        "within_class_spread": float(within),
+        "etf_cosine_error": float((cos[off] - simplex_etf_cosine(c)).abs().max()),
+        "mean_norm_ratio": float(norms.min() / norms.max()),
+        "global_mean_norm": float(mu.mean(0).norm()),
+    }
 
 
 def _class_stats(z: torch.Tensor, labels: torch.Tensor):
@@ -275,7 +346,8 @@ def _class_stats(z: torch.Tensor, labels: torch.Tensor):
 def cdnv(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     r"""Class-distance normalised variance (Galanti et al. 2022), pairwise ``(C, C)``:
 
-    $$V_f(i,j) = \frac{\mathrm{Var}_i + \mathrm{Var}_j}{2\lVert\mu_i-\mu_j\rVert^2},\qquad
+    $$V_f(i,j) = \frac{\mathrm{Var}_i +
+    \mathrm{Var}_j}{2\lVert\mu_i-\mu_j\rVert^2},\qquad
       \mathrm{Var}_i = \mathbb E_{x\sim i}\lVert f(x)-\mu_i\rVert^2 .$$
 
     The diagonal is 0. Small CDNV = classes are tight compared with their distance.
@@ -291,7 +363,8 @@ def directional_cdnv(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     r"""Directional CDNV (Luthra et al. 2025), pairwise ``(C, C)``, not symmetric:
 
     $$\tilde V_f(i,j) = \frac{\mathbb E_{x\sim i}\langle f(x)-\mu_i,\,u_{ij}\rangle^2}
-      {\lVert\mu_i-\mu_j\rVert^2},\qquad u_{ij}=\frac{\mu_j-\mu_i}{\lVert\mu_j-\mu_i\rVert}:$$
+      {\lVert\mu_i-\mu_j\rVert^2},\qquad
+      u_{ij}=\frac{\mu_j-\mu_i}{\lVert\mu_j-\mu_i\rVert}:$$
 
     class $i$'s variance *along the line to class $j$* only. $\tilde V\le$ the full
     $\mathrm{Var}_i/\lVert\mu_i-\mu_j\rVert^2$, usually far below it in high dimension.
@@ -299,19 +372,20 @@ def directional_cdnv(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     z, dense, c, mu = _class_stats(z, labels)
     out = torch.zeros(c, c, dtype=torch.float64)
     for i in range(c):
-        centred = z[dense == i] - mu[i]                         # (n_i, d)
-        diff = mu - mu[i]                                       # (C, d), row j = mu_j - mu_i
-        dist2 = (diff ** 2).sum(1).clamp_min(1e-300)
-        proj2 = ((centred @ diff.T) ** 2).mean(0)               # E <x - mu_i, mu_j - mu_i>^2
-        out[i] = proj2 / dist2 ** 2
+        centred = z[dense == i] - mu[i]  # (n_i, d)
+        diff = mu - mu[i]  # (C, d), row j = mu_j - mu_i
+        dist2 = (diff**2).sum(1).clamp_min(1e-300)
+        proj2 = ((centred @ diff.T) ** 2).mean(0)  # E <x - mu_i, mu_j - mu_i>^2
+        out[i] = proj2 / dist2**2
     return out.fill_diagonal_(0.0)
 
 
-def ncc_fewshot_error(z: torch.Tensor, labels: torch.Tensor, shots: int, trials: int = 20,
-                      seed: int = 0) -> float:
-    r"""Error of the nearest-class-centre classifier built from ``shots`` labelled samples per
-    class (centres = means of the shots), tested on all remaining samples; averaged over
-    ``trials`` random draws of the shots."""
+def ncc_fewshot_error(
+    z: torch.Tensor, labels: torch.Tensor, shots: int, trials: int = 20, seed: int = 0
+) -> float:
+    r"""Error of the nearest-class-centre classifier built from ``shots`` labelled
+    samples per class (centres = means of the shots), tested on all remaining samples;
+    averaged over ``trials`` random draws of the shots."""
     z, dense, c, _ = _class_stats(z, labels)
     counts = torch.bincount(dense, minlength=c)
     if shots < 1 or shots >= int(counts.min()):
@@ -329,42 +403,45 @@ def ncc_fewshot_error(z: torch.Tensor, labels: torch.Tensor, shots: int, trials:
     return float(torch.stack(errors).mean())
 
 
-# Estimation radii r tried by fewshot_error_bound (the bound holds for every r in (0, 1/2),
-# so its minimum over this fixed grid is a bound too).
+# Estimation radii r tried by fewshot_error_bound (the bound holds for every r in (0,
+# 1/2), so its minimum over this fixed grid is a bound too).
 _FS_RADII = (0.05, 0.1, 0.125, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4)
 
 
 def fewshot_error_bound(z: torch.Tensor, labels: torch.Tensor, shots: int) -> float:
-    r"""A Chebyshev bound on the ``shots``-shot NCC error of the form of Luthra et al. (2025):
-    directional variation + (CDNV terms)/shots.
+    r"""A Chebyshev bound on the ``shots``-shot NCC error of the form of Luthra et al.
+    (2025): directional variation + (CDNV terms)/shots.
 
     For a test point of class $i$ and estimated centres $\hat\mu_k=\mu_k+\varepsilon_k$
     ($\mathbb E\lVert\varepsilon_k\rVert^2=\mathrm{Var}_k/m$), write $a=f(x)-\mu_i$,
-    $\Delta=\mu_j-\mu_i$. If $\lVert\varepsilon_i\rVert,\lVert\varepsilon_j\rVert\le r\lVert\Delta\rVert$,
-    a mistake $i\to j$ needs $\langle a,\Delta\rangle\ge t\lVert\Delta\rVert^2$ or
-    $\langle a,\varepsilon_j-\varepsilon_i\rangle\ge t\lVert\Delta\rVert^2$ with
-    $t=\big((1-r)^2-r^2\big)/4=(1-2r)/4$. Chebyshev/Markov on the three events give
+    $\Delta=\mu_j-\mu_i$. If $\lVert\varepsilon_i\rVert,\lVert\varepsilon_j\rVert\le
+    r\lVert\Delta\rVert$, a mistake $i\to j$ needs $\langle a,\Delta\rangle\ge
+    t\lVert\Delta\rVert^2$ or $\langle a,\varepsilon_j-\varepsilon_i\rangle\ge
+    t\lVert\Delta\rVert^2$ with $t=\big((1-r)^2-r^2\big)/4=(1-2r)/4$. Chebyshev/Markov
+    on the three events give
 
     $$P(i\to j)\ \le\ \frac{\tilde V_f(i,j)}{t^2}
       + \frac{\mathrm{Var}_i(\mathrm{Var}_i+\mathrm{Var}_j)}{m\,t^2\lVert\Delta\rVert^4}
       + \frac{\mathrm{Var}_i+\mathrm{Var}_j}{m\,r^2\lVert\Delta\rVert^2},$$
 
-    i.e. $\tilde V/t^2 + O(V_f(i,j)^2/m) + O(V_f(i,j)/m)$: the directional-CDNV term does not
-    shrink with $m$, the CDNV terms do. Each pair takes the best $r$ of a fixed grid; the bound
-    on the error is the average over classes $i$ of $\min\big(1,\sum_{j\ne i}P(i\to j)\big)$.
-    This is our derivation with our constants (the paper's constants may differ); it is
-    loose and informative only when the directional CDNV is small (below
-    about $1/(16\,C)$) and $m$ is large. :func:`fewshot_bound_terms` with ``shots=None`` gives
-    the $m\to\infty$ limit.
-    """
+    i.e. $\tilde V/t^2 + O(V_f(i,j)^2/m) + O(V_f(i,j)/m)$: the directional-CDNV term
+    does not shrink with $m$, the CDNV terms do. Each pair takes the best $r$ of a fixed
+    grid; the bound on the error is the average over classes $i$ of
+    $\min\big(1,\sum_{j\ne i}P(i\to j)\big)$. This is our derivation with our constants
+    (the paper's constants may differ); it is loose and informative only when the
+    directional CDNV is small (below about $1/(16\,C)$) and $m$ is large.
+    :func:`fewshot_bound_terms` with ``shots=None`` gives the $m\to\infty$ limit."""
     return fewshot_bound_terms(z, labels, shots)["bound"]
 
 
-def fewshot_bound_terms(z: torch.Tensor, labels: torch.Tensor, shots: int | None
-                        ) -> dict[str, float]:
-    """The few-shot bound of :func:`fewshot_error_bound` and its two parts, averaged over
+def fewshot_bound_terms(
+    z: torch.Tensor, labels: torch.Tensor, shots: int | None
+) -> dict[str, float]:
+    """The few-shot bound of :func:`fewshot_error_bound` and its two parts, averaged
+    over
     classes: ``directional`` (the $m$-free part at the chosen radii) and ``bound``.
-    ``shots=None`` gives the $m\to\infty$ limit (only the directional term, with $r\to0$)."""
+    ``shots=None`` gives the $m\to\infty$ limit (only the directional term, with
+    $r\to0$)."""
     if shots is not None and shots < 1:
         raise ValueError(f"shots must be >= 1 or None, got {shots}")
     z, dense, c, mu = _class_stats(z, labels)
@@ -372,24 +449,29 @@ def fewshot_bound_terms(z: torch.Tensor, labels: torch.Tensor, shots: int | None
     dist2 = (torch.cdist(mu, mu) ** 2).clamp_min(1e-300)
     vdir = directional_cdnv(z, dense)
     if shots is None:
-        pair = (16 * vdir).fill_diagonal_(0.0)                 # r -> 0: t = 1/4
+        pair = (16 * vdir).fill_diagonal_(0.0)  # r -> 0: t = 1/4
         total = float(pair.sum(1).clamp(max=1.0).mean())
         return {"directional": total, "bound": total}
     best, best_dir = None, None
     for r in _FS_RADII:
         t = (1 - 2 * r) / 4
-        dir_term = vdir / t ** 2
-        cross = var[:, None] * (var[:, None] + var[None, :]) / (shots * t ** 2 * dist2 ** 2)
-        est = (var[:, None] + var[None, :]) / (shots * r ** 2 * dist2)
+        dir_term = vdir / t**2
+        cross = var[:, None] * (var[:, None] + var[None, :]) / (shots * t**2 * dist2**2)
+        est = (var[:, None] + var[None, :]) / (shots * r**2 * dist2)
         pair = dir_term + cross + est
         if best is None:
             best, best_dir = pair, dir_term
         else:
             better = pair < best
-            best, best_dir = torch.where(better, pair, best), torch.where(better, dir_term, best_dir)
+            best, best_dir = (
+                torch.where(better, pair, best),
+                torch.where(better, dir_term, best_dir),
+            )
     best, best_dir = best.fill_diagonal_(0.0), best_dir.fill_diagonal_(0.0)
-    return {"directional": float(best_dir.sum(1).clamp(max=1.0).mean()),
-            "bound": float(best.sum(1).clamp(max=1.0).mean())}
+    return {
+        "directional": float(best_dir.sum(1).clamp(max=1.0).mean()),
+        "bound": float(best.sum(1).clamp(max=1.0).mean()),
+    }
 
 
 def pairwise_ncc_error(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -400,9 +482,9 @@ def pairwise_ncc_error(z: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     $m$-shot rule on this finite set). ``(C, C)``, diagonal 0.
     """
     z, dense, c, mu = _class_stats(z, labels)
-    dist = torch.cdist(z, mu) ** 2                                  # (N, C)
+    dist = torch.cdist(z, mu) ** 2  # (N, C)
     own = dist[torch.arange(len(dense)), dense]
-    wrong = (dist < own[:, None]).double()                          # (N, C)
+    wrong = (dist < own[:, None]).double()  # (N, C)
     return class_means(wrong, dense).fill_diagonal_(0.0)
 
 
@@ -426,8 +508,10 @@ def pairwise_cantelli_bound(z: torch.Tensor, labels: torch.Tensor) -> torch.Tens
 # 2b. CL vs NSCL on learned features: data, a small training loop, embeddings
 # ------------------------------------------------------------------------------------
 
-def load_book_dataset(name: str, split: str, subset: int | None = None, seed: int = 0
-                      ) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+
+def load_book_dataset(
+    name: str, split: str, subset: int | None = None, seed: int = 0
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
     """:func:`cl_lib.data.load_dataset` for a chapter: same arguments and return value,
     but a missing archive raises ``FileNotFoundError`` saying which file to fetch and
     where to put it (the directory named by the environment variable
@@ -436,7 +520,7 @@ def load_book_dataset(name: str, split: str, subset: int | None = None, seed: in
 
     try:
         return load_dataset(name, split=split, subset=subset, seed=seed)
-    except (OSError, RuntimeError) as err:   # missing file; failed download (offline)
+    except (OSError, RuntimeError) as err:  # missing file; failed download (offline)
         fname = ARCHIVES.get(name, (f"the {name} archive",))[0]
         where = os.environ.get("CL_LIB_DATA") or "(CL_LIB_DATA is not set)"
         raise FileNotFoundError(
@@ -456,9 +540,14 @@ def _placement(model: torch.nn.Module) -> dict:
     return {"dtype": params[0].dtype, "device": params[0].device}
 
 
-def embed_views(model: torch.nn.Module, images: torch.Tensor, augment,
-                num_views: int = 2, seed: int = 0, batch_size: int = 1024
-                ) -> torch.Tensor:
+def embed_views(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    augment,
+    num_views: int = 2,
+    seed: int = 0,
+    batch_size: int = 1024,
+) -> torch.Tensor:
     """``num_views`` augmented views of every image through ``model``
     (:func:`cl_lib.evaluate.extract_features`: eval mode, no gradients), as a CPU
     float64 tensor ``(N, num_views, d)``. ``augment(x, generator)`` makes the views
@@ -472,17 +561,33 @@ def embed_views(model: torch.nn.Module, images: torch.Tensor, augment,
         raise ValueError("num_views and batch_size must be >= 1")
     g = torch.Generator().manual_seed(seed)
     place = _placement(model)
-    views = [extract_features(model, images, batch_size=batch_size,
-                              device=place["device"],
-                              preprocess=lambda x: augment(x, g).to(place["dtype"]))
-             for _ in range(num_views)]
+    views = [
+        extract_features(
+            model,
+            images,
+            batch_size=batch_size,
+            device=place["device"],
+            preprocess=lambda x: augment(x, g).to(place["dtype"]),
+        )
+        for _ in range(num_views)
+    ]
     return torch.stack(views, dim=1).cpu().double()
 
 
-def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
-                      steps: int, batch_size: int = 256, lr: float = 3e-3, loss_fn=None,
-                      labels: torch.Tensor | None = None, checkpoints=(), probe=None,
-                      seed: int = 0) -> list[dict]:
+def train_contrastive(
+    model: torch.nn.Module,
+    images: torch.Tensor,
+    augment,
+    *,
+    steps: int,
+    batch_size: int = 256,
+    lr: float = 3e-3,
+    loss_fn=None,
+    labels: torch.Tensor | None = None,
+    checkpoints=(),
+    probe=None,
+    seed: int = 0,
+) -> list[dict]:
     r"""Train ``model`` with a contrastive loss (SimCLR's loop, Chen et al. 2020) and
     record measurements along the way.
 
@@ -519,8 +624,10 @@ def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
     records, losses, order, pos = [], [], torch.empty(0, dtype=torch.long), 0
 
     def record(step):
-        rec = {"step": step, "train_loss": float(sum(losses) / len(losses)) if losses
-               else float("nan")}
+        rec = {
+            "step": step,
+            "train_loss": float(sum(losses) / len(losses)) if losses else float("nan"),
+        }
         rec.update(probe(model) if probe is not None else {})
         records.append(rec)
         losses.clear()
@@ -531,9 +638,9 @@ def train_contrastive(model: torch.nn.Module, images: torch.Tensor, augment, *,
             record(step)
         if step == steps:
             break
-        if pos + batch_size > len(order):      # a new epoch: a fresh seeded permutation
+        if pos + batch_size > len(order):  # a new epoch: a fresh seeded permutation
             order, pos = torch.randperm(len(images), generator=g), 0
-        idx = order[pos:pos + batch_size]
+        idx = order[pos : pos + batch_size]
         pos += batch_size
         x = images[idx]
         views = [augment(x, g).to(**place), augment(x, g).to(**place)]
@@ -559,9 +666,10 @@ def gap_similarity_ratio(gap: float, n_per_class: int, num_classes: int) -> floa
     return math.expm1(gap) * (num_classes - 1) * n_per_class / (n_per_class - 1)
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # 3. Negative sample size K (Bao, Nagano & Nozawa 2022)
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
+
 
 def _unit_logits(z: torch.Tensor, labels: torch.Tensor, tau: float):
     z = F.normalize(_check_matrix(z).double(), dim=1)
@@ -571,14 +679,19 @@ def _unit_logits(z: torch.Tensor, labels: torch.Tensor, tau: float):
     return z, dense, c, (z @ z.T) / tau
 
 
-def contrastive_loss_mc(z: torch.Tensor, labels: torch.Tensor, num_negatives: int,
-                        tau: float = 1.0, num_anchors: int = 4096, seed: int = 0
-                        ) -> tuple[float, float]:
+def contrastive_loss_mc(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    num_negatives: int,
+    tau: float = 1.0,
+    num_anchors: int = 4096,
+    seed: int = 0,
+) -> tuple[float, float]:
     r"""Monte-Carlo value of the $K$-negative contrastive loss in Bao et al.'s setting.
 
-    The finite sample set *is* the data distribution: anchor $x$ uniform, positive $x^+$ a
-    uniform draw from $x$'s class (the "true positive" setting, no augmentation), $K$ negatives
-    uniform from all samples (they may collide with $x$'s class):
+    The finite sample set *is* the data distribution: anchor $x$ uniform, positive $x^+$
+    a uniform draw from $x$'s class (the "true positive" setting, no augmentation), $K$
+    negatives uniform from all samples (they may collide with $x$'s class):
 
     $$\mathcal L^K_\text{cont}(f)=\mathbb E\Big[-\log\frac{e^{f(x)^\top f(x^+)/\tau}}
       {e^{f(x)^\top f(x^+)/\tau}+\sum_{k=1}^K e^{f(x)^\top f(x_k^-)/\tau}}\Big],$$
@@ -596,7 +709,9 @@ def contrastive_loss_mc(z: torch.Tensor, labels: torch.Tensor, num_negatives: in
     counts = torch.bincount(dense, minlength=c)
     starts = torch.cumsum(counts, 0) - counts
     y = dense[anchors]
-    rank = (torch.rand(num_anchors, generator=g, dtype=torch.float64) * counts[y]).long()
+    rank = (
+        torch.rand(num_anchors, generator=g, dtype=torch.float64) * counts[y]
+    ).long()
     positives = order[starts[y] + rank]
     negatives = torch.randint(n, (num_anchors, num_negatives), generator=g)
     pos = logits[anchors, positives]
@@ -605,73 +720,106 @@ def contrastive_loss_mc(z: torch.Tensor, labels: torch.Tensor, num_negatives: in
     return float(per.mean()), float(per.std() / math.sqrt(num_anchors))
 
 
-def mean_classifier_loss(z: torch.Tensor, labels: torch.Tensor, tau: float = 1.0) -> float:
-    r"""Downstream supervised loss of the mean classifier (Arora et al. 2019; Bao et al. 2022):
-    cross-entropy of $\mathrm{softmax}_c\big(f(x)^\top\mu_c/\tau\big)$ with
+def mean_classifier_loss(
+    z: torch.Tensor, labels: torch.Tensor, tau: float = 1.0
+) -> float:
+    r"""Downstream supervised loss of the mean classifier (Arora et al. 2019; Bao et al.
+    2022): cross-entropy of $\mathrm{softmax}_c\big(f(x)^\top\mu_c/\tau\big)$ with
     $\mu_c=\mathbb E_{x\sim c}f(x)$ (unit-norm $f$)."""
     z, dense, c, logits = _unit_logits(z, labels, tau)
-    s = class_means(logits.T, dense).T                          # s[x, c] = f(x).mu_c / tau
+    s = class_means(logits.T, dense).T  # s[x, c] = f(x).mu_c / tau
     return float((torch.logsumexp(s, 1) - s[torch.arange(len(dense)), dense]).mean())
 
 
-def surrogate_bounds(z: torch.Tensor, labels: torch.Tensor, num_negatives: int,
-                     tau: float = 1.0, num_draws: int = 256, seed: int = 0) -> dict[str, float]:
-    r"""Two-sided bounds relating the $K$-negative contrastive loss and the mean-classifier loss.
+def surrogate_bounds(
+    z: torch.Tensor,
+    labels: torch.Tensor,
+    num_negatives: int,
+    tau: float = 1.0,
+    num_draws: int = 256,
+    seed: int = 0,
+) -> dict[str, float]:
+    r"""Two-sided bounds relating the $K$-negative contrastive loss and the
+    mean-classifier loss.
 
-    Let $s_c(x)=f(x)^\top\mu_c/\tau$, $p(x)=\mathrm{softmax}(s(x))$,
-    $M_c(x)=\mathbb E_{x'\sim c}e^{f(x)^\top f(x')/\tau}\ \ (\ge e^{s_c(x)})$, class priors $\pi_c$,
-    and $n\sim\mathrm{Mult}(K,\pi)$ the class counts of the negatives. Jensen's inequality, once
-    for the convex log-sum-exp within classes and once for the concave $\log$, gives for every
-    $f$ and every $K\ge1$
+    Let $s_c(x)=f(x)^\top\mu_c/\tau$, $p(x)=\mathrm{softmax}(s(x))$, $M_c(x)=\mathbb
+    E_{x'\sim c}e^{f(x)^\top f(x')/\tau}\ \ (\ge e^{s_c(x)})$, class priors $\pi_c$, and
+    $n\sim\mathrm{Mult}(K,\pi)$ the class counts of the negatives. Jensen's inequality,
+    once for the convex log-sum-exp within classes and once for the concave $\log$,
+    gives for every $f$ and every $K\ge1$
 
-    $$\underbrace{\mathcal L_\text{sup}+\mathbb E_{x,n}\log\big(p_y+\textstyle\sum_c n_c p_c\big)}_{\text{lower}}
-      \ \le\ \mathcal L^K_\text{cont}\ \le\
-      \underbrace{\mathbb E_x\big[-s_y+\log\big(M_y+K\textstyle\sum_c\pi_c M_c\big)\big]}_{\text{upper}} .$$
+    $$\underbrace{\mathcal L_\text{sup}+\mathbb E_{x,n}\log\big(p_y+\textstyle\sum_c n_c
+    p_c\big)}_{\text{lower}}
+      \ \le\ \mathcal L^K_\text{cont}\ \le\ \underbrace{\mathbb
+      E_x\big[-s_y+\log\big(M_y+K\textstyle\sum_c\pi_c M_c\big)\big]}_{\text{upper}} .$$
 
-    Rearranged, the supervised loss is sandwiched by the contrastive loss:
-    $\mathcal L^K_\text{cont}-\Delta_\text{up}(K)\le\mathcal L_\text{sup}\le
-    \mathcal L^K_\text{cont}-\Delta_\text{low}(K)$ with both shifts $\approx\log(K/C)$ for
-    $K\gg C$; their difference is a label-sampling Jensen gap that decays with $K$ plus a
-    within-class spread term $\log(M_c/e^{s_c})$ (0 under within-class collapse). This is the
-    structure of Bao et al.'s bounds (valid for all $K$, gap decaying in $K$), in our own
-    derivation. Returns the pieces as floats: ``supervised``, ``lower``, ``upper`` (bounds on
-    the contrastive loss), ``shift_low``/``shift_up`` ($\Delta_\text{low/up}$) and the width
-    split ``label_gap`` + ``spread_gap`` (the first is $\mathbb E\log(p_y+K\sum_c\pi_cp_c)-
-    \Delta_\text{low}$). The multinomial expectation uses ``num_draws`` draws.
-    """
+    Rearranged, the supervised loss is sandwiched by the contrastive loss: $\mathcal
+    L^K_\text{cont}-\Delta_\text{up}(K)\le\mathcal L_\text{sup}\le \mathcal
+    L^K_\text{cont}-\Delta_\text{low}(K)$ with both shifts $\approx\log(K/C)$ for $K\gg
+    C$; their difference is a label-sampling Jensen gap that decays with $K$ plus a
+    within-class spread term $\log(M_c/e^{s_c})$ (0 under within-class collapse). This
+    is the structure of Bao et al.'s bounds (valid for all $K$, gap decaying in $K$), in
+    our own
+    derivation. Returns the pieces as floats: ``supervised``, ``lower``, ``upper``
+    (bounds on the contrastive loss), ``shift_low``/``shift_up``
+    ($\Delta_\text{low/up}$) and the width split ``label_gap`` + ``spread_gap`` (the
+    first is $\mathbb E\log(p_y+K\sum_c\pi_cp_c)- \Delta_\text{low}$). The multinomial
+    expectation uses ``num_draws`` draws."""
     if num_negatives < 1 or num_draws < 1:
         raise ValueError("num_negatives and num_draws must be >= 1")
     z, dense, c, logits = _unit_logits(z, labels, tau)
     n = z.shape[0]
     rows = torch.arange(n)
-    s = class_means(logits.T, dense).T                           # (N, C)
-    log_m = torch.stack([torch.logsumexp(logits[:, dense == k], 1) - math.log(int((dense == k).sum()))
-                         for k in range(c)], 1)                  # log M_c(x)
+    s = class_means(logits.T, dense).T  # (N, C)
+    # log M_c(x)
+    log_m = torch.stack(
+        [
+            torch.logsumexp(logits[:, dense == k], 1)
+            - math.log(int((dense == k).sum()))
+            for k in range(c)
+        ],
+        1,
+    )
     prior = torch.bincount(dense, minlength=c).double() / n
     log_z = torch.logsumexp(s, 1)
     sup = (log_z - s[rows, dense]).mean()
     p = torch.softmax(s, 1)
     g = torch.Generator().manual_seed(seed)
-    draws = torch.multinomial(prior, num_negatives * num_draws, replacement=True, generator=g)
-    counts = F.one_hot(draws.view(num_draws, num_negatives), c).sum(1).double()   # (R, C)
+    draws = torch.multinomial(
+        prior, num_negatives * num_draws, replacement=True, generator=g
+    )
+    # (R, C)
+    counts = F.one_hot(draws.view(num_draws, num_negatives), c).sum(1).double()
     low_shift = torch.log(p[rows, dense][:, None] + p @ counts.T).mean()
-    up_inner = torch.logaddexp(log_m[rows, dense],
-                               math.log(num_negatives) + torch.logsumexp(log_m + prior.log(), 1))
+    up_inner = torch.logaddexp(
+        log_m[rows, dense],
+        math.log(num_negatives) + torch.logsumexp(log_m + prior.log(), 1),
+    )
     upper = (up_inner - s[rows, dense]).mean()
-    # the width shift_up - shift_low splits into a label-sampling Jensen gap (-> 0 as K grows)
-    # and a within-class spread gap (0 when classes are collapsed, M_c = e^{s_c})
+    # the width shift_up - shift_low splits into a label-sampling Jensen gap (-> 0 as K
+    # grows) and a within-class spread gap (0 when classes are collapsed, M_c = e^{s_c})
     collapsed = torch.log(p[rows, dense] + num_negatives * (p @ prior)).mean()
-    return {"supervised": float(sup), "lower": float(sup + low_shift), "upper": float(upper),
-            "shift_low": float(low_shift), "shift_up": float(upper - sup),
-            "label_gap": float(collapsed - low_shift), "spread_gap": float(upper - sup - collapsed)}
+    return {
+        "supervised": float(sup),
+        "lower": float(sup + low_shift),
+        "upper": float(upper),
+        "shift_low": float(low_shift),
+        "shift_up": float(upper - sup),
+        "label_gap": float(collapsed - low_shift),
+        "spread_gap": float(upper - sup - collapsed),
+    }
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # 4. Fisher LDA vs PCA subspaces (Bansal et al. 2024)
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
+
 
 def orthonormal_basis(a: torch.Tensor) -> torch.Tensor:
-    """Orthonormal basis ``(d, k)`` of the column space of ``a`` ``(d, k)`` (full column rank)."""
+    """
+    Orthonormal basis ``(d, k)`` of the column space of ``a`` ``(d, k)`` (full column
+    rank).
+    """
     _check_matrix(a, "a")
     q, r = torch.linalg.qr(a.double())
     if (r.diagonal().abs() < 1e-10 * r.diagonal().abs().max()).any():
@@ -680,7 +828,10 @@ def orthonormal_basis(a: torch.Tensor) -> torch.Tensor:
 
 
 def pca_subspace(x: torch.Tensor, k: int) -> torch.Tensor:
-    """Top-``k`` principal directions of ``x`` ``(n, d)`` as an orthonormal ``(d, k)`` basis."""
+    """
+    Top-``k`` principal directions of ``x`` ``(n, d)`` as an orthonormal ``(d, k)``
+    basis.
+    """
     x = _check_matrix(x, "x").double()
     if not 1 <= k <= x.shape[1]:
         raise ValueError(f"k must be in [1, {x.shape[1]}], got {k}")
@@ -689,9 +840,12 @@ def pca_subspace(x: torch.Tensor, k: int) -> torch.Tensor:
     return vecs[:, -k:].flip(1)
 
 
-def lda_subspace(x: torch.Tensor, labels: torch.Tensor, k: int | None = None) -> torch.Tensor:
-    r"""Fisher LDA subspace: top-$k$ eigenvectors of $S_w^{-1}S_b$ (within- and between-class
-    scatter), $k\le C-1$ (default $C-1$), as an orthonormal ``(d, k)`` basis of their span."""
+def lda_subspace(
+    x: torch.Tensor, labels: torch.Tensor, k: int | None = None
+) -> torch.Tensor:
+    r"""Fisher LDA subspace: top-$k$ eigenvectors of $S_w^{-1}S_b$ (within- and
+    between-class scatter), $k\le C-1$ (default $C-1$), as an orthonormal ``(d, k)``
+    basis of their span."""
     x = _check_matrix(x, "x").double()
     labels = _check_labels(labels, x.shape[0])
     dense, c = _dense_labels(labels)
@@ -707,15 +861,17 @@ def lda_subspace(x: torch.Tensor, labels: torch.Tensor, k: int | None = None) ->
     # symmetric form: S_w^{-1/2} S_b S_w^{-1/2}
     evals, evecs = torch.linalg.eigh(s_w)
     if evals.min() <= 1e-12 * evals.max():
-        raise ValueError("within-class scatter is singular; need more samples than dimensions")
+        raise ValueError(
+            "within-class scatter is singular; need more samples than dimensions"
+        )
     w_inv_half = evecs @ torch.diag(evals.rsqrt()) @ evecs.T
     _, vecs = torch.linalg.eigh(w_inv_half @ s_b @ w_inv_half)
     return orthonormal_basis(w_inv_half @ vecs[:, -k:])
 
 
 def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    r"""Principal angles (radians, ascending) between the column spaces of ``a`` and ``b``:
-    $\theta_i=\arccos\sigma_i(Q_a^\top Q_b)$ (Björck & Golub 1973)."""
+    r"""Principal angles (radians, ascending) between the column spaces of ``a`` and
+    ``b``: $\theta_i=\arccos\sigma_i(Q_a^\top Q_b)$ (Björck & Golub 1973)."""
     qa, qb = orthonormal_basis(a), orthonormal_basis(b)
     if qa.shape[0] != qb.shape[0]:
         raise ValueError("a and b must live in the same ambient dimension")
@@ -723,23 +879,23 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return torch.arccos(sv).sort().values
 
 
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
 # 5. alpha-CL (Tian 2022)
-# ---------------------------------------------------------------------------------------------
+# --------------------------------------------------------------------------------------
+
 
 def alpha_weights(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
-    r"""Pairwise importances $\alpha$ that InfoNCE puts on the negatives (Tian 2022, alpha-CL;
-    our paraphrase of its InfoNCE case, with our normalisation of $d^2$).
+    r"""Pairwise importances $\alpha$ that InfoNCE puts on the negatives (Tian 2022,
+    alpha-CL; our paraphrase of its InfoNCE case, with our normalisation of $d^2$).
 
-    With unit embeddings and $d_{ij}^2=\lVert z^{(1)}_i-z^{(2)}_j\rVert^2$, the min player's
-    optimum is the Gibbs distribution over distinct pairs
+    With unit embeddings and $d_{ij}^2=\lVert z^{(1)}_i-z^{(2)}_j\rVert^2$, the min
+    player's optimum is the Gibbs distribution over distinct pairs
 
     $$\alpha_{ij}=\frac{e^{-d^2_{ij}/2\tau}}{\sum_{k\ne i}e^{-d^2_{ik}/2\tau}}
       =\mathrm{softmax}_{j\ne i}\big(z^{(1)\top}_i z^{(2)}_j/\tau\big),$$
 
-    rows sum to 1, diagonal 0 (the positive is not a negative). Nearby (hard) negatives get
-    large $\alpha$; how concentrated depends on $\tau$.
-    """
+    rows sum to 1, diagonal 0 (the positive is not a negative). Nearby (hard) negatives
+    get large $\alpha$; how concentrated depends on $\tau$."""
     _check_matrix(z1, "z1")
     _check_matrix(z2, "z2")
     if z1.shape != z2.shape or z1.shape[0] < 2:
@@ -751,20 +907,27 @@ def alpha_weights(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5) -> torch
 
 
 def alpha_entropy(alpha: torch.Tensor) -> float:
-    r"""Mean row entropy $-\sum_j\alpha_{ij}\log\alpha_{ij}$ (nats); $\log(N-1)$ = uniform."""
+    r"""
+    Mean row entropy $-\sum_j\alpha_{ij}\log\alpha_{ij}$ (nats); $\log(N-1)$ = uniform.
+    """
     _check_matrix(alpha, "alpha")
-    if (alpha < 0).any() or not torch.allclose(alpha.sum(1), torch.ones(len(alpha), dtype=alpha.dtype)):
+    if (alpha < 0).any() or not torch.allclose(
+        alpha.sum(1), torch.ones(len(alpha), dtype=alpha.dtype)
+    ):
         raise ValueError("alpha rows must be probability vectors")
     return float(-(torch.special.xlogy(alpha, alpha)).sum(1).mean())
 
 
-def min_player_objective(alpha: torch.Tensor, d2: torch.Tensor, tau: float) -> torch.Tensor:
-    r"""Entropy-regularised objective of the min player, per row:
-    $\sum_j\alpha_j d^2_j/2 + \tau\sum_j\alpha_j\log\alpha_j$. Its minimum over the simplex is
-    $-\tau\log\sum_j e^{-d^2_j/2\tau}$, attained at $\alpha=\mathrm{softmax}(-d^2/2\tau)$
-    (Gibbs variational principle). For unit vectors with $d^2_j=\lVert z_i-z^+_j\rVert^2$, that
-    minimum is $1-\tau\log\sum_j e^{z_i^\top z^+_j/\tau}$: up to sign, the factor $\tau$ and a
-    constant, the negatives' log-sum-exp in InfoNCE's denominator."""
+def min_player_objective(
+    alpha: torch.Tensor, d2: torch.Tensor, tau: float
+) -> torch.Tensor:
+    r"""Entropy-regularised objective of the min player, per row: $\sum_j\alpha_j
+    d^2_j/2 + \tau\sum_j\alpha_j\log\alpha_j$. Its minimum over the simplex is
+    $-\tau\log\sum_j e^{-d^2_j/2\tau}$, attained at
+    $\alpha=\mathrm{softmax}(-d^2/2\tau)$ (Gibbs variational principle). For unit
+    vectors with $d^2_j=\lVert z_i-z^+_j\rVert^2$, that minimum is $1-\tau\log\sum_j
+    e^{z_i^\top z^+_j/\tau}$: up to sign, the factor $\tau$ and a constant, the
+    negatives' log-sum-exp in InfoNCE's denominator."""
     tau = _check_positive(tau, "tau")
     if alpha.shape != d2.shape:
         raise ValueError("alpha and d2 must have the same shape")

@@ -6,17 +6,21 @@ Read top to bottom:
    $\\mathbb{R}^3$, points spread along each line plus small Gaussian noise.
    :func:`augment`: random negation plus Gaussian noise (the paper's augmentation), so
    $x$ and $-x$ are positives and a good encoder must be *even* in its input.
-2. **Encoder** -- :class:`ToyEncoder`: three linear layers, BatchNorm and ReLU (paper, Sec. 3).
+2. **Encoder** -- :class:`ToyEncoder`: three linear layers, BatchNorm and ReLU (paper,
+   Sec. 3).
 3. **Training** -- :func:`train_toy`: SGD at batch size 128 with any loss of
-   :func:`cl_lib.losses.get_loss`, optionally plus the CLOA anchor term (paper, eq. 2) on a
-   fraction of labelled samples; returns history, snapshots, final embeddings and metrics.
-4. **Evaluation** -- :func:`probe_accuracies` (linear probe and kNN of ``cl_lib.evaluate`` on
-   normalised embeddings), :func:`class_mean_collinearity`, :func:`dead_relu_fraction`.
+   :func:`cl_lib.losses.get_loss`, optionally plus the CLOA anchor term (paper, eq. 2)
+   on a fraction of labelled samples; returns history, snapshots, final embeddings and
+   metrics.
+4. **Evaluation** -- :func:`probe_accuracies` (linear probe and kNN of
+   ``cl_lib.evaluate`` on normalised embeddings), :func:`class_mean_collinearity`,
+   :func:`dead_relu_fraction`.
 5. **Theorem 3.1** -- :func:`collapsed_configuration`, :func:`infonce_unnormalised`,
-   :func:`sphere_gradients`, :func:`riemannian_hessian`, :func:`tangent_probe`: the gradient and
-   the second-order behaviour of InfoNCE at collapsed embeddings, on the product of spheres;
-   :func:`last_layer_hessian`: the same question in the encoder's parameter space;
-   :func:`loss_slice`: the loss along one tangent direction (a 1-D picture of a saddle).
+   :func:`sphere_gradients`, :func:`riemannian_hessian`, :func:`tangent_probe`: the
+   gradient and the second-order behaviour of InfoNCE at collapsed embeddings, on the
+   product of spheres; :func:`last_layer_hessian`: the same question in the encoder's
+   parameter space; :func:`loss_slice`: the loss along one tangent direction (a 1-D
+   picture of a saddle).
 6. **Plateaus** -- :func:`angular_gradient_norm` (how far a state is from a critical
    point), :func:`rescale_output_layer` and :func:`revive_dead_units` (interventions
    that leave the embeddings unchanged but change the weights), passed to
@@ -24,6 +28,7 @@ Read top to bottom:
 7. **Figures** -- :func:`plot_toy_data`, :func:`plot_embedding_trajectory` (plotly,
    shown with ``cl_lib.experiments.viz.show_plotly``).
 """
+
 from __future__ import annotations
 
 import math
@@ -36,22 +41,44 @@ import torch.nn.functional as F
 
 from cl_lib import metrics
 
-__all__ = ["make_subspace_data", "augment", "ToyEncoder", "ToyRun", "train_toy",
-           "probe_accuracies", "dead_relu_fraction", "class_mean_collinearity",
-           "sweep_toy", "mean_std", "sweep_table",
-           "collapsed_configuration", "infonce_unnormalised", "sphere_gradients",
-           "riemannian_hessian", "tangent_probe", "last_layer_hessian", "loss_slice",
-           "angular_gradient_norm", "rescale_output_layer", "revive_dead_units",
-           "plot_toy_data", "plot_embedding_trajectory"]
+__all__ = [
+    "make_subspace_data",
+    "augment",
+    "ToyEncoder",
+    "ToyRun",
+    "train_toy",
+    "probe_accuracies",
+    "dead_relu_fraction",
+    "class_mean_collinearity",
+    "sweep_toy",
+    "mean_std",
+    "sweep_table",
+    "collapsed_configuration",
+    "infonce_unnormalised",
+    "sphere_gradients",
+    "riemannian_hessian",
+    "tangent_probe",
+    "last_layer_hessian",
+    "loss_slice",
+    "angular_gradient_norm",
+    "rescale_output_layer",
+    "revive_dead_units",
+    "plot_toy_data",
+    "plot_embedding_trajectory",
+]
 
 
 # ----------------------------------------------------------------------------- 1. data
-def class_directions(num_classes: int = 3, dim: int = 3, seed: int = 0,
-                     min_angle_deg: float = 40.0) -> torch.Tensor:
-    """Random unit directions $u_k$ of the class lines, redrawn until every pair of *lines*
-    is at least ``min_angle_deg`` apart (lines: the angle between $u_k$ and $\\pm u_l$)."""
+def class_directions(
+    num_classes: int = 3, dim: int = 3, seed: int = 0, min_angle_deg: float = 40.0
+) -> torch.Tensor:
+    """Random unit directions $u_k$ of the class lines, redrawn until every pair of
+    *lines* is at least ``min_angle_deg`` apart (lines: the angle between $u_k$ and
+    $\\pm u_l$)."""
     if num_classes < 1 or dim < 2:
-        raise ValueError(f"need num_classes >= 1 and dim >= 2, got {num_classes}, {dim}")
+        raise ValueError(
+            f"need num_classes >= 1 and dim >= 2, got {num_classes}, {dim}"
+        )
     g = torch.Generator().manual_seed(seed)
     cos_max = math.cos(math.radians(min_angle_deg))
     for _ in range(1000):
@@ -59,28 +86,38 @@ def class_directions(num_classes: int = 3, dim: int = 3, seed: int = 0,
         cos = (u @ u.T).abs() - torch.eye(num_classes)
         if num_classes == 1 or cos.max() <= cos_max:
             return u
-    raise ValueError(f"could not place {num_classes} lines {min_angle_deg} deg apart in R^{dim}")
+    raise ValueError(
+        f"could not place {num_classes} lines {min_angle_deg} deg apart in R^{dim}"
+    )
 
 
-def make_subspace_data(n_per_class: int = 200, num_classes: int = 3, dim: int = 3,
-                       noise: float = 0.05, seed: int = 0,
-                       directions: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Points on ``num_classes`` rank-1 subspaces (lines through the origin), paper Sec. 3:
+def make_subspace_data(
+    n_per_class: int = 200,
+    num_classes: int = 3,
+    dim: int = 3,
+    noise: float = 0.05,
+    seed: int = 0,
+    directions: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Points on ``num_classes`` rank-1 subspaces (lines through the origin), paper
+    Sec. 3:
 
     $$x = t\,u_y + \sigma\,\varepsilon,\qquad t \sim \mathcal U(-1, 1),\;
       \varepsilon \sim \mathcal N(0, I_d),$$
 
-    so both halves $\pm u_y$ of a line belong to class $y$. Returns ``(x, y)``: ``x`` float32
-    $(C\cdot n, d)$, ``y`` int64 class labels. ``directions`` defaults to
-    :func:`class_directions` (seed 0, fixed across train/test splits; ``seed`` only moves points).
-    """
+    so both halves $\pm u_y$ of a line belong to class $y$. Returns ``(x, y)``: ``x``
+    float32 $(C\cdot n, d)$, ``y`` int64 class labels. ``directions`` defaults to
+    :func:`class_directions` (seed 0, fixed across train/test splits; ``seed`` only
+    moves points)."""
     if n_per_class < 1:
         raise ValueError(f"n_per_class must be >= 1, got {n_per_class}")
     if noise < 0:
         raise ValueError(f"noise must be >= 0, got {noise}")
     u = class_directions(num_classes, dim) if directions is None else directions.float()
     if u.shape != (num_classes, dim):
-        raise ValueError(f"directions must have shape {(num_classes, dim)}, got {tuple(u.shape)}")
+        raise ValueError(
+            f"directions must have shape {(num_classes, dim)}, got {tuple(u.shape)}"
+        )
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(num_classes).repeat_interleave(n_per_class)
     t = 2 * torch.rand(len(y), 1, generator=g) - 1
@@ -88,10 +125,14 @@ def make_subspace_data(n_per_class: int = 200, num_classes: int = 3, dim: int = 
     return x, y
 
 
-def augment(x: torch.Tensor, noise: float = 0.05, flip_prob: float = 0.5,
-            generator: torch.Generator | None = None) -> torch.Tensor:
-    r"""The paper's augmentation: random negation plus Gaussian noise,
-    $x' = s\,x + \sigma\varepsilon$ with $s = -1$ with probability ``flip_prob``, else $+1$."""
+def augment(
+    x: torch.Tensor,
+    noise: float = 0.05,
+    flip_prob: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    r"""The paper's augmentation: random negation plus Gaussian noise, $x' = s\,x +
+    \sigma\varepsilon$ with $s = -1$ with probability ``flip_prob``, else $+1$."""
     if not 0 <= flip_prob <= 1:
         raise ValueError(f"flip_prob must be in [0, 1], got {flip_prob}")
     if noise < 0:
@@ -101,18 +142,25 @@ def augment(x: torch.Tensor, noise: float = 0.05, flip_prob: float = 0.5,
     return sign * x + noise * torch.randn(x.shape, generator=generator, dtype=x.dtype)
 
 
-# ----------------------------------------------------------------------------- 2. encoder
+# --------------------------------------------------------------------------- 2. encoder
 class ToyEncoder(nn.Module):
     """The paper's small MLP: Linear-BN-ReLU-Linear-BN-ReLU-Linear (3 linear layers)."""
 
     def __init__(self, in_dim: int = 3, hidden: int = 64, out_dim: int = 3):
         super().__init__()
         if min(in_dim, hidden, out_dim) < 1:
-            raise ValueError(f"dimensions must be >= 1, got {in_dim}, {hidden}, {out_dim}")
+            raise ValueError(
+                f"dimensions must be >= 1, got {in_dim}, {hidden}, {out_dim}"
+            )
         self.net = nn.Sequential(
-            nn.Linear(in_dim, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, hidden), nn.BatchNorm1d(hidden), nn.ReLU(),
-            nn.Linear(hidden, out_dim))
+            nn.Linear(in_dim, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, hidden),
+            nn.BatchNorm1d(hidden),
+            nn.ReLU(),
+            nn.Linear(hidden, out_dim),
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
@@ -127,37 +175,56 @@ class ToyEncoder(nn.Module):
         return acts
 
 
-# ----------------------------------------------------------------------------- 4. evaluation
-def probe_accuracies(z_train: torch.Tensor, y_train: torch.Tensor, z_test: torch.Tensor,
-                     y_test: torch.Tensor, k: int = 5) -> tuple[float, float]:
-    """``(linear probe, kNN)`` test accuracies from :mod:`cl_lib.evaluate`, on L2-normalised
-    embeddings (what the sphere-based losses see, whatever the raw scale) and *without*
-    standardising: a collapsed embedding must not be blown back up by the probe. kNN: cosine,
-    ``k`` neighbours (5: the toy has a few hundred points, not an image bank)."""
+# ------------------------------------------------------------------------ 4. evaluation
+def probe_accuracies(
+    z_train: torch.Tensor,
+    y_train: torch.Tensor,
+    z_test: torch.Tensor,
+    y_test: torch.Tensor,
+    k: int = 5,
+) -> tuple[float, float]:
+    """``(linear probe, kNN)`` test accuracies from :mod:`cl_lib.evaluate`, on
+    L2-normalised embeddings (what the sphere-based losses see, whatever the raw scale)
+    and *without*
+    standardising: a collapsed embedding must not be blown back up by the probe. kNN:
+    cosine, ``k`` neighbours (5: the toy has a few hundred points, not an image
+    bank)."""
     held = _heldout(z_train, y_train, z_test, y_test, k=k, geometry=False)
     return held["linear_probe_acc"], held["knn_acc"]
 
 
-def _heldout(z_train, y_train, z_test, y_test, views=None, k: int = 5,
-             geometry: bool = True) -> dict:
+def _heldout(
+    z_train, y_train, z_test, y_test, views=None, k: int = 5, geometry: bool = True
+) -> dict:
     """The library's one held-out evaluation (:func:`cl_lib.evaluate.heldout_metrics`)
     as the toy uses it: geometry of the raw ``z_train`` (and ``views``), probes on the
     sphere."""
     from cl_lib.evaluate import heldout_metrics
 
     a, b = (F.normalize(v.float(), dim=1) for v in (z_train, z_test))
-    return heldout_metrics(z_train if geometry else None, y_test, views=views, bank=a,
-                           bank_labels=y_train, query=b, knn_k=k,
-                           probe={"standardize": False}, wasserstein=False)
+    return heldout_metrics(
+        z_train if geometry else None,
+        y_test,
+        views=views,
+        bank=a,
+        bank_labels=y_train,
+        query=b,
+        knn_k=k,
+        probe={"standardize": False},
+        wasserstein=False,
+    )
 
 
 def class_mean_collinearity(z: torch.Tensor, y: torch.Tensor) -> float:
-    r"""How close the class means of the normalised embeddings are to one line through 0:
-    $\sigma_1^2 / \sum_k \sigma_k^2$ of the (uncentred) matrix of the $C$ class means
-    $m_c = \operatorname{mean}_{y_i=c} z_i/\lVert z_i\rVert$. It is 1 when all means lie on one
-    line $\pm v$ (the paper's picture of over-fusion) and $1/C$ for orthogonal means of equal norm."""
+    r"""How close the class means of the normalised embeddings are to one line through
+    0: $\sigma_1^2 / \sum_k \sigma_k^2$ of the (uncentred) matrix of the $C$ class means
+    $m_c = \operatorname{mean}_{y_i=c} z_i/\lVert z_i\rVert$. It is 1 when all means lie
+    on one line $\pm v$ (the paper's picture of over-fusion) and $1/C$ for orthogonal
+    means of equal norm."""
     if z.ndim != 2 or y.ndim != 1 or len(z) != len(y):
-        raise ValueError(f"need z (N, d) and y (N,), got {tuple(z.shape)}, {tuple(y.shape)}")
+        raise ValueError(
+            f"need z (N, d) and y (N,), got {tuple(z.shape)}, {tuple(y.shape)}"
+        )
     u = F.normalize(z.detach().double(), dim=1)
     means = torch.stack([u[y == c].mean(0) for c in torch.unique(y)])
     s2 = torch.linalg.svdvals(means).pow(2)
@@ -166,8 +233,8 @@ def class_mean_collinearity(z: torch.Tensor, y: torch.Tensor) -> float:
 
 @torch.no_grad()
 def dead_relu_fraction(model: ToyEncoder, x: torch.Tensor) -> float:
-    """Fraction of hidden ReLU units that output 0 for *every* input in ``x`` (eval mode).
-    A dead unit passes no gradient to the weights before it."""
+    """Fraction of hidden ReLU units that output 0 for *every* input in ``x`` (eval
+    mode). A dead unit passes no gradient to the weights before it."""
     was_training = model.training
     model.eval()
     acts = model.hidden_activations(x)
@@ -176,15 +243,16 @@ def dead_relu_fraction(model: ToyEncoder, x: torch.Tensor) -> float:
     return dead / sum(a.shape[1] for a in acts)
 
 
-# ----------------------------------------------------------------------------- 3. training
+# -------------------------------------------------------------------------- 3. training
 @dataclass
 class ToyRun:
     """What :func:`train_toy` returns."""
+
     config: dict
-    history: dict                  # per epoch: loss, variance_sphere, effective_rank, grad_norm
-    snapshots: list                # (epoch, normalised embeddings of the snapshot points) pairs
+    history: dict  # per epoch: loss, variance_sphere, effective_rank, grad_norm
+    snapshots: list  # (epoch, normalised embeddings of the snapshot points) pairs
     snapshot_labels: torch.Tensor
-    z: torch.Tensor                # final raw embeddings of the (clean) training points
+    z: torch.Tensor  # final raw embeddings of the (clean) training points
     y: torch.Tensor
     metrics: dict
     model: ToyEncoder = field(repr=False)
@@ -205,40 +273,58 @@ def _sphere_variance(z: torch.Tensor) -> float:
     return metrics.embedding_variance(F.normalize(z, dim=1))
 
 
-def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, seed: int = 0,
-              label_fraction: float = 0.0, tau: float = 0.5, n_per_class: int = 200,
-              batch_size: int = 128, hidden: int = 16, out_dim: int = 3, noise: float = 0.05,
-              aug_noise: float = 0.05, momentum: float = 0.9, anchor_weight: float = 1.0,
-              snapshot_every: int = 0, n_snapshot: int = 150,
-              loss_kwargs: dict | None = None, intervention=None, intervene_at: int = 0,
-              stop_when=None, track_plateau: bool = False) -> ToyRun:
-    r"""Train :class:`ToyEncoder` on the toy with SGD (batch size 128, as in the paper; the paper
+def train_toy(
+    loss_name: str = "infonce",
+    lr: float = 0.1,
+    epochs: int = 30,
+    seed: int = 0,
+    label_fraction: float = 0.0,
+    tau: float = 0.5,
+    n_per_class: int = 200,
+    batch_size: int = 128,
+    hidden: int = 16,
+    out_dim: int = 3,
+    noise: float = 0.05,
+    aug_noise: float = 0.05,
+    momentum: float = 0.9,
+    anchor_weight: float = 1.0,
+    snapshot_every: int = 0,
+    n_snapshot: int = 150,
+    loss_kwargs: dict | None = None,
+    intervention=None,
+    intervene_at: int = 0,
+    stop_when=None,
+    track_plateau: bool = False,
+) -> ToyRun:
+    r"""Train :class:`ToyEncoder` on the toy with SGD (batch size 128, as in the paper;
+    the paper
     gives neither the width nor the momentum: we use 16 hidden units and momentum 0.9).
 
     Loss per batch: ``get_loss(loss_name)(z1, z2)`` on two augmented views, plus, when
-    ``label_fraction > 0``, ``anchor_weight`` times the CLOA anchor regression (paper eq. 2,
-    :func:`cl_lib.losses.cloa_anchor_term`) on both views of the labelled samples (a fixed random
-    ``label_fraction`` of the training set, at least one per class; anchors:
-    :func:`cl_lib.losses.make_anchors`). ``tau`` goes to the losses that take a temperature.
+    ``label_fraction > 0``, ``anchor_weight`` times the CLOA anchor regression (paper
+    eq. 2, :func:`cl_lib.losses.cloa_anchor_term`) on both views of the labelled samples
+    (a fixed random ``label_fraction`` of the training set, at least one per class;
+    anchors: :func:`cl_lib.losses.make_anchors`). ``tau`` goes to the losses that take a
+    temperature.
 
     Metrics on the clean points (eval mode): ``variance`` (raw, paper Fig. 2),
-    ``variance_sphere`` (of the L2-normalised embeddings; at most 1, comparable across losses),
-    ``effective_rank`` (raw) and ``effective_rank_sphere`` (normalised; about 1 when the
-    embeddings lie on one line $\pm v$, whose sphere variance is still 1), ``alignment``,
-    ``uniformity``, ``class_mean_collinearity`` (see :func:`class_mean_collinearity`),
-    ``mean_norm`` (mean raw norm: for losses that normalise, the gradient reaching the weights
-    scales like $1/\lVert\tilde z\rVert$), ``linear_probe`` and ``knn`` accuracy (fitted on the
-    training points, scored on a fresh test set), ``dead_relu`` fraction,
-    ``grad_norm`` (norm of the loss gradient w.r.t. all weights, one batch, at the end),
-    ``diverged`` (a non-finite loss stopped training).
+    ``variance_sphere`` (of the L2-normalised embeddings; at most 1, comparable across
+    losses), ``effective_rank`` (raw) and ``effective_rank_sphere`` (normalised; about 1
+    when the embeddings lie on one line $\pm v$, whose sphere variance is still 1),
+    ``alignment``, ``uniformity``, ``class_mean_collinearity`` (see
+    :func:`class_mean_collinearity`), ``mean_norm`` (mean raw norm: for losses that
+    normalise, the gradient reaching the weights scales like $1/\lVert\tilde z\rVert$),
+    ``linear_probe`` and ``knn`` accuracy (fitted on the training points, scored on a
+    fresh test set), ``dead_relu`` fraction, ``grad_norm`` (norm of the loss gradient
+    w.r.t. all weights, one batch, at the end), ``diverged`` (a non-finite loss stopped
+    training).
 
     ``history`` also holds, per epoch, ``effective_rank_sphere`` of the normalised clean
-    embeddings and, with ``track_plateau`` (NaN without: it costs a gradient per epoch), on
-    one fixed evaluation batch (two augmented views of ``batch_size`` training points,
-    drawn once from their own generator, eval mode): ``eval_loss`` (the base loss) and
-    ``angular_grad``
-    (:func:`angular_gradient_norm`: 0 exactly at a critical point of a scale-invariant
-    loss, such as a collapsed state).
+    embeddings and, with ``track_plateau`` (NaN without: it costs a gradient per epoch),
+    on one fixed evaluation batch (two augmented views of ``batch_size`` training
+    points, drawn once from their own generator, eval mode): ``eval_loss`` (the base
+    loss) and ``angular_grad`` (:func:`angular_gradient_norm`: 0 exactly at a critical
+    point of a scale-invariant loss, such as a collapsed state).
 
     Interventions: ``intervention(model, x)`` (e.g. :func:`revive_dead_units`) is called
     once, after epoch ``intervene_at``, before training goes on; ``stop_when(history)``
@@ -249,14 +335,27 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
     from cl_lib.losses import cloa_anchor_term, get_loss, make_anchors
 
     if lr <= 0 or epochs < 0 or batch_size < 2:
-        raise ValueError(f"need lr > 0, epochs >= 0, batch_size >= 2; got {lr}, {epochs}, {batch_size}")
+        raise ValueError(
+            "need lr > 0, epochs >= 0, batch_size >= 2; "
+            f"got {lr}, {epochs}, {batch_size}"
+        )
     if not 0 <= label_fraction <= 1:
         raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction}")
-    config = dict(loss_name=loss_name, lr=lr, epochs=epochs, seed=seed, label_fraction=label_fraction,
-                  tau=tau, n_per_class=n_per_class, batch_size=batch_size, hidden=hidden,
-                  momentum=momentum, anchor_weight=anchor_weight)
+    config = dict(
+        loss_name=loss_name,
+        lr=lr,
+        epochs=epochs,
+        seed=seed,
+        label_fraction=label_fraction,
+        tau=tau,
+        n_per_class=n_per_class,
+        batch_size=batch_size,
+        hidden=hidden,
+        momentum=momentum,
+        anchor_weight=anchor_weight,
+    )
     kwargs = dict(loss_kwargs or {})
-    try:                 # the registry knows which losses take a temperature
+    try:  # the registry knows which losses take a temperature
         base_loss = get_loss(loss_name, **{"tau": tau, **kwargs})
     except ValueError:
         base_loss = get_loss(loss_name, **kwargs)
@@ -269,7 +368,8 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
     model = ToyEncoder(x.shape[1], hidden, out_dim)
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
 
-    # labelled subset for the anchor term: label_fraction of each class, at least one per class
+    # labelled subset for the anchor term: label_fraction of each class, at least one
+    # per class
     labels = torch.full_like(y, -1)
     if label_fraction > 0:
         for c in range(num_classes):
@@ -279,21 +379,37 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
         anchors = make_anchors(num_classes, out_dim, seed=seed)
 
     snap_idx = torch.randperm(len(x), generator=g)[:n_snapshot]
-    history = {k: [] for k in ("epoch", "loss", "variance_sphere", "effective_rank",
-                               "class_mean_collinearity", "grad_norm", "eval_loss",
-                               "angular_grad", "effective_rank_sphere")}
-    g_eval = torch.Generator().manual_seed(3000 + seed)   # not g: training unchanged
+    history = {
+        k: []
+        for k in (
+            "epoch",
+            "loss",
+            "variance_sphere",
+            "effective_rank",
+            "class_mean_collinearity",
+            "grad_norm",
+            "eval_loss",
+            "angular_grad",
+            "effective_rank_sphere",
+        )
+    }
+    g_eval = torch.Generator().manual_seed(3000 + seed)  # not g: training unchanged
     eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
     x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
     snapshots = []
 
     def batch_loss(xb, lb):
-        z1, z2 = model(augment(xb, aug_noise, generator=g)), model(augment(xb, aug_noise, generator=g))
+        z1, z2 = (
+            model(augment(xb, aug_noise, generator=g)),
+            model(augment(xb, aug_noise, generator=g)),
+        )
         if not (torch.isfinite(z1).all() and torch.isfinite(z2).all()):
-            return torch.tensor(float("nan"))               # diverged: the caller stops
+            return torch.tensor(float("nan"))  # diverged: the caller stops
         loss = base_loss(z1, z2)
         if label_fraction > 0 and (lb >= 0).any():
-            anchor_term = cloa_anchor_term(torch.cat([z1, z2]), torch.cat([lb, lb]), anchors)
+            anchor_term = cloa_anchor_term(
+                torch.cat([z1, z2]), torch.cat([lb, lb]), anchors
+            )
             loss = loss + anchor_weight * anchor_term
         return loss
 
@@ -305,19 +421,28 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
         history["loss"].append(loss_value)
         history["variance_sphere"].append(_sphere_variance(z))
         ok = bool(torch.isfinite(z).all() and (z.norm(dim=1) > 0).all())
-        history["effective_rank"].append(metrics.effective_rank(z) if ok else float("nan"))
-        history["class_mean_collinearity"].append(class_mean_collinearity(z, y) if ok else float("nan"))
+        history["effective_rank"].append(
+            metrics.effective_rank(z) if ok else float("nan")
+        )
+        history["class_mean_collinearity"].append(
+            class_mean_collinearity(z, y) if ok else float("nan")
+        )
         history["grad_norm"].append(grad_norm)
         e1, e2 = (_embed(model, v) if track_plateau else None for v in x_eval)
-        if track_plateau and ok and torch.isfinite(e1).all() and torch.isfinite(e2).all():
+        if (
+            track_plateau
+            and ok
+            and torch.isfinite(e1).all()
+            and torch.isfinite(e2).all()
+        ):
             ev_loss, ang = angular_gradient_norm(base_loss, e1.double(), e2.double())
         else:
             ev_loss = ang = float("nan")
         history["eval_loss"].append(ev_loss)
         history["angular_grad"].append(ang)
-        try:                       # float64: a run in collapse can underflow in float32
+        try:  # float64: a run in collapse can underflow in float32
             rank = metrics.effective_rank(F.normalize(z.double(), dim=1)) if ok else nan
-        except ValueError:         # the zero matrix: no rank
+        except ValueError:  # the zero matrix: no rank
             rank = nan
         history["effective_rank_sphere"].append(rank)
         if snapshot_every and (epoch % snapshot_every == 0 or epoch == epochs):
@@ -330,15 +455,18 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
             intervention(model, x)
         perm = torch.randperm(len(x), generator=g)
         losses, norms = [], []
-        for start in range(0, len(x) - batch_size + 1, batch_size):   # drop_last: BN needs > 1
-            b = perm[start:start + batch_size]
+        # drop_last: BN needs > 1
+        for start in range(0, len(x) - batch_size + 1, batch_size):
+            b = perm[start : start + batch_size]
             loss = batch_loss(x[b], labels[b])
             if not torch.isfinite(loss):
                 diverged = True
                 break
             opt.zero_grad()
             loss.backward()
-            norms.append(float(torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))))
+            norms.append(
+                float(torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters())))
+            )
             opt.step()
             losses.append(float(loss.detach()))
         if diverged or not losses:
@@ -347,10 +475,20 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
         if stop_when is not None and stop_when(history):
             break
 
-    z, z_test = _embed(model, x).double(), _embed(model, x_test).double()   # float64: huge norms
-    finite = bool(torch.isfinite(z).all() and torch.isfinite(z_test).all()
-                  and (z.norm(dim=1) > 0).all() and torch.isfinite(z.norm(dim=1)).all())
-    z1, z2 = (_embed(model, augment(x, aug_noise, generator=g)).double() for _ in range(2))
+    # float64: huge norms
+    z, z_test = (
+        _embed(model, x).double(),
+        _embed(model, x_test).double(),
+    )
+    finite = bool(
+        torch.isfinite(z).all()
+        and torch.isfinite(z_test).all()
+        and (z.norm(dim=1) > 0).all()
+        and torch.isfinite(z.norm(dim=1)).all()
+    )
+    z1, z2 = (
+        _embed(model, augment(x, aug_noise, generator=g)).double() for _ in range(2)
+    )
     nan = float("nan")
     held = _heldout(z, y, z_test, y_test, views=(z1, z2)) if finite else {}
     out = dict(
@@ -366,15 +504,19 @@ def train_toy(loss_name: str = "infonce", lr: float = 0.1, epochs: int = 30, see
         class_mean_collinearity=class_mean_collinearity(z, y) if finite else nan,
         dead_relu=dead_relu_fraction(model, x),
         grad_norm=nan,
-        diverged=diverged)
-    # gradient reaching the weights at the end: one training-mode batch (done last: it moves BN stats)
+        diverged=diverged,
+    )
+    # gradient reaching the weights at the end: one training-mode batch (done last: it
+    # moves BN stats)
     model.train()
     model.zero_grad()
     b = torch.randperm(len(x), generator=g)[:batch_size]
     final_loss = batch_loss(x[b], labels[b])
     if torch.isfinite(final_loss):
         final_loss.backward()
-        out["grad_norm"] = float(torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters())))
+        out["grad_norm"] = float(
+            torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
+        )
     return ToyRun(config, history, snapshots, y[snap_idx], z, y, out, model)
 
 
@@ -384,13 +526,17 @@ def sweep_toy(losses, lrs, seeds=(0,), **train_kwargs) -> dict:
     out = {}
     for loss in losses:
         for lr in lrs:
-            runs = [train_toy(loss, lr=lr, seed=s, **train_kwargs).metrics for s in seeds]
+            runs = [
+                train_toy(loss, lr=lr, seed=s, **train_kwargs).metrics for s in seeds
+            ]
             out[loss, lr] = {k: np.array([float(r[k]) for r in runs]) for k in runs[0]}
     return out
 
 
 def mean_std(values, digits: int = 2) -> str:
-    """``"m"`` for one value, ``"m +- s"`` for several (NaN-aware), rounded to ``digits``."""
+    """
+    ``"m"`` for one value, ``"m +- s"`` for several (NaN-aware), rounded to ``digits``.
+    """
     v = np.asarray(values, dtype=float)
     if np.isnan(v).all():
         return "nan"
@@ -401,7 +547,9 @@ def mean_std(values, digits: int = 2) -> str:
 
 
 def sweep_table(results: dict, metric_names, digits: int = 2) -> str:
-    """Text table: one row per (loss, lr), one column per metric, mean (+- std over seeds)."""
+    """
+    Text table: one row per (loss, lr), one column per metric, mean (+- std over seeds).
+    """
     head = f"{'loss':>13} {'lr':>7} " + " ".join(f"{m:>16}" for m in metric_names)
     rows = [head]
     for (loss, lr), ms in results.items():
@@ -410,21 +558,31 @@ def sweep_table(results: dict, metric_names, digits: int = 2) -> str:
     return "\n".join(rows)
 
 
-# ----------------------------------------------------------------------------- 5. Theorem 3.1
-def collapsed_configuration(n_pairs: int, dim: int, kind: str = "point", seed: int = 0,
-                            dtype: torch.dtype = torch.float64) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Two views ``(z1, z2)`` of ``n_pairs`` unit embeddings in a collapsed state (Theorem 3.1):
+# ----------------------------------------------------------------------- 5. Theorem 3.1
+def collapsed_configuration(
+    n_pairs: int,
+    dim: int,
+    kind: str = "point",
+    seed: int = 0,
+    dtype: torch.dtype = torch.float64,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    r"""Two views ``(z1, z2)`` of ``n_pairs`` unit embeddings in a collapsed state
+    (Theorem 3.1):
 
     - ``"point"``: every embedding equals one random unit vector $v$;
-    - ``"line"``: $z_i = s_i v$ with a random sign $s_i$ per *pair* (both views agree: what an
-      encoder that is even in its input, $f(x) = f(-x)$, produces on a line);
-    - ``"line_random"``: an independent random sign for every one of the $2N$ embeddings.
+    - ``"line"``: $z_i = s_i v$ with a random sign $s_i$ per *pair* (both views agree:
+      what an encoder that is even in its input, $f(x) = f(-x)$, produces on a line);
+    - ``"line_random"``: an independent random sign for every one of the $2N$
+      embeddings.
     """
     if n_pairs < 2 or dim < 2:
         raise ValueError(f"need n_pairs >= 2 and dim >= 2, got {n_pairs}, {dim}")
     g = torch.Generator().manual_seed(seed)
     v = F.normalize(torch.randn(dim, generator=g, dtype=dtype), dim=0)
-    sign = lambda n: 1.0 - 2.0 * (torch.rand(n, 1, generator=g) < 0.5).to(dtype)  # noqa: E731
+
+    def sign(n: int) -> torch.Tensor:
+        return 1.0 - 2.0 * (torch.rand(n, 1, generator=g) < 0.5).to(dtype)
+
     if kind == "point":
         s1 = s2 = torch.ones(n_pairs, 1, dtype=dtype)
     elif kind == "line":
@@ -436,20 +594,25 @@ def collapsed_configuration(n_pairs: int, dim: int, kind: str = "point", seed: i
     return s1 * v, s2 * v
 
 
-def infonce_unnormalised(u1: torch.Tensor, u2: torch.Tensor, tau: float = 0.5) -> torch.Tensor:
+def infonce_unnormalised(
+    u1: torch.Tensor, u2: torch.Tensor, tau: float = 0.5
+) -> torch.Tensor:
     r"""Eq. (1) of Li & Pimentel-Alarcón (2024) in its SimCLR form, on the rows *as
     given* (no normalisation):
 
     $$\mathcal L = \frac{1}{2N}\sum_{i=1}^{2N} -\log
       \frac{e^{u_i^\top u_{j(i)}/\tau}}{\sum_{a\ne i} e^{u_i^\top u_a/\tau}} .$$
 
-    On unit rows it equals :func:`cl_lib.losses.infonce_loss`; its Euclidean gradient is the
-    $\partial\mathcal L/\partial z_i$ of the paper's Appendix A (before the normalisation)."""
+    On unit rows it equals :func:`cl_lib.losses.infonce_loss`; its Euclidean gradient is
+    the $\partial\mathcal L/\partial z_i$ of the paper's Appendix A (before the
+    normalisation)."""
     if tau <= 0:
         raise ValueError(f"tau must be > 0, got {tau}")
     n = u1.shape[0]
     u = torch.cat([u1, u2])
-    logits = (u @ u.T / tau).masked_fill(torch.eye(2 * n, dtype=torch.bool), float("-inf"))
+    logits = (u @ u.T / tau).masked_fill(
+        torch.eye(2 * n, dtype=torch.bool), float("-inf")
+    )
     pos = torch.cat([torch.arange(n, 2 * n), torch.arange(n)])
     return (torch.logsumexp(logits, dim=1) - logits[torch.arange(2 * n), pos]).mean()
 
@@ -459,8 +622,8 @@ def sphere_gradients(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5) -> di
 
     - ``euclidean``: $\partial\mathcal L/\partial z_i$ of :func:`infonce_unnormalised`;
     - ``through_normalisation``: gradient w.r.t. the raw $\tilde z_i$ of
-      :func:`cl_lib.losses.infonce_loss` (which normalises), i.e.
-      $\frac{1}{\lVert\tilde z_i\rVert}(I - z_i z_i^\top)\,\partial\mathcal L/\partial z_i$;
+      :func:`cl_lib.losses.infonce_loss` (which normalises), i.e. $\frac{1}{\lVert\tilde
+      z_i\rVert}(I - z_i z_i^\top)\,\partial\mathcal L/\partial z_i$;
     - ``radial``: the component of ``euclidean`` along $z_i$, $(z_i^\top g_i)\,z_i$.
     """
     from cl_lib.losses import infonce_loss
@@ -475,29 +638,34 @@ def sphere_gradients(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5) -> di
 
 
 def _tangent_basis(u: torch.Tensor) -> torch.Tensor:
-    """Block-diagonal $(Md, M(d-1))$ matrix whose columns are orthonormal bases of the tangent
-    spaces $\\{\\xi: u_i^\\top\\xi = 0\\}$ of the unit rows $u_i$."""
+    """Block-diagonal $(Md, M(d-1))$ matrix whose columns are orthonormal bases of the
+    tangent spaces $\\{\\xi: u_i^\\top\\xi = 0\\}$ of the unit rows $u_i$."""
     m, d = u.shape
     blocks = []
     for ui in u:
-        q, _ = torch.linalg.qr(torch.cat([ui[:, None], torch.eye(d, dtype=u.dtype)], dim=1))
-        blocks.append(q[:, 1:d])            # first column spans u_i; the rest is its complement
+        q, _ = torch.linalg.qr(
+            torch.cat([ui[:, None], torch.eye(d, dtype=u.dtype)], dim=1)
+        )
+        blocks.append(q[:, 1:d])  # first column spans u_i; the rest is its complement
     return torch.block_diag(*blocks)
 
 
 def riemannian_hessian(f, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Riemannian Hessian of ``f`` on the product of spheres $(S^{d-1})^M$ at unit rows ``u``
-    $(M, d)$, in an orthonormal tangent basis $B$ (Absil, Mahony & Sepulchre 2008, eq. 5.21 and
-    its sphere example):
+    r"""Riemannian Hessian of ``f`` on the product of spheres $(S^{d-1})^M$ at unit rows
+    ``u`` $(M, d)$, in an orthonormal tangent basis $B$ (Absil, Mahony & Sepulchre 2008,
+    eq. 5.21 and its sphere example):
 
     $$\operatorname{Hess} f(u) = B^\top\Big(\nabla^2 f(u) - \operatorname{diag}_i
       \big(u_i^\top \nabla_i f(u)\big) \otimes I_d\Big) B .$$
 
-    The second term is the curvature (Weingarten) term: a radial gradient, harmless to the
-    first-order condition, bends the loss along the sphere. Returns ``(eigenvalues ascending,
-    matrix)``. Negative eigenvalues: directions along which the loss *decreases* to second order.
-    """
-    if u.ndim != 2 or not torch.allclose(u.norm(dim=1), torch.ones(len(u), dtype=u.dtype), atol=1e-9):
+    The second term is the curvature (Weingarten) term: a radial gradient, harmless to
+    the first-order condition, bends the loss along the sphere. Returns ``(eigenvalues
+    ascending,
+    matrix)``. Negative eigenvalues: directions along which the loss *decreases* to
+    second order."""
+    if u.ndim != 2 or not torch.allclose(
+        u.norm(dim=1), torch.ones(len(u), dtype=u.dtype), atol=1e-9
+    ):
         raise ValueError("u must be a (M, d) tensor of unit rows")
     m, d = u.shape
     flat = u.detach().reshape(-1).clone()
@@ -512,11 +680,13 @@ def riemannian_hessian(f, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.linalg.eigvalsh(h), h
 
 
-def tangent_probe(f, u: torch.Tensor, n_dirs: int = 200, step: float = 1e-2, seed: int = 0) -> torch.Tensor:
-    r"""Change of ``f`` along random unit tangent directions $\xi$ on $(S^{d-1})^M$, moving by
-    ``step`` and normalising back onto the spheres: returns the ``n_dirs`` values
-    $f(\operatorname{normalise}(u + t\xi)) - f(u)$. Negative values: moving off the collapsed
-    configuration *lowers* the loss."""
+def tangent_probe(
+    f, u: torch.Tensor, n_dirs: int = 200, step: float = 1e-2, seed: int = 0
+) -> torch.Tensor:
+    r"""Change of ``f`` along random unit tangent directions $\xi$ on $(S^{d-1})^M$,
+    moving by ``step`` and normalising back onto the spheres: returns the ``n_dirs``
+    values $f(\operatorname{normalise}(u + t\xi)) - f(u)$. Negative values: moving off
+    the collapsed configuration *lowers* the loss."""
     g = torch.Generator().manual_seed(seed)
     m, d = u.shape
     f0 = f(u)
@@ -529,40 +699,56 @@ def tangent_probe(f, u: torch.Tensor, n_dirs: int = 200, step: float = 1e-2, see
     return torch.tensor(out, dtype=torch.float64)
 
 
-def last_layer_hessian(h1: torch.Tensor, h2: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                       tau: float = 0.5) -> dict:
-    r"""Gradient and Hessian of InfoNCE with respect to the **parameters** of an encoder's last
-    linear layer, $\tilde z = W h + b$, for fixed penultimate features ``h1``, ``h2`` $(N, k)$
-    of the two views, at ``weight`` $(d, k)$ and ``bias`` $(d,)$.
+def last_layer_hessian(
+    h1: torch.Tensor,
+    h2: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    tau: float = 0.5,
+) -> dict:
+    r"""Gradient and Hessian of InfoNCE with respect to the **parameters** of an
+    encoder's last linear layer, $\tilde z = W h + b$, for fixed penultimate features
+    ``h1``, ``h2`` $(N, k)$ of the two views, at ``weight`` $(d, k)$ and ``bias``
+    $(d,)$.
 
-    Why the last layer suffices for a second-order test: at a collapsed state the gradient of the
-    normalising loss with respect to the raw embeddings is exactly zero (Theorem 3.1 after the
-    normalisation), so by the chain rule the parameter Hessian is $J^\top \nabla^2_{\tilde z}
-    \mathcal L\, J$ with $J = \partial\tilde z/\partial\theta$; the last layer's block is a
-    principal sub-matrix of the full parameter Hessian, and by eigenvalue interlacing a negative
-    eigenvalue there gives one of the full Hessian: the parameters sit at a **saddle**.
+    Why the last layer suffices for a second-order test: at a collapsed state the
+    gradient of the normalising loss with respect to the raw embeddings is exactly zero
+    (Theorem 3.1 after the normalisation), so by the chain rule the parameter Hessian is
+    $J^\top \nabla^2_{\tilde z} \mathcal L\, J$ with $J = \partial\tilde
+    z/\partial\theta$; the last layer's block is a principal sub-matrix of the full
+    parameter Hessian, and by eigenvalue interlacing a negative eigenvalue there gives
+    one of the full Hessian: the parameters sit at a **saddle**.
 
-    Returns ``dict(grad_max=max |gradient|, eigenvalues=ascending eigenvalues)`` over the
-    $d k + d$ parameters.
-    """
+    Returns ``dict(grad_max=max |gradient|, eigenvalues=ascending eigenvalues)`` over
+    the $d k + d$ parameters."""
     from cl_lib.losses import infonce_loss
 
-    if h1.shape != h2.shape or h1.ndim != 2 or weight.ndim != 2 or weight.shape[1] != h1.shape[1] \
-            or bias.shape != (weight.shape[0],):
-        raise ValueError(f"need h1, h2 (N, k), weight (d, k), bias (d,); got {tuple(h1.shape)}, "
-                         f"{tuple(h2.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}")
+    if (
+        h1.shape != h2.shape
+        or h1.ndim != 2
+        or weight.ndim != 2
+        or weight.shape[1] != h1.shape[1]
+        or bias.shape != (weight.shape[0],)
+    ):
+        raise ValueError(
+            f"need h1, h2 (N, k), weight (d, k), bias (d,); got {tuple(h1.shape)}, "
+            f"{tuple(h2.shape)}, {tuple(weight.shape)}, {tuple(bias.shape)}"
+        )
     d, k = weight.shape
     n = h1.shape[0]
     h = torch.cat([h1, h2])
 
     def loss(theta):
-        z = h @ theta[:d * k].reshape(d, k).T + theta[d * k:]
+        z = h @ theta[: d * k].reshape(d, k).T + theta[d * k :]
         return infonce_loss(z[:n], z[n:], tau=tau)
 
     theta = torch.cat([weight.reshape(-1), bias]).detach().clone()
     grad = torch.autograd.functional.jacobian(loss, theta)
     hess = torch.autograd.functional.hessian(loss, theta)
-    return dict(grad_max=float(grad.abs().max()), eigenvalues=torch.linalg.eigvalsh((hess + hess.T) / 2))
+    return dict(
+        grad_max=float(grad.abs().max()),
+        eigenvalues=torch.linalg.eigvalsh((hess + hess.T) / 2),
+    )
 
 
 def loss_slice(f, u: torch.Tensor, tangent_coords: torch.Tensor, ts) -> torch.Tensor:
@@ -585,8 +771,10 @@ def loss_slice(f, u: torch.Tensor, tangent_coords: torch.Tensor, ts) -> torch.Te
         float64 tensor of the loss changes, one per ``t``.
     """
     if u.ndim != 2 or tangent_coords.shape != (u.shape[0] * (u.shape[1] - 1),):
-        raise ValueError(f"need u (M, d) and tangent_coords (M(d-1),), got "
-                         f"{tuple(u.shape)}, {tuple(tangent_coords.shape)}")
+        raise ValueError(
+            f"need u (M, d) and tangent_coords (M(d-1),), got "
+            f"{tuple(u.shape)}, {tuple(tangent_coords.shape)}"
+        )
     if float(tangent_coords.norm()) == 0:
         raise ValueError("tangent_coords must not be zero")
     basis = _tangent_basis(u.detach())
@@ -599,8 +787,9 @@ def loss_slice(f, u: torch.Tensor, tangent_coords: torch.Tensor, ts) -> torch.Te
 
 
 # ------------------------------------------------------------------------- 6. plateaus
-def angular_gradient_norm(loss_fn, z1: torch.Tensor,
-                          z2: torch.Tensor) -> tuple[float, float]:
+def angular_gradient_norm(
+    loss_fn, z1: torch.Tensor, z2: torch.Tensor
+) -> tuple[float, float]:
     r"""Loss and root-mean-square **angular gradient** of ``loss_fn(z1, z2)`` at raw
     embeddings $\tilde z_1,\dots,\tilde z_{2N}$ (the rows of ``z1`` then ``z2``):
 
@@ -623,8 +812,10 @@ def angular_gradient_norm(loss_fn, z1: torch.Tensor,
         ``(loss, G)`` as floats.
     """
     if z1.ndim != 2 or z1.shape != z2.shape:
-        raise ValueError(f"need z1, z2 of the same (N, d) shape, got "
-                         f"{tuple(z1.shape)}, {tuple(z2.shape)}")
+        raise ValueError(
+            f"need z1, z2 of the same (N, d) shape, got "
+            f"{tuple(z1.shape)}, {tuple(z2.shape)}"
+        )
     z = torch.cat([z1, z2]).detach().clone().requires_grad_(True)
     n = z1.shape[0]
     with torch.enable_grad():
@@ -637,8 +828,9 @@ def angular_gradient_norm(loss_fn, z1: torch.Tensor,
 
 
 @torch.no_grad()
-def rescale_output_layer(model: ToyEncoder, x: torch.Tensor,
-                         target_norm: float = 1.0) -> float:
+def rescale_output_layer(
+    model: ToyEncoder, x: torch.Tensor, target_norm: float = 1.0
+) -> float:
     """Scale the last linear layer so that the mean raw embedding norm on ``x`` (eval
     mode) is ``target_norm``. The normalised embeddings, and so any loss that
     normalises, do not change; the gradient reaching that layer grows by the same factor
@@ -685,21 +877,42 @@ def revive_dead_units(model: ToyEncoder, x: torch.Tensor) -> int:
 _COLOURS = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b")
 
 
-def _scatter3d(points, labels, name_prefix: str = "class", size: int = 3, opacity: float = 0.8,
-               showlegend: bool = True):
+def _scatter3d(
+    points,
+    labels,
+    name_prefix: str = "class",
+    size: int = 3,
+    opacity: float = 0.8,
+    showlegend: bool = True,
+):
     import plotly.graph_objects as go
 
     points, labels = np.asarray(points), np.asarray(labels)
-    return [go.Scatter3d(x=points[labels == c, 0], y=points[labels == c, 1], z=points[labels == c, 2],
-                         mode="markers", name=f"{name_prefix} {c}", showlegend=showlegend,
-                         marker=dict(size=size, opacity=opacity, color=_COLOURS[c % len(_COLOURS)]))
-            for c in np.unique(labels)]
+    return [
+        go.Scatter3d(
+            x=points[labels == c, 0],
+            y=points[labels == c, 1],
+            z=points[labels == c, 2],
+            mode="markers",
+            name=f"{name_prefix} {c}",
+            showlegend=showlegend,
+            marker=dict(size=size, opacity=opacity, color=_COLOURS[c % len(_COLOURS)]),
+        )
+        for c in np.unique(labels)
+    ]
 
 
-def plot_toy_data(x: torch.Tensor, y: torch.Tensor, n_pairs: int = 8, aug_noise: float = 0.05,
-                  seed: int = 0, title: str = "Three rank-1 subspaces in R^3 and augmented pairs"):
-    """Plotly 3-D scatter of the toy points, plus ``n_pairs`` augmented positive pairs drawn as
-    black segments (one view may be the negation of the other: the segment then crosses 0)."""
+def plot_toy_data(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    n_pairs: int = 8,
+    aug_noise: float = 0.05,
+    seed: int = 0,
+    title: str = "Three rank-1 subspaces in R^3 and augmented pairs",
+):
+    """Plotly 3-D scatter of the toy points, plus ``n_pairs`` augmented positive pairs
+    drawn as black segments (one view may be the negation of the other: the segment then
+    crosses 0)."""
     import plotly.graph_objects as go
 
     if x.shape[1] != 3:
@@ -707,37 +920,84 @@ def plot_toy_data(x: torch.Tensor, y: torch.Tensor, n_pairs: int = 8, aug_noise:
     fig = go.Figure(_scatter3d(x, y))
     g = torch.Generator().manual_seed(seed)
     idx = torch.randperm(len(x), generator=g)[:n_pairs]
-    v1, v2 = augment(x[idx], aug_noise, generator=g), augment(x[idx], aug_noise, generator=g)
+    v1, v2 = (
+        augment(x[idx], aug_noise, generator=g),
+        augment(x[idx], aug_noise, generator=g),
+    )
     xs, ys, zs = [], [], []
     for a, b in zip(v1.numpy(), v2.numpy()):
-        xs += [a[0], b[0], None]; ys += [a[1], b[1], None]; zs += [a[2], b[2], None]  # noqa: E702
-    fig.add_trace(go.Scatter3d(x=xs, y=ys, z=zs, mode="lines+markers", name="augmented pairs",
-                               line=dict(color="black", width=3), marker=dict(size=4, color="black")))
-    fig.update_layout(title=title, height=500, margin=dict(l=0, r=0, t=40, b=0),
-                      scene=dict(aspectmode="cube"))
+        xs += [a[0], b[0], None]
+        ys += [a[1], b[1], None]
+        zs += [a[2], b[2], None]  # noqa: E702
+    fig.add_trace(
+        go.Scatter3d(
+            x=xs,
+            y=ys,
+            z=zs,
+            mode="lines+markers",
+            name="augmented pairs",
+            line=dict(color="black", width=3),
+            marker=dict(size=4, color="black"),
+        )
+    )
+    fig.update_layout(
+        title=title,
+        height=500,
+        margin=dict(l=0, r=0, t=40, b=0),
+        scene=dict(aspectmode="cube"),
+    )
     return fig
 
 
 def plot_embedding_trajectory(run: ToyRun, title: str | None = None):
-    """Plotly 3-D view of the normalised embeddings through training, one frame per snapshot,
-    with a slider (frames + slider steps: works in the static HTML, no kernel needed)."""
+    """Plotly 3-D view of the normalised embeddings through training, one frame per
+    snapshot, with a slider (frames + slider steps: works in the static HTML, no kernel
+    needed)."""
     import plotly.graph_objects as go
 
     if not run.snapshots:
         raise ValueError("the run has no snapshots: train with snapshot_every > 0")
     labels = run.snapshot_labels.numpy()
-    frames = [go.Frame(data=_scatter3d(p, labels), name=str(epoch)) for epoch, p in run.snapshots]
+    frames = [
+        go.Frame(data=_scatter3d(p, labels), name=str(epoch))
+        for epoch, p in run.snapshots
+    ]
     fig = go.Figure(data=frames[0].data, frames=frames)
-    steps = [dict(method="animate", label=str(epoch),
-                  args=[[str(epoch)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
-                                           transition=dict(duration=0))])
-             for epoch, _ in run.snapshots]
+    steps = [
+        dict(
+            method="animate",
+            label=str(epoch),
+            args=[
+                [str(epoch)],
+                dict(
+                    mode="immediate",
+                    frame=dict(duration=0, redraw=True),
+                    transition=dict(duration=0),
+                ),
+            ],
+        )
+        for epoch, _ in run.snapshots
+    ]
     c = run.config
     fig.update_layout(
-        title=title or f"{c['loss_name']}, lr={c['lr']:g}, labels={c['label_fraction']:.0%}: "
-                       "normalised embeddings",
-        height=520, margin=dict(l=0, r=0, t=40, b=0),
-        scene=dict(aspectmode="cube", xaxis=dict(range=[-1.05, 1.05]), yaxis=dict(range=[-1.05, 1.05]),
-                   zaxis=dict(range=[-1.05, 1.05])),
-        sliders=[dict(active=0, currentvalue=dict(prefix="epoch "), steps=steps, pad=dict(t=10))])
+        title=title
+        or f"{c['loss_name']}, lr={c['lr']:g}, labels={c['label_fraction']:.0%}: "
+        "normalised embeddings",
+        height=520,
+        margin=dict(l=0, r=0, t=40, b=0),
+        scene=dict(
+            aspectmode="cube",
+            xaxis=dict(range=[-1.05, 1.05]),
+            yaxis=dict(range=[-1.05, 1.05]),
+            zaxis=dict(range=[-1.05, 1.05]),
+        ),
+        sliders=[
+            dict(
+                active=0,
+                currentvalue=dict(prefix="epoch "),
+                steps=steps,
+                pad=dict(t=10),
+            )
+        ],
+    )
     return fig
