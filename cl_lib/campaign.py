@@ -23,6 +23,15 @@ estimate and wall time), ``campaign.log`` (everything printed) and ``results.tar
 (``runs/<chapter>/<name>.json`` and ``bench/*.json``), rewritten after every finished
 run so that a command killed at its limit still returns what was done.
 
+On a CPU (the ``cpu-study`` tier, in the background, across sessions)::
+
+    OMP_NUM_THREADS=1 nohup python -m cl_lib.campaign run --tier cpu-study \
+        --device cpu --bench-budget-s 0 --budget-s 5400 --out DIR --into-book &
+
+``--into-book`` files every finished run into ``book/results/<tier>/<chapter>/`` as
+soon as it finishes (atomically, with the provenance ``unpack`` adds), so a campaign
+killed at any point leaves only finished runs there, and the next call skips them.
+
 ``python -m cl_lib.campaign unpack DIR`` files the finished runs into
 ``book/results/<tier>/<chapter>/`` and the benchmark files into ``benchmarks/results/``,
 each with its provenance (config, GPU, torch, commit, date, wall time) under
@@ -98,6 +107,33 @@ def _commit() -> tuple[str, bool | None, str]:
     return "unknown", None, "none"
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else ``platform``)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def _load_average() -> list[float] | None:
+    """The 1, 5 and 15-minute load averages (how busy the machine was), or None."""
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except (OSError, AttributeError):
+        return None
+
+
+def _children_cpu_s() -> float:
+    """CPU seconds (user + system) of the finished child processes so far."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def environment(device: str) -> dict:
     """What the campaign runs on: device, GPU name and memory, CPU count, Python, torch
     and torchvision versions, library commit (and whether ``cl_lib`` had uncommitted
@@ -118,6 +154,9 @@ def environment(device: str) -> dict:
         "torch": str(torch.__version__),
         "torchvision": str(torchvision.__version__),
         "cpu_count": os.cpu_count(),
+        "cpu": _cpu_model(),
+        "load_average": _load_average(),
+        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
         "platform": platform.platform(),
         "gpu": None,
         "gpu_memory_gib": None,
@@ -378,6 +417,7 @@ def run_campaign(
     chapters: Sequence[str] | None = None,
     work_dir: str | Path | None = None,
     max_runs: int | None = None,
+    into_book: bool = False,
 ) -> dict:
     """Environment, benchmarks and the pending runs of a tier, within ``budget_s``
     seconds.
@@ -392,6 +432,9 @@ def run_campaign(
         chapters: restrict to these chapters.
         work_dir: scratch folder (default a temporary one).
         max_runs: start at most this many runs.
+        into_book: also file each finished run into ``results_root`` as soon as it
+            finishes (what :func:`unpack` would write; for a CPU campaign in the
+            background, which the next call resumes).
 
     Returns:
         the manifest (also written to ``out/campaign.json``).
@@ -520,11 +563,14 @@ def run_campaign(
             f"estimate {what}, {left:.0f} s left"
         )
         started += 1
-        t0 = time.perf_counter()
+        t0, cpu0 = time.perf_counter(), _children_cpu_s()
+        entry["load_average"] = _load_average()
         status, rc = _stream(cmd, timeout=left, prefix=f"[{run.name}] ", log=log)
         wall = time.perf_counter() - t0
         entry.update(
             wall_s=round(wall, 1),
+            cpu_time_s=round(_children_cpu_s() - cpu0, 1),
+            finished_utc=_now(),
             returncode=rc,
             command=" ".join(G.cli_command(run).split()),
         )
@@ -537,6 +583,13 @@ def run_campaign(
         if status == "ok" and record is not None:
             entry["status"] = "diverged" if record.get("diverged") else "finished"
             rates.update_from_record(run, record, wall)
+            if into_book:
+                dest = results_root / tier / run.chapter / f"{run.name}.json"
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                doc = _filed(record, entry, manifest, run)
+                _write_atomic_bytes(dest, (json.dumps(doc, indent=1) + "\n").encode())
+                entry["filed"] = str(dest)
+                log(f"   filed {dest}")
         else:
             entry["status"] = "cut off" if status == "cut off" else "failed"
             save.unlink(missing_ok=True)  # a cut-off run leaves no results file
@@ -566,6 +619,41 @@ def run_campaign(
 def _safe_member(name: str) -> bool:
     parts = Path(name).parts
     return bool(parts) and not Path(name).is_absolute() and ".." not in parts
+
+
+def _filed(doc: dict, entry: dict, manifest: dict, run=None) -> dict:
+    """A run's results as filed into the book: ``"campaign"`` provenance (device, GPU
+    or CPU, torch, torchvision, commit, date, budget, the run's wall and CPU time and
+    the command actually run), ``"grid"`` (tier, chapter, section, recipe, seed) and
+    ``"command"`` set to the grid's canonical command when ``run`` is given; a record
+    whose commit is unknown (no ``.git`` on the machine) gets the campaign's."""
+    env = manifest["environment"]
+    doc["campaign"] = {
+        "gpu": env.get("gpu"),
+        "device": env.get("device"),
+        "cpu": env.get("cpu"),
+        "cpu_count": env.get("cpu_count"),
+        "omp_num_threads": env.get("omp_num_threads"),
+        "torch": env.get("torch"),
+        "torchvision": env.get("torchvision"),
+        "commit": env.get("commit"),
+        "library_dirty": env.get("library_dirty"),
+        "date_utc": manifest["started_utc"],
+        "budget_s": manifest["budget_s"],
+        "wall_time_s": entry.get("wall_s"),
+        "cpu_time_s": entry.get("cpu_time_s"),
+        "load_average_at_start": entry.get("load_average"),
+        "finished_utc": entry.get("finished_utc"),
+        "command_run": doc.get("command"),
+    }
+    if doc.get("library_commit", "unknown") == "unknown":
+        doc["library_commit"] = env.get("commit", "unknown")
+        doc["library_dirty"] = env.get("library_dirty")
+        doc["library_commit_source"] = env.get("commit_source")
+    if run is not None:
+        doc["grid"] = run.metadata()
+        doc["command"] = G.cli_command(run)
+    return doc
 
 
 def unpack(
@@ -631,17 +719,7 @@ def unpack(
                 entry = status.get((chapter, name), {})
                 if entry.get("status") not in ("finished", "diverged"):
                     continue  # never file a run that did not finish
-                doc["campaign"] = dict(
-                    base,
-                    wall_time_s=entry.get("wall_s"),
-                    command_run=doc.get("command"),
-                )
-                if doc.get("library_commit", "unknown") == "unknown":
-                    doc["library_commit"] = env.get("commit", "unknown")
-                    doc["library_dirty"] = env.get("library_dirty")
-                    doc["library_commit_source"] = env.get("commit_source")
-                if (chapter, name) in planned:
-                    doc["command"] = G.cli_command(planned[(chapter, name)])
+                doc = _filed(doc, entry, manifest, planned.get((chapter, name)))
                 write(results_root / tier / chapter / f"{name}.json", doc)
             elif parts[0] == "bench" and len(parts) == 2:
                 if isinstance(doc, dict):
@@ -658,8 +736,11 @@ def _plan(tier: str, views_per_s: float) -> None:
         f"tier {tier}: estimates at {views_per_s:,.0f} views/s "
         "(ResNet-18, CIFAR, batch 512)"
     )
+    on_cpu = G.TIERS[tier].get("device") == "cpu"
+    if on_cpu:
+        print(f"(on 2 idle CPU cores: {G.CPU_STUDY_IMAGES_PER_S:,.0f} images/s)")
     for run in G.planned_runs(tier):
-        est = G.estimate_seconds(run, gflops)
+        est = G.cpu_seconds(run) if on_cpu else G.estimate_seconds(run, gflops)
         total += est if run.lease else 0.0
         a = run.args
         print(
@@ -668,7 +749,7 @@ def _plan(tier: str, views_per_s: float) -> None:
             f"ep {a.get('epochs', '?'):>3} B {a.get('batch_size', '?'):>4} "
             f"{est / 60:6.1f} min{'' if run.lease else '  (GPU server)'}"
         )
-    print(f"lease runs together: {total / 60:.0f} min")
+    print(f"{'runs' if on_cpu else 'lease runs'} together: {total / 60:.0f} min")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -682,12 +763,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--budget-s", type=float, required=True)
     r.add_argument("--out", required=True, help="folder for the three returned files")
     r.add_argument("--device", choices=("cuda", "cpu"), default="cuda")
-    r.add_argument("--profile", dest="tier", choices=sorted(G.TIERS), default="full")
+    r.add_argument(
+        "--profile", "--tier", dest="tier", choices=sorted(G.TIERS), default="full"
+    )
     r.add_argument("--bench-budget-s", type=float, default=90.0)
     r.add_argument("--results-root", default=None, help="default book/results")
     r.add_argument("--chapters", nargs="+", choices=G.CHAPTERS, default=None)
     r.add_argument("--work-dir", default=None)
     r.add_argument("--max-runs", type=int, default=None)
+    r.add_argument(
+        "--into-book",
+        action="store_true",
+        help="file each finished run into --results-root as it finishes",
+    )
     u = sub.add_parser("unpack", help="file a campaign's results into the book")
     u.add_argument("dir")
     u.add_argument("--results-root", default=None)
@@ -696,7 +784,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pl = sub.add_parser(
         "plan", help="print a tier's runs in priority order with estimates"
     )
-    pl.add_argument("--profile", dest="tier", choices=sorted(G.TIERS), default="full")
+    pl.add_argument(
+        "--profile", "--tier", dest="tier", choices=sorted(G.TIERS), default="full"
+    )
     pl.add_argument("--views-per-s", type=float, default=G.TARGET_VIEWS_PER_S)
     args = p.parse_args(argv)
     if args.verb == "run":
@@ -710,6 +800,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.chapters,
             args.work_dir,
             args.max_runs,
+            args.into_book,
         )
     elif args.verb == "unpack":
         done = unpack(args.dir, args.results_root, args.bench_dir, args.force)

@@ -28,6 +28,7 @@ hours: they are planned for a GPU server, not for a lease (``lease=False``).
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 import os
@@ -52,6 +53,9 @@ __all__ = [
     "results_dir",
     "estimate_seconds",
     "views_per_run",
+    "cpu_seconds",
+    "RECIPES",
+    "CPU_STUDY_IMAGES_PER_S",
     "gflop_per_view",
     "dataset_available",
     "DATASET_TRAIN_SIZE",
@@ -62,6 +66,15 @@ TARGET_VIEWS_PER_S = 40_000.0  # ResNet-18, CIFAR stem, batch 512, one H200 (iss
 LEASE_RUN_LIMIT_S = 360.0  # a full run must fit a 10-minute command with room
 PAPER_EPOCHS = 200  # the DHEL/KCL paper's and SimCLR's CIFAR setting
 REFERENCE_BATCH = 512  # the batch size the throughput is measured at
+# cpu-study sizing: source images per second of small_cnn (width 16) on 32-px images,
+# training with two views, on 2 idle cores. Measured: 234-293 images/s for one process
+# with one thread on a machine shared by other jobs (load 3-4 on 2 cores; the process
+# got 63% of a core), i.e. about 400 images/s per core of CPU time; the issue measured
+# about 1,000 on 2 idle cores. Planned with 800.
+CPU_STUDY_IMAGES_PER_S = 800.0
+CPU_STUDY_OVERHEAD_S = 30.0  # per run: loading, kNN over 10k + 10k images, probe
+CPU_STUDY_SNAPSHOT_S = 8.0  # per tracked epoch: kNN plus geometry of 500 images
+CPU_STUDY_RUN_LIMIT_S = 600.0  # each run <= 10 min on 2 idle cores
 
 # Losses by short name: (cl_lib.losses name, loss_kwargs)
 LOSSES = {
@@ -72,10 +85,25 @@ LOSSES = {
     "kcl": ("kcl", {"kernel": "gaussian"}),
     "cloa": ("cloa", {"tau": 0.5}),
 }
+# The supervised reference of the cpu-study tier: supervised contrastive learning
+# (Khosla et al. 2020) with every training label, the same network, data and budget.
+SUPERVISED = ("supcon", {"tau": 0.5})
+
+# Optimisation recipes, recorded as run.recipe. "ours": the library's SGD (momentum
+# 0.9, weight decay 5e-4, lr 0.06 per 256 images) with a cosine schedule. "authors":
+# the DHEL/KCL experiments (Koromilas et al. 2024), trained with the simclr-pytorch
+# code they cite: LARS, lr 4.0 at batch 1024 scaled linearly (1.0 per 256 images, the
+# trainer's --lr unit), weight decay 1e-6, tau 0.5, warm-up then cosine.
+RECIPES: dict[str, dict] = {
+    "ours": {},
+    "authors": {"optimizer": "lars", "lr": 1.0, "weight_decay": 1e-6},
+}
 
 # One entry per tier. "profile" is the trainer's --profile; "seeds" every run is
-# repeated
-# for (seed 0 keeps the plain name, seed s > 0 gets "_s<s>").
+# repeated for (seed 0 keeps the plain name, seed s > 0 gets "_s<s>"); optional keys:
+# "seeded" (only these sections get every seed, the others seed 0), "baseline" (each
+# chapter gets an untrained, --epochs 0, run per seed) and, per chapter, "recipe" (a
+# key of RECIPES; default "ours").
 TIERS: dict[str, dict] = {
     "quick": {
         "profile": "quick",
@@ -132,6 +160,8 @@ TIERS: dict[str, dict] = {
             "taus": [0.1, 0.2, 0.5, 1.0],
             "tiny": {"size": dict(epochs=50), "losses": tuple(LOSSES)},
             "cifar100": True,
+            # the DHEL/KCL authors' optimisation (RECIPES), for every ch11 run
+            "recipe": "authors",
         },
         "ch12": {
             "size": dict(arch="resnet18", epochs=200, batch_size=256),
@@ -139,14 +169,80 @@ TIERS: dict[str, dict] = {
             "imagenet100": True,
         },
     },
+    # Between the two: precomputed on a 2-core CPU, sized so that a trained network is
+    # told apart from the untrained one (all 10,000 test images; binomial 95% CI about
+    # +-1 point), each run <= 10 min on 2 idle cores, each chapter <= ~90 min (see
+    # CPU_STUDY_IMAGES_PER_S and cpu_minutes). Three seeds for the baselines and the
+    # headline comparisons, one for the sweeps.
+    "cpu-study": {
+        "profile": "quick",
+        "device": "cpu",
+        "seeds": (0, 1, 2),
+        "seeded": ("baseline", "key rates", "losses", "imagenette"),
+        "baseline": True,
+        "ch10": {
+            "size": dict(
+                arch="small_cnn",
+                width=16,
+                subset=10_000,
+                test_subset=10_000,
+                epochs=8,
+            ),
+            "batch": 256,
+            "lrs": [1e-5, 1e-3, 1e-2, 1e-1, 1.0],
+            "track": 2,  # rank (and kNN) against epoch for every rate
+            "bases": ("infonce", "dcl"),  # each with and without the anchor loss
+            "long": None,
+        },
+        "ch11": {
+            "size": dict(
+                arch="small_cnn",
+                width=16,
+                subset=10_000,
+                test_subset=10_000,
+                epochs=12,
+            ),
+            "batch": 256,
+            "track": 4,
+            "batches": [64, 128, 256, 512],
+            "batch_epochs": 12,  # fixed epochs (the papers' protocol)
+            # ... and fixed steps (epochs = 12 B / 256) at the batches up to the main
+            # one (512 would need 24 epochs: beyond the CPU budget)
+            "batch_steps": [64, 128, 256],
+            "taus": [0.1, 0.5, 1.0],
+            "tiny": {
+                "size": dict(subset=10_000, test_subset=10_000),
+                "losses": ("simclr", "dhel"),
+            },
+            "supervised": True,
+            "cifar100": False,
+        },
+        "ch12": {
+            "size": dict(
+                arch="small_cnn",
+                width=16,
+                subset=4_000,
+                test_subset=3_925,  # all of Imagenette's validation images
+                epochs=10,
+                batch_size=128,
+            ),
+            "losses": ("simclr", "dhel"),
+            "imagenet100": False,
+        },
+    },
 }
 
 # The one priority order of a tier's runs (lower first): headline runs first.
 PRIORITY = {
+    ("ch11", "baseline"): -1,  # untrained networks: seconds each, in every table
+    ("ch10", "baseline"): -1,
+    ("ch12", "baseline"): -1,
     ("ch11", "losses"): 0,
+    ("ch11", "supervised"): 0.5,
     ("ch10", "key rates"): 1,
     ("ch12", "imagenette"): 2,
     ("ch11", "batch"): 3,
+    ("ch11", "batch steps"): 3.5,
     ("ch11", "tau"): 4,
     ("ch10", "sweep"): 5,
     ("ch10", "long"): 5,
@@ -195,6 +291,8 @@ class PlannedRun:
         track_every: record geometry every this many epochs (0: only at the end).
         priority: lower runs first in a campaign (see :data:`PRIORITY`).
         lease: whether it fits one GPU lease (ImageNet-100 runs do not).
+        recipe: the optimisation recipe, a key of :data:`RECIPES` (``"ours"``: SGD +
+            cosine; ``"authors"``: the DHEL/KCL authors' LARS setting).
     """
 
     name: str
@@ -205,6 +303,7 @@ class PlannedRun:
     track_every: int = 0
     priority: float = 0.0
     lease: bool = True
+    recipe: str = "ours"
 
     def __post_init__(self):
         if (
@@ -215,6 +314,22 @@ class PlannedRun:
             raise ValueError(f"run name must be a plain file stem, got {self.name!r}")
         if self.track_every < 0:
             raise ValueError(f"track_every must be >= 0, got {self.track_every}")
+        if self.recipe not in RECIPES:
+            raise ValueError(
+                f"recipe must be one of {sorted(RECIPES)}, got {self.recipe!r}"
+            )
+
+    def metadata(self) -> dict:
+        """What a results file records about its place in the grid: ``{"name", "tier",
+        "chapter", "section", "recipe", "seed"}``."""
+        return {
+            "name": self.name,
+            "tier": self.tier,
+            "chapter": self.chapter,
+            "section": self.section,
+            "recipe": self.recipe,
+            "seed": int(self.args.get("seed", 0)),
+        }
 
 
 def _tier(tier: str) -> dict:
@@ -239,36 +354,62 @@ def _seeded(runs: list[PlannedRun], seeds: Sequence[int]) -> list[PlannedRun]:
                 out.append(run)
                 continue
             out.append(
-                PlannedRun(
-                    f"{run.name}_s{s}",
-                    dict(run.args, seed=s),
-                    run.chapter,
-                    run.tier,
-                    run.section,
-                    run.track_every,
-                    run.priority,
-                    run.lease,
+                dataclasses.replace(
+                    run, name=f"{run.name}_s{s}", args=dict(run.args, seed=s)
                 )
             )
     return out
 
 
+def _with_recipe(args: dict, recipe: str) -> dict:
+    """The trainer's flags of a run with its recipe's optimiser settings added."""
+    return dict(args, **RECIPES[recipe])
+
+
+def _baseline(
+    tier: str, chapter: str, args: Mapping[str, Any], name: str = "untrained"
+) -> PlannedRun:
+    """The untrained network of a chapter (``--epochs 0``: the initial weights,
+    evaluated like a trained run), on the chapter's data and architecture."""
+    args = dict(args, epochs=0)
+    for key in ("eval_every", "label_fraction", "optimizer", "weight_decay"):
+        args.pop(key, None)
+    return PlannedRun(
+        name, args, chapter, tier, "baseline", 0, PRIORITY[(chapter, "baseline")]
+    )
+
+
 # --------------------------------------------------------------------------- chapter 10
+def _ch10_variants(bases: Sequence[str]) -> list[tuple[str, str, dict]]:
+    """(run-name prefix, loss, loss_kwargs) of each base loss without and with CLOA's
+    anchor term: ``infonce``/``cloa`` and ``dcl``/``cloa_dcl``."""
+    out = []
+    for base in bases:
+        plain = "cloa" if base == "infonce" else f"cloa_{base}"
+        anchor_kwargs = (
+            {"tau": 0.5} if base == "infonce" else {"tau": 0.5, "base": base}
+        )
+        out += [(base, base, {"tau": 0.5}), (plain, "cloa", anchor_kwargs)]
+    return out
+
+
 def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
     spec = _tier(tier)["ch10"]
     track = spec["track"]
+    batch = spec.get("batch", 128)
+    variants = _ch10_variants(spec.get("bases", ("infonce",)))
     sections: dict[str, list[PlannedRun]] = {"key rates": [], "sweep": [], "long": []}
     for eta in spec["lrs"]:
-        for loss in ("infonce", "cloa"):
-            # Peak lr eta at batch 128; the CLI's --lr is per 256 images: it gets 2 *
-            # eta.
+        for prefix, loss, loss_kwargs in variants:
+            # Peak lr eta (constant); the CLI's --lr is per 256 images: at batch 128
+            # it gets 2 * eta.
             args = dict(
                 dataset="cifar10",
                 loss=loss,
-                loss_kwargs={"tau": 0.5},
+                loss_kwargs=dict(loss_kwargs),
                 **spec["size"],
-                batch_size=128,
-                lr=2 * eta,
+                batch_size=batch,
+                lr=eta * 256 / batch,
                 warmup_epochs=0.0,
                 min_lr_ratio=1.0,
                 proj_layers=0,
@@ -289,7 +430,7 @@ def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
             sub = rank if rank is not None else -math.log10(eta) / 100
             sections[section].append(
                 PlannedRun(
-                    f"{loss}_lr{eta:g}",
+                    f"{prefix}_lr{eta:g}",
                     args,
                     "ch10",
                     tier,
@@ -315,17 +456,23 @@ def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
                     )
                 )
     # definition order of the quick grid: losses outer, rates inner
+    prefixes = [v[0] for v in variants]
     for key in sections:
         sections[key].sort(
-            key=lambda r: (r.args["loss"] != "infonce", spec["lrs"].index(_eta(r)))
+            key=lambda r: (
+                prefixes.index(r.name.removeprefix("long_").rsplit("_lr", 1)[0]),
+                spec["lrs"].index(_eta(r)),
+            )
         )
+    if _tier(tier).get("baseline"):
+        first = (sections["key rates"] + sections["sweep"])[0]
+        sections = {"baseline": [_baseline(tier, "ch10", first.args)], **sections}
     return sections
 
 
 def _eta(run: PlannedRun) -> float:
-    """The peak learning rate of a chapter-10 run (its --lr is per 256 images, batch
-    128)."""
-    return run.args["lr"] / 2
+    """The peak learning rate of a chapter-10 run (its --lr is per 256 images)."""
+    return run.args["lr"] * run.args["batch_size"] / 256
 
 
 # --------------------------------------------------------------------------- chapter 11
@@ -339,7 +486,8 @@ def _ch11_run(
     epochs: int | None = None,
 ) -> PlannedRun:
     spec = _tier(tier)["ch11"]
-    loss, kwargs = LOSSES[key]
+    recipe = spec.get("recipe", "ours")
+    loss, kwargs = SUPERVISED if key == "supcon" else LOSSES[key]
     kwargs = dict(kwargs, **({} if tau is None else {"tau": tau}))
     b, size = batch_size or spec["batch"], dict(spec["size"])
     main_epochs = size["epochs"]
@@ -348,6 +496,7 @@ def _ch11_run(
     if epochs is not None:
         size["epochs"] = epochs
     args = dict(dataset=dataset, loss=loss, loss_kwargs=kwargs, **size, batch_size=b)
+    args = _with_recipe(args, recipe)
     if loss == "cloa":
         args["label_fraction"] = 0.1
     track = spec["track"] if section == "losses" else 0
@@ -356,7 +505,7 @@ def _ch11_run(
     tag = f"_t{kwargs['tau']:g}" if "tau" in kwargs else ""
     tag += f"_e{size['epochs']}" if size["epochs"] != main_epochs else ""
     prefix = {"cifar10": "", "tiny-imagenet-32": "tiny_", "cifar100": "c100_"}[dataset]
-    sub = _HEADLINE_ORDER.index(key) / 100
+    sub = _HEADLINE_ORDER.index(key) / 100 if key in _HEADLINE_ORDER else 0.0
     return PlannedRun(
         f"{prefix}{key}_b{b}{tag}",
         args,
@@ -365,7 +514,14 @@ def _ch11_run(
         section,
         track,
         PRIORITY[("ch11", section)] + sub,
+        recipe=recipe,
     )
+
+
+def _fixed_steps_epochs(epochs: int, batch: int, main_batch: int) -> int:
+    """Epochs at batch ``batch`` that take the steps of ``epochs`` epochs at
+    ``main_batch`` (steps per epoch are proportional to 1 / batch)."""
+    return max(1, round(epochs * batch / main_batch))
 
 
 def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
@@ -388,6 +544,28 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
             for k in spec["tiny"]["losses"]
         ],
     }
+    if spec.get("batch_steps"):  # the same number of steps at every batch size
+        sections["batch steps"] = [
+            _ch11_run(
+                tier,
+                k,
+                "batch steps",
+                batch_size=b,
+                epochs=_fixed_steps_epochs(be, b, spec["batch"]),
+            )
+            for k in ("simclr", "dhel")
+            for b in spec["batch_steps"]
+        ]
+    if spec.get("supervised"):  # the same network and budget, with every label
+        sections["supervised"] = [_ch11_run(tier, "supcon", "supervised")]
+    if _tier(tier).get("baseline"):
+        main = sections["losses"][0].args
+        tiny = sections["tiny"][0].args if sections["tiny"] else None
+        sections = {
+            "baseline": [_baseline(tier, "ch11", main)]
+            + ([_baseline(tier, "ch11", tiny, "tiny_untrained")] if tiny else []),
+            **sections,
+        }
     if spec["cifar100"]:  # torchvision's CIFAR-100, where it is on disk or downloadable
         sections["cifar100"] = [
             _ch11_run(tier, k, "cifar100", dataset="cifar100") for k in LOSSES
@@ -418,6 +596,12 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
                 PRIORITY[("ch12", "imagenette")] + (0 if i < 2 else 0.5) + i / 100,
             )
         )
+    if _tier(tier).get("baseline"):
+        first = sections["imagenette"][0].args
+        sections = {
+            "baseline": [_baseline(tier, "ch12", first, "imagenette_untrained")],
+            **sections,
+        }
     if spec["imagenet100"]:  # real ImageNet-100 ($CL_LIB_IMAGENET): hours, not a lease
         sections["imagenet100"] = [
             PlannedRun(
@@ -456,7 +640,11 @@ def chapter_grid(chapter: str, tier: str) -> dict[str, list[PlannedRun]]:
         raise ValueError(f"unknown chapter {chapter!r}; choose one of {CHAPTERS}")
     sections = _BUILDERS[chapter](tier)
     seeds = _tier(tier)["seeds"]
-    return {k: _seeded(v, seeds) for k, v in sections.items()}
+    seeded = _tier(tier).get("seeded")  # None: every section gets every seed
+    return {
+        k: _seeded(v, seeds if seeded is None or k in seeded else seeds[:1])
+        for k, v in sections.items()
+    }
 
 
 def planned_runs(
@@ -677,6 +865,40 @@ def estimate_seconds(
     epochs = int(a.get("epochs", PAPER_EPOCHS))
     snapshots = epochs // run.track_every if run.track_every else 0
     return views_per_run(run) * cost / rate + overhead_s + per_snapshot_s * snapshots
+
+
+def cpu_seconds(
+    run: PlannedRun,
+    images_per_s: float = CPU_STUDY_IMAGES_PER_S,
+    overhead_s: float = CPU_STUDY_OVERHEAD_S,
+    per_snapshot_s: float = CPU_STUDY_SNAPSHOT_S,
+) -> float:
+    """Estimated wall time of a small-network run on a CPU (the cpu-study tier).
+
+    Args:
+        run: the planned run.
+        images_per_s: source images per second at 32 px (two views each); larger
+            images cost in proportion to their pixels, small batches 10% more below
+            batch 128 (more steps).
+        overhead_s: per run at 32 px with 10k training and 10k test images
+            (evaluation scales with the images and their pixels).
+        per_snapshot_s: per geometry snapshot along training.
+
+    Returns:
+        seconds.
+    """
+    if images_per_s <= 0:
+        raise ValueError(f"images_per_s must be > 0, got {images_per_s}")
+    a = run.args
+    pixels = (DATASET_IMAGE_SIDE.get(a.get("dataset", "cifar10"), 32) / 32) ** 2
+    step_cost = 1.1 if int(a.get("batch_size", 256)) < 128 else 1.0
+    train = views_per_run(run) / 2 * pixels * step_cost / images_per_s
+    epochs = int(a.get("epochs", PAPER_EPOCHS))
+    snapshots = epochs // run.track_every if run.track_every else 0
+    # evaluation: every training and test image once (10k + 10k at the reference)
+    n_train = views_per_run(dataclasses.replace(run, args=dict(a, epochs=1))) / 2
+    n_eval = (n_train + int(a.get("test_subset") or 10_000)) / 20_000
+    return train + overhead_s * pixels * n_eval + per_snapshot_s * snapshots
 
 
 def dataset_available(name: str, data_root: str | Path | None = None) -> bool:
