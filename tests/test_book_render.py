@@ -5,9 +5,17 @@ them), then opens the landing page and a chapter page in headless Chromium, take
 checks that each page rendered: the screenshot is not blank, the title text is in the DOM after
 scripts ran, and math was typeset by MathJax (no raw ``$$``/``\\(`` left in the text).
 Chromium is Debian's package (``apt-get install chromium``); without it the browser checks skip.
+
+``test_page_fits_and_works_offline`` opens every page of ``_toc.yml`` at 1280 px with networking
+off and measures, inside the page, what a reader would see: code cells, outputs, tables and
+display equations wider than their box (``scrollWidth > clientWidth``), images shown at less than
+60 % of their natural width, requests to anything but ``file://`` and JavaScript errors or
+``console.error`` calls. Screenshots stay in pytest's temporary folder.
 """
 from __future__ import annotations
 
+import html as html_lib
+import json
 import re
 import shutil
 import subprocess
@@ -104,3 +112,105 @@ def test_pages_render_in_chromium(built_book, tmp_path):
         if "mjx-container" in dom or "$$" in text or "\\(" in text:
             assert "mjx-container" in dom, f"{page.name}: math present but MathJax did not typeset it"
             assert "$$" not in text and "\\begin{" not in text, f"{page.name}: raw LaTeX leaked into the page"
+
+
+# --------------------------------------------------------------------------------------
+# What a reader sees on every page, measured inside headless Chromium
+
+# Pages whose authors' last changes had not landed when these checks were added: their
+# overflow, image and console checks are not yet expected to pass. The lead removes a page
+# from this set once it passes; the checks themselves are the same for every page.
+PENDING_PAGES = {
+    "book/01_rank1_collapse",
+    "book/10_collapse_real_data",
+    "book/11_cifar_benchmark",
+    "book/12_imagenet100",
+}
+TOC_PAGES = ["book/intro"] + [
+    name
+    for name in re.findall(r"file:\s*(\S+)", (ROOT / "_toc.yml").read_text())
+    if name != "book/intro"
+]
+MIN_IMAGE_SCALE = 0.6  # an image shown below 60 % of its natural width has unreadable text
+# Installed first thing in <head>: records failed loads, uncaught errors and console.error.
+PROBE_HEAD = """<script>
+window.__clErrors = [];
+window.addEventListener("error", function (e) {
+  var t = e.target;
+  if (t && t !== window && (t.src || t.href)) {
+    window.__clErrors.push("failed to load " + (t.src || t.href));
+  } else {
+    window.__clErrors.push(e.message + " at " + (e.filename || "inline") + ":" + e.lineno);
+  }
+}, true);
+(function () {
+  var original = console.error;
+  console.error = function () {
+    window.__clErrors.push("console.error: " + Array.prototype.join.call(arguments, " "));
+    return original.apply(console, arguments);
+  };
+})();
+</script>"""
+# Runs 3 s after load (MathJax and plotly have drawn) and writes its findings as JSON.
+PROBE_BODY = """<script>
+window.addEventListener("load", function () {
+  setTimeout(function () {
+    var out = {overflow: [], small_images: [], external: [], errors: window.__clErrors};
+    var boxes = "div.cell_input pre, div.cell_output pre, div.output pre, " +
+                "mjx-container[display=true], div.math, table";
+    document.querySelectorAll(boxes).forEach(function (el) {
+      if (el.clientWidth > 0 && el.scrollWidth > el.clientWidth + 1) {
+        out.overflow.push(el.tagName.toLowerCase() + " " + el.scrollWidth + " > " +
+          el.clientWidth + " px: " + (el.textContent || "").trim().slice(0, 60));
+      }
+    });
+    document.querySelectorAll("img").forEach(function (im) {
+      if (im.naturalWidth > 0 && im.clientWidth > 0 &&
+          im.clientWidth / im.naturalWidth < MIN_SCALE) {
+        out.small_images.push((im.getAttribute("src") || "").slice(0, 60) + " shown at " +
+          im.clientWidth + " of " + im.naturalWidth + " px");
+      }
+    });
+    performance.getEntriesByType("resource").forEach(function (r) {
+      if (!r.name.startsWith("file:") && !r.name.startsWith("data:")) {
+        out.external.push(r.name);
+      }
+    });
+    var pre = document.createElement("pre");
+    pre.id = "cl-probe";
+    pre.textContent = JSON.stringify(out);
+    document.body.appendChild(pre);
+  }, 3000);
+});
+</script>""".replace("MIN_SCALE", str(MIN_IMAGE_SCALE))
+
+
+def _probe(page: Path, tmp_path: Path) -> dict:
+    """Load a copy of ``page`` with the probes, networking off; return their findings."""
+    text = page.read_text()
+    text = text.replace("<head>", "<head>" + PROBE_HEAD, 1)
+    text = text.replace("</body>", PROBE_BODY + "</body>", 1)
+    copy = page.with_name(page.stem + ".cl-probe.html")  # same folder: relative links work
+    copy.write_text(text)
+    cmd = [CHROMIUM, *CHROMIUM_FLAGS,
+           "--host-resolver-rules=MAP * ~NOTFOUND",  # no DNS: nothing leaves the machine
+           f"--user-data-dir={tmp_path / 'profile'}", "--dump-dom", copy.as_uri()]
+    try:
+        dom = subprocess.run(cmd, capture_output=True, text=True, timeout=240).stdout
+    finally:
+        copy.unlink()
+    found = re.search(r'<pre id="cl-probe">(.*?)</pre>', dom, re.S)
+    assert found, f"{page.name}: the page did not finish loading in Chromium"
+    return json.loads(html_lib.unescape(found.group(1)))
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="Chromium not installed (apt-get install chromium); render check skipped")
+@pytest.mark.parametrize("name", TOC_PAGES)
+def test_page_fits_and_works_offline(built_book, tmp_path, name):
+    if name in PENDING_PAGES:
+        pytest.skip(f"{name} is in PENDING_PAGES (its authors' changes had not landed)")
+    found = _probe((built_book / f"{name}.html").resolve(), tmp_path)
+    assert not found["overflow"], f"{name}: wider than the column at 1280 px: {found['overflow']}"
+    assert not found["small_images"], f"{name}: images shrunk below 60 %: {found['small_images']}"
+    assert not found["external"], f"{name}: requests off the machine: {found['external']}"
+    assert not found["errors"], f"{name}: errors in the page's scripts: {found['errors']}"
