@@ -386,6 +386,10 @@ class _Rates:
 
     def estimate(self, run) -> float | None:
         arch = run.args.get("arch", "resnet18")
+        if arch not in self.gflops and G.TIERS.get(run.tier, {}).get("device") == "cpu":
+            # a CPU tier's network not timed yet: the tier's planning rate, not a
+            # benchmark of another network
+            return G.cpu_seconds(run)
         gflops = self.gflops.get(arch) or (
             min(self.gflops.values()) if self.gflops else None
         )
