@@ -36,6 +36,16 @@ def test_full_grid_fits_a_lease_and_puts_the_headline_runs_first():
         for r in head
     )
     assert G.views_per_run(head[0]) == 10_000_000
+    # chapter 11 follows the DHEL/KCL authors' recipe: LARS, lr 4.0 at batch 1024
+    # (1.0 per 256 images), weight decay 1e-6; the other chapters are "ours" (SGD)
+    for run in runs:
+        lars = run.chapter == "ch11"
+        assert run.recipe == ("authors" if lars else "ours")
+        assert (run.args.get("optimizer") == "lars") == lars
+        if lars:
+            assert run.args["lr"] * 1024 / 256 == 4.0
+            assert run.args["weight_decay"] == 1e-6
+            assert "--optimizer lars" in G.cli_command(run)
     assert (
         200 < G.estimate_seconds(head[0], gflops, overhead_s=0, per_snapshot_s=0) < 300
     )
@@ -48,20 +58,69 @@ def test_full_grid_fits_a_lease_and_puts_the_headline_runs_first():
 
 
 def test_a_new_tier_is_one_entry(monkeypatch):
-    """A cpu-study tier with three seeds needs only an entry in TIERS."""
+    """A tier with three seeds needs only an entry in TIERS."""
     tiers = dict(G.TIERS)
-    tiers["cpu-study"] = dict(copy.deepcopy(G.TIERS["quick"]), seeds=(0, 1, 2))
+    tiers["quick3"] = dict(copy.deepcopy(G.TIERS["quick"]), seeds=(0, 1, 2))
     monkeypatch.setattr(G, "TIERS", tiers)
-    quick, study = G.planned_runs("quick", "ch11"), G.planned_runs("cpu-study", "ch11")
+    quick, study = G.planned_runs("quick", "ch11"), G.planned_runs("quick3", "ch11")
     assert len(study) == 3 * len(quick)
     run = next(r for r in study if r.name == "dhel_b128_t0.5_s2")
-    assert run.args["seed"] == 2 and run.tier == "cpu-study"
+    assert run.args["seed"] == 2 and run.tier == "quick3"
     assert G.cli_command(run).startswith(
         "python -m cl_lib.experiments.results "
-        "book/results/cpu-study/ch11/dhel_b128_t0.5_s2.json"
+        "book/results/quick3/ch11/dhel_b128_t0.5_s2.json"
     )
     with pytest.raises(ValueError, match="unknown tier"):
         G.planned_runs("nope")
+
+
+def test_cpu_study_grid_has_baselines_seeds_and_fits_the_cpu():
+    """The cpu-study tier: an untrained (--epochs 0) run per seed in every chapter,
+    three seeds for the headline runs, baselines then headline runs first, every run
+    <= 10 min and every chapter <= 2 h at the planning rate, all with recipe "ours"."""
+    runs = G.planned_runs("cpu-study")
+    assert all(r.recipe == "ours" and "optimizer" not in r.args for r in runs)
+    assert all(G.cpu_seconds(r) <= G.CPU_STUDY_RUN_LIMIT_S for r in runs)
+    first = [r for r in runs if r.section == "baseline"]
+    assert runs[: len(first)] == first and all(r.args["epochs"] == 0 for r in first)
+    assert runs[len(first)].name == "simclr_b256_t0.5"  # then the headline runs
+    seeds = lambda rs: sorted(r.args.get("seed", 0) for r in rs)  # noqa: E731
+    for ch in G.CHAPTERS:
+        mine = G.planned_runs("cpu-study", ch)
+        assert sum(G.cpu_seconds(r) for r in mine) <= 2 * 3600
+        base = [r for r in mine if r.name.startswith(("untrained", "imagenette_unt"))]
+        assert seeds(base) == [0, 1, 2]
+        trained = next(r for r in mine if r.section != "baseline")
+        # the untrained network is the same network on the same data
+        for key in ("dataset", "arch", "width", "subset", "test_subset"):
+            assert base[0].args[key] == trained.args[key]
+        assert trained.args["test_subset"] >= 3925  # whole test sets
+    ch11 = G.chapter_grid("ch11", "cpu-study")
+    headline = {r.args["loss"] for r in ch11["losses"]}
+    assert headline == {"infonce", "dcl", "dhel", "kcl", "cloa"}
+    assert len(ch11["losses"]) == 3 * 6  # DHEL twice: library and authors' settings
+    assert ch11["supervised"][0].args["loss"] == "supcon"
+    # the batch sweep twice: fixed epochs, and fixed steps (epochs x images / batch)
+    assert {r.args["epochs"] for r in ch11["batch"]} == {12}
+    steps = {
+        r.args["epochs"] * r.args["subset"] // r.args["batch_size"]
+        for r in ch11["batch steps"]
+    }
+    assert len(steps) == 1
+    assert {r.args["dataset"] for r in ch11["tiny"]} == {"tiny-imagenet-32"}
+    assert any(r.name.startswith("tiny_untrained") for r in ch11["baseline"])
+    ch10 = G.chapter_grid("ch10", "cpu-study")
+    rates = ch10["key rates"] + ch10["sweep"]
+    assert all(r.track_every > 0 for r in rates)  # rank against epoch at every rate
+    kinds = {(r.args["loss"], r.args["loss_kwargs"].get("base")) for r in rates}
+    assert kinds == {("infonce", None), ("cloa", None), ("dcl", None), ("cloa", "dcl")}
+    assert len(ch10["key rates"]) == 2 * 4 * 3  # two rates, four losses, three seeds
+    assert {
+        r.args["loss"] for r in G.chapter_grid("ch12", "cpu-study")["imagenette"]
+    } == {
+        "infonce",
+        "dhel",
+    }
 
 
 def test_bench_views_per_s_reads_the_end_to_end_file(tmp_path):
@@ -189,3 +248,58 @@ def test_run_and_unpack_on_cpu(tmp_path, monkeypatch):
     assert first.name not in {r.name for r in pending}
     with pytest.raises(ValueError, match="not a campaign folder"):
         C.unpack(tmp_path)
+
+
+def test_cpu_study_campaign_files_finished_runs_into_the_book(tmp_path, monkeypatch):
+    """The CPU campaign's code path (--into-book) with the cpu-study tier shrunk to
+    seconds: a run with a results file is skipped, the next one is trained and filed
+    into <root>/cpu-study/ch11/ with its provenance as soon as it finishes, nothing
+    half-written is left there, and the next call finds nothing of it pending."""
+    if not G.dataset_available("cifar10"):
+        pytest.skip("the CIFAR-10 archive is not in CL_LIB_DATA")
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    tiny = copy.deepcopy(G.TIERS["cpu-study"])
+    tiny["seeds"] = (0,)
+    tiny["ch11"].update(
+        size=dict(tiny["ch11"]["size"], subset=200, test_subset=100, epochs=1),
+        batch=64,
+        track=1,
+        tiny={"size": {}, "losses": ()},
+    )
+    monkeypatch.setattr(G, "TIERS", dict(G.TIERS, **{"cpu-study": tiny}))
+    results = tmp_path / "book_results"
+    planned = G.planned_runs("cpu-study", "ch11")
+    baseline, first = planned[0], planned[1]
+    assert baseline.args["epochs"] == 0 and first.name == "simclr_b64_t0.5"
+    folder = results / "cpu-study" / "ch11"
+    folder.mkdir(parents=True)
+    (folder / f"{baseline.name}.json").write_text("{}")  # finished earlier: skipped
+    manifest = C.run_campaign(
+        budget_s=240,
+        out=tmp_path / "out",
+        device="cpu",
+        tier="cpu-study",
+        bench_budget_s=0,
+        results_root=results,
+        chapters=["ch11"],
+        work_dir=tmp_path / "work",
+        max_runs=1,
+        into_book=True,
+    )
+    status = {r["name"]: r for r in manifest["runs"]}
+    assert baseline.name not in status  # not pending: never started again
+    assert status[first.name]["status"] == "finished"
+    assert sorted(p.name for p in folder.iterdir()) == sorted(
+        [f"{baseline.name}.json", f"{first.name}.json"]
+    )  # only finished runs, no temporary files
+    record = json.loads((folder / f"{first.name}.json").read_text())
+    assert record["command"] == G.cli_command(first)
+    assert record["grid"] == first.metadata() and record["grid"]["recipe"] == "ours"
+    prov = record["campaign"]
+    assert prov["device"] == "cpu" and prov["cpu"] and prov["torch"]
+    assert prov["wall_time_s"] > 0 and prov["cpu_time_s"] > 0 and prov["commit"]
+    assert prov["omp_num_threads"] == "1"
+    assert record["library_commit"] and 0 <= record["final"]["knn_acc"] <= 1
+    assert record["extra"]["tracking"]  # geometry along training (--track-every)
+    pending, _ = C.pending_runs("cpu-study", results, ["ch11"])
+    assert {baseline.name, first.name}.isdisjoint(r.name for r in pending)
