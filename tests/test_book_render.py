@@ -120,14 +120,11 @@ def test_pages_render_in_chromium(built_book, tmp_path):
 # Pages whose authors' last changes had not landed when these checks were added: their
 # overflow, image and console checks are not yet expected to pass. The lead removes a page
 # from this set once it passes; the checks themselves are the same for every page.
-# What failed at 1280 px when they were added (both: no external request, no script
-# error; code cells already fit):
-#   chapter 1:  11 printed outputs wider than the column (tables up to 1535 px of 688);
-#   chapter 10: 6 printed outputs (up to 1015 px) and 2 figures shown at 36 % and 41 % of
-#               their natural width (19 and 17 in wide).
+# What failed at 1280 px when it was added (no external request, no script error; code
+# cells already fit): chapter 1's 11 printed outputs wider than the column (tables up to
+# 1535 px of 688).
 PENDING_PAGES = {
     "book/01_rank1_collapse",
-    "book/10_collapse_real_data",
 }
 TOC_PAGES = ["book/intro"] + [
     name
