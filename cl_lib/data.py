@@ -643,10 +643,9 @@ class GPULoader:
     Epoch ``e`` uses the permutation ``randperm(N)`` of a generator seeded with
     ``mix_seed(seed, e)``; batch ``k`` of epoch ``e`` is augmented with a generator
     seeded with ``mix_seed(seed, e, k, 1)`` (:func:`cl_lib.profile.mix_seed`). So the
-    output depends only
-    on ``(seed, epoch, batch)``: ``set_epoch(e)`` replays epoch ``e`` exactly, which is
-    how the trainer resumes a run at an epoch boundary. Nothing here reads the device
-    back to the host, so iterating never synchronises a GPU."""
+    output depends only on ``(seed, epoch, batch)``: ``set_epoch(e)`` replays epoch
+    ``e`` exactly, which is how the trainer resumes a run at an epoch boundary. Nothing
+    here reads the device back to the host, so iterating never synchronises a GPU."""
 
     def __init__(
         self,
