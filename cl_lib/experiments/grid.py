@@ -215,6 +215,9 @@ TIERS: dict[str, dict] = {
                 "losses": ("simclr", "dhel"),
             },
             "supervised": True,
+            # three times the main budget, kNN every 12 epochs: does the gap to the
+            # untrained network keep growing with training at this scale?
+            "length": {"epochs": 36, "track": 12, "losses": ("simclr",)},
             "cifar100": False,
         },
         "ch12": {
@@ -238,6 +241,7 @@ PRIORITY = {
     ("ch10", "baseline"): -1,
     ("ch12", "baseline"): -1,
     ("ch11", "losses"): 0,
+    ("ch11", "length"): 0.3,
     ("ch11", "supervised"): 0.5,
     ("ch10", "key rates"): 1,
     ("ch12", "imagenette"): 2,
@@ -499,7 +503,8 @@ def _ch11_run(
     args = _with_recipe(args, recipe)
     if loss == "cloa":
         args["label_fraction"] = 0.1
-    track = spec["track"] if section == "losses" else 0
+    track = {"losses": spec["track"], "length": (spec.get("length") or {}).get("track")}
+    track = track.get(section) or 0
     if track:
         args["eval_every"] = track  # the main runs: kNN along training
     tag = f"_t{kwargs['tau']:g}" if "tau" in kwargs else ""
@@ -555,6 +560,11 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
             )
             for k in ("simclr", "dhel")
             for b in spec["batch_steps"]
+        ]
+    if spec.get("length"):  # the main runs, trained longer
+        sections["length"] = [
+            _ch11_run(tier, k, "length", epochs=spec["length"]["epochs"])
+            for k in spec["length"]["losses"]
         ]
     if spec.get("supervised"):  # the same network and budget, with every label
         sections["supervised"] = [_ch11_run(tier, "supcon", "supervised")]
