@@ -430,3 +430,33 @@ def test_stored_quick_results_are_the_quick_grid(chapter):
     }
     assert len({r["library_commit"] for r in records}) == 1
     assert not any(r["library_dirty"] for r in records)
+
+
+def test_seed_groups_and_summaries_with_intervals():
+    from cl_lib.experiments import results as R
+
+    def rec(name, acc, n=10_000):
+        return {"source": f"ch11/{name}.json", "final": {"knn_acc": acc},
+                "dataset": {"test_size": n}}
+
+    recs = [rec("simclr_b256_t0.5_s2", 0.40), rec("simclr_b256_t0.5", 0.41),
+            rec("simclr_b256_t0.5_s1", 0.42), rec("untrained", 0.31),
+            rec("tiny_s1x", 0.1)]
+    groups = R.by_seed_group(recs)
+    assert list(groups) == ["simclr_b256_t0.5", "tiny_s1x", "untrained"]
+    assert [R.run_name(r) for r in groups["simclr_b256_t0.5"]] == [
+        "simclr_b256_t0.5", "simclr_b256_t0.5_s1", "simclr_b256_t0.5_s2"]
+    s = R.seed_summary(groups["simclr_b256_t0.5"])
+    assert s.n == 3 and abs(s.mean - 0.41) < 1e-12 and abs(s.sd - 0.01) < 1e-12
+    # t(2) interval of the mean and the binomial interval of 10k test images, combined
+    seed_part, test_part = 4.303 * 0.01 / 3**0.5, 1.96 * (0.41 * 0.59 / 10_000) ** 0.5
+    assert abs(s.halfwidth - (seed_part**2 + test_part**2) ** 0.5) < 1e-9
+    assert str(s) == "0.410 +- 0.010 (3)"
+    u = R.seed_summary(groups["untrained"])
+    assert u.n == 1 and u.sd == 0  # one seed: the binomial interval alone
+    assert abs(u.halfwidth - R.binomial_halfwidth(0.31, 10_000)) < 1e-12
+    assert R.separated(s, u) and not R.separated(s, R.seed_summary([rec("x", 0.40)]))
+    with pytest.raises(ValueError, match="at least one"):
+        R.seed_summary([])
+    with pytest.raises(ValueError, match="not finite"):
+        R.seed_summary([rec("x", float("nan"))])

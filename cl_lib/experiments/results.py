@@ -33,6 +33,10 @@ Reading:
   accuracies (:func:`binomial_halfwidth`);
 - the planned runs of chapters 10--12, their exact commands and which of them have no
   results file yet are in :mod:`cl_lib.experiments.grid`;
+- :func:`by_seed_group`, :func:`seed_summary`, :func:`separated` -- the seeds of a run
+  (``name``, ``name_s1``, ``name_s2``) as one mean +- sd with a 95% interval that
+  counts both the seed-to-seed spread and the test-set sampling, and whether two such
+  intervals are apart;
 - :func:`provenance` -- which file, profile, hardware, torch, commit, date and wall time
   a number came from.
 """
@@ -54,6 +58,11 @@ __all__ = [
     "table_rows",
     "plot_curves",
     "binomial_halfwidth",
+    "seed_base",
+    "by_seed_group",
+    "SeedSummary",
+    "seed_summary",
+    "separated",
     "run_name",
     "peak_lr",
     "provenance",
@@ -270,6 +279,95 @@ def binomial_halfwidth(acc: float, n: int, z: float = 1.96) -> float:
     if not 0.0 <= acc <= 1.0:
         raise ValueError(f"acc must be in [0, 1], got {acc}")
     return z * math.sqrt(acc * (1.0 - acc) / n)
+
+
+_SEED_SUFFIX = "_s"
+# two-sided 97.5% quantiles of Student's t with k - 1 degrees of freedom (k seeds)
+_T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365}
+
+
+def seed_base(name: str) -> str:
+    """The name a run has for seed 0: ``"simclr_b256_t0.5_s2"`` ->
+    ``"simclr_b256_t0.5"`` (the grid names seed ``s > 0`` with a suffix ``_s<s>``)."""
+    head, sep, tail = name.rpartition(_SEED_SUFFIX)
+    return head if sep and head and tail.isdigit() else name
+
+
+def by_seed_group(records: Iterable[Mapping]) -> dict[str, list[Mapping]]:
+    """Records grouped by :func:`seed_base` of their :func:`run_name`, each group in
+    seed order, groups in name order."""
+    groups: dict[str, list[Mapping]] = {}
+    for r in sorted(records, key=run_name):
+        groups.setdefault(seed_base(run_name(r)), []).append(r)
+    return dict(sorted(groups.items()))
+
+
+class SeedSummary(tuple):
+    """``(mean, sd, n_seeds, halfwidth)`` of one metric over the seeds of a run;
+    ``low``/``high`` are the ends of its 95% interval; ``str`` gives
+    ``"0.402 +- 0.004 (3)"``."""
+
+    __slots__ = ()
+
+    def __new__(cls, mean: float, sd: float, n: int, halfwidth: float):
+        return super().__new__(cls, (mean, sd, n, halfwidth))
+
+    mean = property(lambda self: self[0])
+    sd = property(lambda self: self[1])
+    n = property(lambda self: self[2])
+    halfwidth = property(lambda self: self[3])
+    low = property(lambda self: self[0] - self[3])
+    high = property(lambda self: self[0] + self[3])
+
+    def __str__(self) -> str:
+        if self.n == 1:
+            return f"{self.mean:.3f} (1)"
+        return f"{self.mean:.3f} +- {self.sd:.3f} ({self.n})"
+
+
+def seed_summary(
+    records: Sequence[Mapping], key: str = "final.knn_acc", test_size: int | None = None
+) -> SeedSummary:
+    r"""Mean, sample standard deviation and a 95% interval of one metric over the seeds
+    of a run.
+
+    The interval has half-width
+    $\sqrt{(t_{k-1}\,s/\sqrt{k})^2 + (1.96\sqrt{ar a(1-ar a)/n})^2}$: the
+    Student-$t$ interval of the mean of $k$ seeds with sample sd $s$ (training
+    randomness; absent for one seed) combined with the binomial interval of an accuracy
+    measured on $n$ test images (which test images were drawn). Without ``test_size``
+    only the seed part counts.
+
+    Args:
+        records: the runs (typically one group of :func:`by_seed_group`); non-empty.
+        key: a field for :func:`lookup`.
+        test_size: test images behind an accuracy; default the records'
+            ``dataset.test_size`` when ``key`` is an accuracy (``*_acc``), else none.
+
+    Returns:
+        :class:`SeedSummary` ``(mean, sd, n_seeds, halfwidth)``.
+    """
+    if not records:
+        raise ValueError("seed_summary needs at least one record")
+    values = [float(lookup(r, key)) for r in records]
+    if not all(math.isfinite(v) for v in values):
+        raise ValueError(f"{key} is not finite in every record: {values}")
+    k = len(values)
+    mean = sum(values) / k
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1)) if k > 1 else 0.0
+    if test_size is None and str(key).endswith("_acc"):
+        test_size = min(int(lookup(r, "dataset.test_size")) for r in records)
+    seed_part = _T975.get(k, 1.96) * sd / math.sqrt(k) if k > 1 else 0.0
+    test_part = (
+        binomial_halfwidth(min(max(mean, 0.0), 1.0), test_size) if test_size else 0.0
+    )
+    return SeedSummary(mean, sd, k, math.hypot(seed_part, test_part))
+
+
+def separated(a: SeedSummary, b: SeedSummary) -> bool:
+    """Whether the 95% intervals of two :func:`seed_summary` results do not overlap:
+    the only case in which the book calls two runs different."""
+    return a.low > b.high or b.low > a.high
 
 
 def plot_curves(
