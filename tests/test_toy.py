@@ -1,6 +1,8 @@
 """Tests for cl_lib.experiments.toy: data, augmentation, encoder, probes, training, Theorem 3.1 helpers."""
 import math
 
+import numpy as np
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -245,3 +247,27 @@ def test_intervention_and_early_stop_in_training():
     assert math.isnan(plain.history["angular_grad"][-1])    # not tracked by default
     short = toy.train_toy("infonce", stop_when=lambda h: h["epoch"][-1] >= 3, **kw)
     assert short.history["epoch"][-1] == 3
+
+
+def test_train_toy_batch_matches_train_toy_and_validates():
+    kw = dict(epochs=3, n_per_class=100, hidden=8, label_fraction=0.1)
+    runs = toy.train_toy_batch("infonce", seeds=[0, 1], lr=[0.01, 0.05], **kw)
+    for run, (seed, lr) in zip(runs, [(0, 0.01), (1, 0.05)]):
+        ref = toy.train_toy("infonce", lr=lr, seed=seed, **kw)
+        assert run.config["seed"] == seed and run.config["lr"] == lr
+        assert np.allclose(run.history["loss"][1:], ref.history["loss"][1:], atol=1e-4)
+        assert abs(run.metrics["linear_probe"] - ref.metrics["linear_probe"]) < 0.02
+    res = toy.sweep_toy_batch(["vicreg"], [0.01, 10.0], seeds=(0, 1), epochs=5,
+                              n_per_class=100, hidden=16)
+    assert res["vicreg", 10.0]["diverged"].all() and not res["vicreg", 0.01]["diverged"].any()
+    calls = []
+    hooks = [None, lambda m, x: calls.append(len(x)) or 7]
+    out = toy.train_toy_batch("infonce", seeds=[0, 1], lr=0.05, epochs=3, n_per_class=50,
+                              hidden=8, intervention=hooks, intervene_at=1,
+                              stop_when=lambda h: h["epoch"][-1] >= 2, final_metrics=False)
+    assert calls == [150] and out[1].config["intervention_value"] == 7
+    assert [r.history["epoch"][-1] for r in out] == [2, 2] and out[0].metrics == {}
+    with pytest.raises(ValueError):
+        toy.train_toy_batch("infonce", seeds=[0, 1], lr=[0.1])
+    with pytest.raises(ValueError):
+        toy.train_toy_batch("infonce", seeds=[0], stop_when=lambda h: True, history=False)

@@ -51,6 +51,8 @@ __all__ = [
     "dead_relu_fraction",
     "class_mean_collinearity",
     "sweep_toy",
+    "train_toy_batch",
+    "sweep_toy_batch",
     "mean_std",
     "sweep_table",
     "collapsed_configuration",
@@ -273,6 +275,96 @@ def _sphere_variance(z: torch.Tensor) -> float:
     return metrics.embedding_variance(F.normalize(z, dim=1))
 
 
+_HISTORY_KEYS = (
+    "epoch",
+    "loss",
+    "variance_sphere",
+    "effective_rank",
+    "class_mean_collinearity",
+    "grad_norm",
+    "eval_loss",
+    "angular_grad",
+    "effective_rank_sphere",
+)
+
+
+def _record_epoch(history, epoch, loss_value, grad_norm, z, y, base_loss, e1, e2):
+    """Append one epoch to a :func:`train_toy` history: ``z`` the clean embeddings
+    (eval mode), ``e1, e2`` the fixed evaluation views (None: no plateau tracking)."""
+    nan = float("nan")
+    history["epoch"].append(epoch)
+    history["loss"].append(loss_value)
+    history["variance_sphere"].append(_sphere_variance(z))
+    ok = bool(torch.isfinite(z).all() and (z.norm(dim=1) > 0).all())
+    history["effective_rank"].append(metrics.effective_rank(z) if ok else nan)
+    history["class_mean_collinearity"].append(
+        class_mean_collinearity(z, y) if ok else nan
+    )
+    history["grad_norm"].append(grad_norm)
+    if e1 is not None and ok and torch.isfinite(e1).all() and torch.isfinite(e2).all():
+        ev_loss, ang = angular_gradient_norm(base_loss, e1.double(), e2.double())
+    else:
+        ev_loss = ang = nan
+    history["eval_loss"].append(ev_loss)
+    history["angular_grad"].append(ang)
+    try:  # float64: a run in collapse can underflow in float32
+        rank = metrics.effective_rank(F.normalize(z.double(), dim=1)) if ok else nan
+    except ValueError:  # the zero matrix: no rank
+        rank = nan
+    history["effective_rank_sphere"].append(rank)
+
+
+def _final_metrics(
+    model, x, y, x_test, y_test, labels, g, batch_loss, batch_size, aug_noise, diverged
+) -> dict:
+    """The end-of-training metrics of :func:`train_toy` (see there), plus ``"z"``: the
+    final raw embeddings of the clean training points (float64). Draws from ``g``."""
+    # float64: huge norms
+    z, z_test = (
+        _embed(model, x).double(),
+        _embed(model, x_test).double(),
+    )
+    finite = bool(
+        torch.isfinite(z).all()
+        and torch.isfinite(z_test).all()
+        and (z.norm(dim=1) > 0).all()
+        and torch.isfinite(z.norm(dim=1)).all()
+    )
+    z1, z2 = (
+        _embed(model, augment(x, aug_noise, generator=g)).double() for _ in range(2)
+    )
+    nan = float("nan")
+    held = _heldout(z, y, z_test, y_test, views=(z1, z2)) if finite else {}
+    out = dict(
+        variance=held.get("embedding_variance", nan),
+        variance_sphere=_sphere_variance(z),
+        effective_rank=held.get("effective_rank", nan),
+        effective_rank_sphere=held.get("effective_rank_sphere", nan),
+        alignment=held.get("alignment", nan),
+        uniformity=held.get("uniformity", nan),
+        linear_probe=held.get("linear_probe_acc", nan),
+        knn=held.get("knn_acc", nan),
+        mean_norm=float(z.norm(dim=1).mean()) if finite else nan,
+        class_mean_collinearity=class_mean_collinearity(z, y) if finite else nan,
+        dead_relu=dead_relu_fraction(model, x),
+        grad_norm=nan,
+        diverged=diverged,
+    )
+    # gradient reaching the weights at the end: one training-mode batch (done last: it
+    # moves BN stats)
+    model.train()
+    model.zero_grad()
+    b = torch.randperm(len(x), generator=g)[:batch_size]
+    final_loss = batch_loss(x[b], labels[b])
+    if torch.isfinite(final_loss):
+        final_loss.backward()
+        out["grad_norm"] = float(
+            torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
+        )
+    out["z"] = z
+    return out
+
+
 def train_toy(
     loss_name: str = "infonce",
     lr: float = 0.1,
@@ -379,20 +471,7 @@ def train_toy(
         anchors = make_anchors(num_classes, out_dim, seed=seed)
 
     snap_idx = torch.randperm(len(x), generator=g)[:n_snapshot]
-    history = {
-        k: []
-        for k in (
-            "epoch",
-            "loss",
-            "variance_sphere",
-            "effective_rank",
-            "class_mean_collinearity",
-            "grad_norm",
-            "eval_loss",
-            "angular_grad",
-            "effective_rank_sphere",
-        )
-    }
+    history = {k: [] for k in _HISTORY_KEYS}
     g_eval = torch.Generator().manual_seed(3000 + seed)  # not g: training unchanged
     eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
     x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
@@ -413,38 +492,10 @@ def train_toy(
             loss = loss + anchor_weight * anchor_term
         return loss
 
-    nan = float("nan")
-
     def record(epoch, loss_value, grad_norm):
         z = _embed(model, x)
-        history["epoch"].append(epoch)
-        history["loss"].append(loss_value)
-        history["variance_sphere"].append(_sphere_variance(z))
-        ok = bool(torch.isfinite(z).all() and (z.norm(dim=1) > 0).all())
-        history["effective_rank"].append(
-            metrics.effective_rank(z) if ok else float("nan")
-        )
-        history["class_mean_collinearity"].append(
-            class_mean_collinearity(z, y) if ok else float("nan")
-        )
-        history["grad_norm"].append(grad_norm)
         e1, e2 = (_embed(model, v) if track_plateau else None for v in x_eval)
-        if (
-            track_plateau
-            and ok
-            and torch.isfinite(e1).all()
-            and torch.isfinite(e2).all()
-        ):
-            ev_loss, ang = angular_gradient_norm(base_loss, e1.double(), e2.double())
-        else:
-            ev_loss = ang = float("nan")
-        history["eval_loss"].append(ev_loss)
-        history["angular_grad"].append(ang)
-        try:  # float64: a run in collapse can underflow in float32
-            rank = metrics.effective_rank(F.normalize(z.double(), dim=1)) if ok else nan
-        except ValueError:  # the zero matrix: no rank
-            rank = nan
-        history["effective_rank_sphere"].append(rank)
+        _record_epoch(history, epoch, loss_value, grad_norm, z, y, base_loss, e1, e2)
         if snapshot_every and (epoch % snapshot_every == 0 or epoch == epochs):
             snapshots.append((epoch, F.normalize(z[snap_idx], dim=1).numpy().copy()))
 
@@ -475,48 +526,11 @@ def train_toy(
         if stop_when is not None and stop_when(history):
             break
 
-    # float64: huge norms
-    z, z_test = (
-        _embed(model, x).double(),
-        _embed(model, x_test).double(),
+    out = _final_metrics(
+        model, x, y, x_test, y_test, labels, g, batch_loss, batch_size, aug_noise,
+        diverged,
     )
-    finite = bool(
-        torch.isfinite(z).all()
-        and torch.isfinite(z_test).all()
-        and (z.norm(dim=1) > 0).all()
-        and torch.isfinite(z.norm(dim=1)).all()
-    )
-    z1, z2 = (
-        _embed(model, augment(x, aug_noise, generator=g)).double() for _ in range(2)
-    )
-    nan = float("nan")
-    held = _heldout(z, y, z_test, y_test, views=(z1, z2)) if finite else {}
-    out = dict(
-        variance=held.get("embedding_variance", nan),
-        variance_sphere=_sphere_variance(z),
-        effective_rank=held.get("effective_rank", nan),
-        effective_rank_sphere=held.get("effective_rank_sphere", nan),
-        alignment=held.get("alignment", nan),
-        uniformity=held.get("uniformity", nan),
-        linear_probe=held.get("linear_probe_acc", nan),
-        knn=held.get("knn_acc", nan),
-        mean_norm=float(z.norm(dim=1).mean()) if finite else nan,
-        class_mean_collinearity=class_mean_collinearity(z, y) if finite else nan,
-        dead_relu=dead_relu_fraction(model, x),
-        grad_norm=nan,
-        diverged=diverged,
-    )
-    # gradient reaching the weights at the end: one training-mode batch (done last: it
-    # moves BN stats)
-    model.train()
-    model.zero_grad()
-    b = torch.randperm(len(x), generator=g)[:batch_size]
-    final_loss = batch_loss(x[b], labels[b])
-    if torch.isfinite(final_loss):
-        final_loss.backward()
-        out["grad_norm"] = float(
-            torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters()))
-        )
+    z = out.pop("z")
     return ToyRun(config, history, snapshots, y[snap_idx], z, y, out, model)
 
 
@@ -530,6 +544,347 @@ def sweep_toy(losses, lrs, seeds=(0,), **train_kwargs) -> dict:
                 train_toy(loss, lr=lr, seed=s, **train_kwargs).metrics for s in seeds
             ]
             out[loss, lr] = {k: np.array([float(r[k]) for r in runs]) for k in runs[0]}
+    return out
+
+
+# ------------------------------------------------------ 3b. training, seeds in parallel
+def _batched_linear(x, weight, bias):
+    """``F.linear`` for a stack of models: ``x`` (S, B, i), ``weight`` (S, o, i)."""
+    return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
+
+
+def _batched_batch_norm(h, mean, var, weight, bias, training):
+    """``F.batch_norm`` of S models at once: the S x C channels side by side, so each
+    channel is normalised over the batch exactly as by its own model. ``mean`` and
+    ``var`` are views (S, C) of the running statistics, updated in place."""
+    s, b, c = h.shape
+    flat = h.transpose(0, 1).reshape(b, s * c)
+    rm, rv = mean.view(-1), var.view(-1)
+    out = F.batch_norm(
+        flat, rm, rv, weight.reshape(-1), bias.reshape(-1), training, 0.1, 1e-5
+    )
+    return out.reshape(b, s, c).transpose(0, 1)
+
+
+def train_toy_batch(
+    loss_name: str = "infonce",
+    seeds=(0,),
+    lr=0.1,
+    epochs: int = 30,
+    label_fraction: float = 0.0,
+    tau: float = 0.5,
+    n_per_class: int = 200,
+    batch_size: int = 128,
+    hidden: int = 16,
+    out_dim: int = 3,
+    noise: float = 0.05,
+    aug_noise: float = 0.05,
+    momentum: float = 0.9,
+    anchor_weight: float = 1.0,
+    history: bool = True,
+    track_plateau: bool = False,
+    intervention=None,
+    intervene_at: int = 0,
+    stop_when=None,
+    loss_kwargs: dict | None = None,
+    final_metrics: bool = True,
+) -> list[ToyRun]:
+    r""":func:`train_toy` for several runs at once: one model per entry of ``seeds``
+    (with learning rate ``lr``, a number or one per seed), all trained in one batched
+    network so that a step costs about as much as for one run.
+
+    Each run draws exactly the random numbers :func:`train_toy` draws for its seed
+    (data, initial weights, labelled subset, batches, augmentations) and computes the
+    same operations, batched (linear layers as ``baddbmm``, BatchNorm with the runs'
+    channels side by side, the loss through ``torch.func.vmap``, SGD with momentum per
+    run), so each run follows :func:`train_toy`'s recipe and random numbers. The
+    floats agree to rounding only (summation orders differ), which a chaotic run at
+    a large learning rate amplifies: a seed's outcome there can differ from
+    :func:`train_toy`'s (``tests/test_toy.py`` checks agreement at a small rate).
+    Within one call the runs do not interact. A run that diverges or meets
+    ``stop_when`` leaves the batch; the others go on.
+
+    Differences from :func:`train_toy`: no embedding snapshots; ``history=False``
+    skips the per-epoch record (the final metrics are unchanged; ``stop_when`` needs
+    the history); the per-epoch ``grad_norm`` of the history is summed in another
+    order. ``intervention(model, x)`` (one callable, or a list with one callable or
+    None per run) is called per run on a :class:`ToyEncoder` copy whose state is
+    written back; its return value is kept in ``config["intervention_value"]``.
+    ``final_metrics=False`` skips the end-of-training evaluation (``metrics`` is
+    then empty, ``z`` the final raw embeddings): for runs read only through their
+    history.
+
+    Returns:
+        One :class:`ToyRun` per seed, in the order of ``seeds``.
+    """
+    from torch.func import vmap
+
+    from cl_lib.checks import no_value_reads
+    from cl_lib.losses import cloa_anchor_term, get_loss, make_anchors
+
+    seeds = list(seeds)
+    lrs = [float(v) for v in (lr if np.ndim(lr) else [lr] * len(seeds))]
+    if not seeds or len(lrs) != len(seeds):
+        raise ValueError(f"need one lr per seed, got {len(lrs)} for {len(seeds)}")
+    if min(lrs) <= 0 or epochs < 0 or batch_size < 2:
+        raise ValueError(
+            "need lr > 0, epochs >= 0, batch_size >= 2; "
+            f"got {lrs}, {epochs}, {batch_size}"
+        )
+    if not 0 <= label_fraction <= 1:
+        raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction}")
+    hooks = list(intervention) if isinstance(intervention, (list, tuple)) else None
+    if hooks is not None and len(hooks) != len(seeds):
+        raise ValueError(f"need one intervention per seed, got {len(hooks)}")
+    if stop_when is not None and not history:
+        raise ValueError("stop_when reads the history: set history=True")
+    kwargs = dict(loss_kwargs or {})
+    try:  # the registry knows which losses take a temperature
+        base_loss = get_loss(loss_name, **{"tau": tau, **kwargs})
+    except ValueError:
+        base_loss = get_loss(loss_name, **kwargs)
+
+    # per run, in train_toy's order of random draws
+    runs = []
+    for seed, run_lr in zip(seeds, lrs):
+        torch.manual_seed(seed)
+        g = torch.Generator().manual_seed(seed)
+        x, y = make_subspace_data(n_per_class, noise=noise, seed=1000 + seed)
+        x_test, y_test = make_subspace_data(n_per_class, noise=noise, seed=2000 + seed)
+        num_classes = int(y.max()) + 1
+        model = ToyEncoder(x.shape[1], hidden, out_dim)
+        rng_after_init = torch.get_rng_state()
+        labels = torch.full_like(y, -1)
+        anchors = torch.zeros(num_classes, out_dim)
+        if label_fraction > 0:
+            for c in range(num_classes):
+                idx = (y == c).nonzero().squeeze(1)
+                n_lab = max(1, round(label_fraction * len(idx)))
+                labels[idx[torch.randperm(len(idx), generator=g)[:n_lab]]] = c
+            anchors = make_anchors(num_classes, out_dim, seed=seed)
+        snap_idx = torch.randperm(len(x), generator=g)[:150]
+        g_eval = torch.Generator().manual_seed(3000 + seed)
+        eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
+        x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
+        runs.append(
+            dict(
+                seed=seed, lr=run_lr, g=g, x=x, y=y, x_test=x_test, y_test=y_test,
+                labels=labels, anchors=anchors, snap_idx=snap_idx, x_eval=x_eval,
+                state=model.state_dict(), rng=rng_after_init, diverged=False,
+                hist={k: [] for k in _HISTORY_KEYS}, value=None,
+            )
+        )
+    names = list(runs[0]["state"])
+    state = {k: torch.stack([r["state"][k] for r in runs]) for k in names}
+    params = [k for k in names if k.endswith("weight") or k.endswith("bias")]
+    for k in params:
+        state[k].requires_grad_(True)
+    velocity = {k: torch.zeros_like(state[k]) for k in params}
+    x_all = torch.stack([r["x"] for r in runs])
+    x_eval_all = [torch.stack([r["x_eval"][v] for r in runs]) for v in range(2)]
+    anchors_all = torch.stack([r["anchors"] for r in runs])
+    lin = [k[: -len(".weight")] for k in names if k.endswith(".weight")]
+    linear_layers = [k for k in lin if state[k + ".weight"].ndim == 3]
+    bn_layers = [k for k in lin if state[k + ".weight"].ndim == 2]
+
+    def forward(idx, xb, training):
+        st = {k: state[k][idx] for k in names}  # copies: write running stats back
+        h = xb
+        for i, name in enumerate(linear_layers):
+            h = _batched_linear(h, st[name + ".weight"], st[name + ".bias"])
+            if i < len(bn_layers):
+                bn = bn_layers[i]
+                h = _batched_batch_norm(
+                    h, st[bn + ".running_mean"], st[bn + ".running_var"],
+                    st[bn + ".weight"], st[bn + ".bias"], training,
+                )
+                h = F.relu(h)
+        if training:
+            with torch.no_grad():
+                for bn in bn_layers:
+                    for k in (".running_mean", ".running_var"):
+                        state[bn + k][idx] = st[bn + k]
+        return h
+
+    def loss_per_run(idx, z1, z2, lb):
+        with no_value_reads():  # vmap cannot read values; finiteness checked below
+            loss = vmap(base_loss)(z1, z2)
+            if label_fraction > 0:
+                anchor_term = vmap(cloa_anchor_term)(
+                    torch.cat([z1, z2], 1), torch.cat([lb, lb], 1), anchors_all[idx]
+                )
+                has_labels = (lb >= 0).any(1)
+                loss = torch.where(has_labels, loss + anchor_weight * anchor_term, loss)
+        return loss
+
+    def member_model(i):
+        model = ToyEncoder(x_all.shape[2], hidden, out_dim)
+        model.load_state_dict({k: state[k][i].detach() for k in names})
+        return model
+
+    def record(idx, epoch, losses, norms):
+        with torch.no_grad():
+            z_all = forward(idx, x_all[idx], False)
+            e_all = (
+                [forward(idx, v[idx], False) for v in x_eval_all]
+                if track_plateau
+                else None
+            )
+        for j, i in enumerate(idx.tolist()):
+            r, z = runs[i], z_all[j]
+            e1, e2 = (e_all[0][j], e_all[1][j]) if track_plateau else (None, None)
+            _record_epoch(
+                r["hist"], epoch, losses.get(i, nan), norms.get(i, nan), z, r["y"],
+                base_loss, e1, e2,
+            )
+
+    nan = float("nan")
+    active = list(range(len(runs)))
+    if history:
+        record(torch.tensor(active), 0, {}, {})
+    n = x_all.shape[1]
+    for epoch in range(1, epochs + 1):
+        if not active:
+            break
+        if intervention is not None and epoch == intervene_at + 1:
+            for i in active:
+                hook = intervention if hooks is None else hooks[i]
+                if hook is None:
+                    continue
+                model = member_model(i)
+                runs[i]["value"] = hook(model, runs[i]["x"])
+                with torch.no_grad():
+                    for k, v in model.state_dict().items():
+                        state[k][i] = v
+        perms = {i: torch.randperm(n, generator=runs[i]["g"]) for i in active}
+        step_losses = {i: [] for i in active}
+        step_norms = {i: [] for i in active}
+        for start in range(0, n - batch_size + 1, batch_size):
+            if not active:
+                break
+            idx = torch.tensor(active)
+            rows = [perms[i][start : start + batch_size] for i in active]
+            xb = torch.stack([runs[i]["x"][b] for i, b in zip(active, rows)])
+            lb = torch.stack([runs[i]["labels"][b] for i, b in zip(active, rows)])
+            views = [[], []]
+            for j, i in enumerate(active):
+                for v in range(2):
+                    views[v].append(augment(xb[j], aug_noise, generator=runs[i]["g"]))
+            z1 = forward(idx, torch.stack(views[0]), True)
+            z2 = forward(idx, torch.stack(views[1]), True)
+            loss = loss_per_run(idx, z1, z2, lb)
+            finite = (
+                torch.isfinite(z1).flatten(1).all(1)
+                & torch.isfinite(z2).flatten(1).all(1)
+                & torch.isfinite(loss)
+            )
+            for j in (~finite).nonzero().flatten().tolist():
+                runs[active[j]]["diverged"] = True  # stops, as in train_toy
+            keep = finite.nonzero().flatten()
+            if len(keep) == 0:
+                active = []
+                break
+            loss[keep].sum().backward()
+            kept = idx[keep]
+            with torch.no_grad():
+                sq = sum(
+                    state[k].grad[kept].pow(2).flatten(1).sum(1) for k in params
+                )
+                for k in params:
+                    p, grad = state[k], state[k].grad[kept]
+                    buf = velocity[k][kept].mul_(momentum).add_(grad)
+                    velocity[k][kept] = buf
+                    for run_lr in sorted({lrs[i] for i in kept.tolist()}):
+                        sel = [
+                            j for j, i in enumerate(kept.tolist()) if lrs[i] == run_lr
+                        ]
+                        rows_k = kept[sel]
+                        p[rows_k] = p[rows_k].add_(buf[sel], alpha=-run_lr)
+                    p.grad = None
+            for j, i in enumerate(kept.tolist()):
+                step_losses[i].append(float(loss[keep[j]].detach()))
+                step_norms[i].append(float(sq[j].sqrt()))
+            active = kept.tolist()
+        if not active:
+            break
+        if history:
+            record(
+                torch.tensor(active),
+                epoch,
+                {i: float(np.mean(step_losses[i])) for i in active},
+                {i: float(np.mean(step_norms[i])) for i in active},
+            )
+        if stop_when is not None:
+            active = [i for i in active if not stop_when(runs[i]["hist"])]
+
+    config = dict(
+        loss_name=loss_name, epochs=epochs, label_fraction=label_fraction, tau=tau,
+        n_per_class=n_per_class, batch_size=batch_size, hidden=hidden,
+        momentum=momentum, anchor_weight=anchor_weight,
+    )
+    out = []
+    for i, r in enumerate(runs):
+        torch.set_rng_state(r["rng"])  # the global RNG as train_toy leaves it
+        model = member_model(i)
+        model.train()
+
+        def batch_loss(xb, lb, model=model, r=r):
+            z1, z2 = (
+                model(augment(xb, aug_noise, generator=r["g"])),
+                model(augment(xb, aug_noise, generator=r["g"])),
+            )
+            if not (torch.isfinite(z1).all() and torch.isfinite(z2).all()):
+                return torch.tensor(float("nan"))
+            loss = base_loss(z1, z2)
+            if label_fraction > 0 and (lb >= 0).any():
+                term = cloa_anchor_term(
+                    torch.cat([z1, z2]), torch.cat([lb, lb]), r["anchors"]
+                )
+                loss = loss + anchor_weight * term
+            return loss
+
+        if final_metrics:
+            metrics_out = _final_metrics(
+                model, r["x"], r["y"], r["x_test"], r["y_test"], r["labels"],
+                r["g"], batch_loss, batch_size, aug_noise, r["diverged"],
+            )
+        else:
+            with torch.no_grad():
+                z_final = forward(torch.tensor([i]), r["x"][None], False)[0]
+            metrics_out = {"z": z_final.double()}
+        out.append(
+            ToyRun(
+                {**config, "seed": r["seed"], "lr": r["lr"],
+                 "intervention_value": r["value"]},
+                r["hist"] if history else {k: [] for k in _HISTORY_KEYS},
+                [],
+                r["y"][r["snap_idx"]],
+                metrics_out.pop("z"),
+                r["y"],
+                metrics_out,
+                model,
+            )
+        )
+    return out
+
+
+def sweep_toy_batch(losses, lrs, seeds=(0,), **train_kwargs) -> dict:
+    """:func:`sweep_toy` with the learning rates and seeds of each loss trained as one
+    batch (:func:`train_toy_batch`, ``history=False``): the same runs, several times
+    faster. Returns ``{(loss, lr): {metric: np.ndarray over seeds}}``."""
+    out = {}
+    members = [(lr, s) for lr in lrs for s in seeds]
+    for loss in losses:
+        runs = train_toy_batch(
+            loss,
+            seeds=[s for _, s in members],
+            lr=[lr for lr, _ in members],
+            history=False,
+            **train_kwargs,
+        )
+        for lr in lrs:
+            ms = [r.metrics for r, (l, _) in zip(runs, members) if l == lr]
+            out[loss, lr] = {k: np.array([float(m[k]) for m in ms]) for k in ms[0]}
     return out
 
 
