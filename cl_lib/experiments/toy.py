@@ -553,17 +553,35 @@ def _batched_linear(x, weight, bias):
     return torch.baddbmm(bias.unsqueeze(1), x, weight.transpose(1, 2))
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity whose backward makes the gradient contiguous: the layers before the
+    batched BatchNorm then reduce their gradients in the same order as one model's
+    (a strided gradient is summed in another order, which changes the last bits)."""
+
+    @staticmethod
+    def forward(ctx, h):
+        return h.view_as(h)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
 def _batched_batch_norm(h, mean, var, weight, bias, training):
     """``F.batch_norm`` of S models at once: the S x C channels side by side, so each
     channel is normalised over the batch exactly as by its own model. ``mean`` and
     ``var`` are views (S, C) of the running statistics, updated in place."""
     s, b, c = h.shape
-    flat = h.transpose(0, 1).reshape(b, s * c)
+    flat = _ContiguousGrad.apply(h).transpose(0, 1).reshape(b, s * c)
     rm, rv = mean.view(-1), var.view(-1)
     out = F.batch_norm(
         flat, rm, rv, weight.reshape(-1), bias.reshape(-1), training, 0.1, 1e-5
     )
     return out.reshape(b, s, c).transpose(0, 1)
+
+
+# losses whose vmap-ed gradient is bit-identical to one model's (tests/test_toy.py)
+_VMAP_EXACT = ("infonce", "dcl", "vicreg")
 
 
 def train_toy_batch(
@@ -597,19 +615,19 @@ def train_toy_batch(
     (data, initial weights, labelled subset, batches, augmentations) and computes the
     same operations, batched (linear layers as ``baddbmm``, BatchNorm with the runs'
     channels side by side, the loss through ``torch.func.vmap``, SGD with momentum per
-    run), so each run follows :func:`train_toy`'s recipe and random numbers. The
-    floats agree to rounding only (summation orders differ), which a chaotic run at
-    a large learning rate amplifies: a seed's outcome there can differ from
-    :func:`train_toy`'s (``tests/test_toy.py`` checks agreement at a small rate).
-    Within one call the runs do not interact. A run that diverges or meets
-    ``stop_when`` leaves the batch; the others go on.
+    run; Barlow Twins' loss per run, whose vmap-ed gradient sums in another order),
+    so the runs are those of :func:`train_toy`, bit for bit on CPU
+    (``tests/test_toy.py`` checks it: even a chaotic run at a large learning rate
+    ends where :func:`train_toy` ends). Within one call the runs do not interact. A
+    run that diverges or meets ``stop_when`` leaves the batch; the others go on.
 
     Differences from :func:`train_toy`: no embedding snapshots; ``history=False``
     skips the per-epoch record (the final metrics are unchanged; ``stop_when`` needs
     the history); the per-epoch ``grad_norm`` of the history is summed in another
-    order. ``intervention(model, x)`` (one callable, or a list with one callable or
-    None per run) is called per run on a :class:`ToyEncoder` copy whose state is
-    written back; its return value is kept in ``config["intervention_value"]``.
+    order (last digits). ``intervention(model, x)`` (one callable, or a list with
+    one callable or None per run) is called per run on a :class:`ToyEncoder` copy
+    whose state is written back; its return value is kept in
+    ``config["intervention_value"]``.
     ``final_metrics=False`` skips the end-of-training evaluation (``metrics`` is
     then empty, ``z`` the final raw embeddings): for runs read only through their
     history.
@@ -708,7 +726,10 @@ def train_toy_batch(
 
     def loss_per_run(idx, z1, z2, lb):
         with no_value_reads():  # vmap cannot read values; finiteness checked below
-            loss = vmap(base_loss)(z1, z2)
+            if loss_name in _VMAP_EXACT:
+                loss = vmap(base_loss)(z1, z2)
+            else:  # e.g. Barlow Twins: vmap's backward sums in another order
+                loss = torch.stack([base_loss(a, b) for a, b in zip(z1, z2)])
             if label_fraction > 0:
                 anchor_term = vmap(cloa_anchor_term)(
                     torch.cat([z1, z2], 1), torch.cat([lb, lb], 1), anchors_all[idx]
