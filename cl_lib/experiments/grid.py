@@ -665,7 +665,8 @@ def planned_runs(
     Args:
         tier: a key of :data:`TIERS`.
         chapters: one chapter or several (default: all of :data:`CHAPTERS`).
-        ordered: sort by priority (else chapter and definition order).
+        ordered: sort by section priority, then seed, then priority (else chapter
+            and definition order).
 
     Returns:
         list of :class:`PlannedRun`, each name once per chapter (the first section that
@@ -687,8 +688,17 @@ def planned_runs(
                     seen.add(run.name)
                     runs.append(run)
     if ordered:
-        # stable: definition order on ties
-        runs = sorted(runs, key=lambda r: r.priority)
+        # Sections by priority; inside a section seed-major, so that every comparison
+        # gets its first seed before any gets its second (a campaign stopped halfway
+        # leaves one seed of everything, not three of half); stable on ties.
+        runs = sorted(
+            runs,
+            key=lambda r: (
+                PRIORITY.get((r.chapter, r.section), r.priority),
+                int(r.args.get("seed", 0)),
+                r.priority,
+            ),
+        )
     return runs
 
 

@@ -349,7 +349,14 @@ def seed_summary(
     """
     if not records:
         raise ValueError("seed_summary needs at least one record")
-    values = [float(lookup(r, key)) for r in records]
+    found = [lookup(r, key) for r in records]
+    absent = [run_name(r) for r, v in zip(records, found) if v is MISSING or v is None]
+    if absent:
+        raise ValueError(
+            f"{key} is missing in {', '.join(absent)} (diverged or unfinished runs "
+            "have no final metrics: leave them out of a summary)"
+        )
+    values = [float(v) for v in found]
     if not all(math.isfinite(v) for v in values):
         raise ValueError(f"{key} is not finite in every record: {values}")
     k = len(values)
