@@ -91,7 +91,7 @@ def _commit() -> tuple[str, bool | None, str]:
     .data/COMMIT."""
     from cl_lib.io import library_commit
 
-    commit, dirty = library_commit()
+    commit, dirty = library_commit(only_loaded=True)
     if commit != "unknown":
         return commit, dirty, "git"
     if os.environ.get("CL_LIB_COMMIT"):

@@ -10,6 +10,7 @@ import json
 import os
 import platform
 import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from typing import Callable
@@ -120,7 +121,24 @@ def hardware_info(device: torch.device) -> dict:
     return hw
 
 
-def library_commit() -> tuple[str, bool | None]:
+def loaded_library_files() -> list[str]:
+    """The files of the ``cl_lib`` modules this process has imported, plus the
+    package's data files (non-Python files next to its modules), relative to the
+    repository root: the code a run executed."""
+    package = Path(__file__).resolve().parent
+    files = {
+        Path(m.__file__).resolve()
+        for name, m in list(sys.modules.items())
+        if (name == "cl_lib" or name.startswith("cl_lib."))
+        and getattr(m, "__file__", None)
+    }
+    files |= {f for f in package.iterdir() if f.is_file() and f.suffix == ".txt"}
+    return sorted(
+        str(f.relative_to(package.parent)) for f in files if package in f.parents
+    )
+
+
+def library_commit(only_loaded: bool = False) -> tuple[str, bool | None]:
     """(``git rev-parse HEAD`` of the repository holding cl_lib, does the library differ
     from it?) or ("unknown", None) outside a git checkout.
 
@@ -130,10 +148,17 @@ def library_commit() -> tuple[str, bool | None]:
     repository (notebooks, tests) do not make a result's code unidentified, so they are
     not counted.
 
+    Args:
+        only_loaded: count only the library files this process imported
+            (:func:`loaded_library_files`): the trainer and the campaign use it, since
+            an edit to a module a run never imports (a chapter's toy model) leaves the
+            run's code identified by the commit.
+
     Returns:
         ``(commit hash, differs)``.
     """
     package = Path(__file__).resolve().parent
+    paths = loaded_library_files() if only_loaded else [package.name]
     try:
         head = subprocess.run(
             ["git", "rev-parse", "HEAD"],
@@ -150,7 +175,7 @@ def library_commit() -> tuple[str, bool | None]:
                 "--porcelain",
                 "--untracked-files=all",
                 "--",
-                package.name,
+                *paths,
             ],
             cwd=package.parent,
             capture_output=True,

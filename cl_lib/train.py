@@ -1074,7 +1074,7 @@ def _final_record(state: TrainState) -> dict:
     cfg, model, device, history = state.config, state.model, state.device, state.history
     finished = state.epoch == cfg.epochs
     final = state.evaluate(full=True) if state.main_process and finished else {}
-    commit, dirty = library_commit()
+    commit, dirty = library_commit(only_loaded=True)
     speeds = [h["images_per_s"] for h in history]
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,

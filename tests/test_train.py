@@ -633,3 +633,15 @@ def test_epoch_steps_never_synchronise_the_gpu(cfg, loss):
     finally:
         torch.cuda.set_sync_debug_mode("default")
     assert math.isfinite(float(loss_sum))
+
+
+def test_library_commit_of_the_loaded_modules_ignores_unimported_edits():
+    """The trainer's provenance counts only the library code the run imported."""
+    files = io_mod.loaded_library_files()
+    assert "cl_lib/io.py" in files and "cl_lib/train.py" in files
+    assert all(f.startswith("cl_lib/") for f in files)
+    head, dirty = io_mod.library_commit(only_loaded=True)
+    whole = io_mod.library_commit()
+    assert head == whole[0]
+    # the loaded files are a subset of the package: clean package => clean run
+    assert not (whole[1] is False and dirty)
