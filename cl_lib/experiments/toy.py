@@ -706,7 +706,8 @@ def train_toy_batch(
     bn_layers = [k for k in lin if state[k + ".weight"].ndim == 2]
 
     def forward(idx, xb, training):
-        st = {k: state[k][idx] for k in names}  # copies: write running stats back
+        # idx None: every run, in place; else copies, running stats written back
+        st = state if idx is None else {k: state[k][idx] for k in names}
         h = xb
         for i, name in enumerate(linear_layers):
             h = _batched_linear(h, st[name + ".weight"], st[name + ".bias"])
@@ -717,7 +718,7 @@ def train_toy_batch(
                     st[bn + ".weight"], st[bn + ".bias"], training,
                 )
                 h = F.relu(h)
-        if training:
+        if training and idx is not None:
             with torch.no_grad():
                 for bn in bn_layers:
                     for k in (".running_mean", ".running_var"):
@@ -760,6 +761,12 @@ def train_toy_batch(
             )
 
     nan = float("nan")
+    lr_slices = []  # (start, stop, lr): runs of equal learning rate
+    for i, run_lr in enumerate(lrs):
+        if lr_slices and lr_slices[-1][2] == run_lr:
+            lr_slices[-1] = (lr_slices[-1][0], i + 1, run_lr)
+        else:
+            lr_slices.append((i, i + 1, run_lr))
     active = list(range(len(runs)))
     if history:
         record(torch.tensor(active), 0, {}, {})
@@ -791,8 +798,9 @@ def train_toy_batch(
             for j, i in enumerate(active):
                 for v in range(2):
                     views[v].append(augment(xb[j], aug_noise, generator=runs[i]["g"]))
-            z1 = forward(idx, torch.stack(views[0]), True)
-            z2 = forward(idx, torch.stack(views[1]), True)
+            every = len(active) == len(runs)  # no gathers needed
+            z1 = forward(None if every else idx, torch.stack(views[0]), True)
+            z2 = forward(None if every else idx, torch.stack(views[1]), True)
             loss = loss_per_run(idx, z1, z2, lb)
             finite = (
                 torch.isfinite(z1).flatten(1).all(1)
@@ -811,7 +819,14 @@ def train_toy_batch(
                 sq = sum(
                     state[k].grad[kept].pow(2).flatten(1).sum(1) for k in params
                 )
-                for k in params:
+                if every and len(keep) == len(runs):  # in place, slices of equal lr
+                    for k in params:
+                        p, buf = state[k], velocity[k]
+                        buf.mul_(momentum).add_(p.grad)
+                        for a, b, run_lr in lr_slices:
+                            p[a:b].add_(buf[a:b], alpha=-run_lr)
+                        p.grad = None
+                for k in params if state[params[0]].grad is not None else ():
                     p, grad = state[k], state[k].grad[kept]
                     buf = velocity[k][kept].mul_(momentum).add_(grad)
                     velocity[k][kept] = buf
