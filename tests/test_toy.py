@@ -286,3 +286,20 @@ def test_train_toy_batch_matches_train_toy_and_validates():
         toy.train_toy_batch(
             "infonce", seeds=[0], stop_when=lambda h: True, history=False
         )
+
+
+def test_train_toy_batch_fork_equals_intervention_from_scratch():
+    kw = dict(lr=1.0, epochs=6, n_per_class=100, hidden=16)
+    runs = toy.train_toy_batch(
+        "infonce", seeds=[0, 1], fork_at=3,
+        fork=lambda hists: [(1, toy.rescale_output_layer)], **kw,
+    )
+    assert len(runs) == 3 and runs[2].config["forked_from"] == 1
+    ref = toy.train_toy(
+        "infonce", seed=1, intervention=toy.rescale_output_layer, intervene_at=3, **kw
+    )
+    assert runs[2].metrics == ref.metrics
+    assert runs[2].history["class_mean_collinearity"] == (
+        ref.history["class_mean_collinearity"]
+    )
+    assert runs[1].metrics == toy.train_toy("infonce", seed=1, **kw).metrics
