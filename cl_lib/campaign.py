@@ -302,7 +302,10 @@ def _write_atomic_bytes(path: Path, data: bytes) -> None:
 
 # ----------------------------------------------------------------------------- planning
 def pending_runs(
-    tier: str, results_root: str | Path, chapters: Sequence[str] | None = None
+    tier: str,
+    results_root: str | Path,
+    chapters: Sequence[str] | None = None,
+    sections: Sequence[str] | None = None,
 ) -> tuple[list, list[dict]]:
     """The runs a campaign may start, in priority order, and the ones it may not.
 
@@ -310,6 +313,7 @@ def pending_runs(
         tier: a tier of :data:`cl_lib.experiments.grid.TIERS`.
         results_root: the folder holding ``<tier>/<chapter>/<name>.json``.
         chapters: restrict to these chapters (default all).
+        sections: restrict to these sections of the grid (e.g. ``["baseline"]``).
 
     Returns:
         (runs without a results file that fit a lease and whose data set is on this
@@ -319,6 +323,8 @@ def pending_runs(
     root = Path(results_root)
     runnable, skipped = [], []
     for run in G.planned_runs(tier, chapters):
+        if sections is not None and run.section not in sections:
+            continue
         if (root / tier / run.chapter / f"{run.name}.json").is_file():
             continue
         dataset = run.args.get("dataset", "cifar10")
@@ -422,6 +428,7 @@ def run_campaign(
     work_dir: str | Path | None = None,
     max_runs: int | None = None,
     into_book: bool = False,
+    sections: Sequence[str] | None = None,
 ) -> dict:
     """Environment, benchmarks and the pending runs of a tier, within ``budget_s``
     seconds.
@@ -434,6 +441,7 @@ def run_campaign(
         bench_budget_s: seconds for ``benchmarks/run_all.py`` (0 skips it).
         results_root: where existing results are looked up (default ``book/results``).
         chapters: restrict to these chapters.
+        sections: restrict to these sections of the grid (e.g. ``["baseline"]``).
         work_dir: scratch folder (default a temporary one).
         max_runs: start at most this many runs.
         into_book: also file each finished run into ``results_root`` as soon as it
@@ -532,7 +540,7 @@ def run_campaign(
     _pack(out, work)
     save_manifest()
 
-    runs, skipped = pending_runs(tier, results_root, chapters)
+    runs, skipped = pending_runs(tier, results_root, chapters, sections)
     log(
         f"== runs: {len(runs)} pending in priority order, {len(skipped)} not for this "
         f"machine, {deadline - time.perf_counter():.0f} s left"
@@ -773,6 +781,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     r.add_argument("--bench-budget-s", type=float, default=90.0)
     r.add_argument("--results-root", default=None, help="default book/results")
     r.add_argument("--chapters", nargs="+", choices=G.CHAPTERS, default=None)
+    r.add_argument(
+        "--sections", nargs="+", default=None, help="only these grid sections"
+    )
     r.add_argument("--work-dir", default=None)
     r.add_argument("--max-runs", type=int, default=None)
     r.add_argument(
@@ -805,6 +816,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.work_dir,
             args.max_runs,
             args.into_book,
+            args.sections,
         )
     elif args.verb == "unpack":
         done = unpack(args.dir, args.results_root, args.bench_dir, args.force)

@@ -89,7 +89,9 @@ def test_cpu_study_grid_has_baselines_seeds_and_fits_the_cpu():
         mine = G.planned_runs("cpu-study", ch)
         assert sum(G.cpu_seconds(r) for r in mine) <= 2 * 3600
         base = [r for r in mine if r.name.startswith(("untrained", "imagenette_unt"))]
-        assert seeds(base) == [0, 1, 2]
+        # as initialised and with BatchNorm statistics re-estimated, three seeds each
+        assert seeds(base) == [0, 0, 1, 1, 2, 2]
+        assert sum(bool(r.args.get("bn_recalibrate")) for r in base) == 3
         trained = next(r for r in mine if r.section != "baseline")
         # the untrained network is the same network on the same data
         for key in ("dataset", "arch", "width", "subset", "test_subset"):
@@ -303,3 +305,18 @@ def test_cpu_study_campaign_files_finished_runs_into_the_book(tmp_path, monkeypa
     assert record["extra"]["tracking"]  # geometry along training (--track-every)
     pending, _ = C.pending_runs("cpu-study", results, ["ch11"])
     assert {baseline.name, first.name}.isdisjoint(r.name for r in pending)
+
+
+def test_pending_runs_restricted_to_sections(tmp_path, monkeypatch):
+    """--sections: a campaign of the untrained baselines alone (both kinds)."""
+    from cl_lib import campaign
+
+    monkeypatch.setattr(campaign.G, "dataset_available", lambda *a, **k: True)
+    runs, _ = campaign.pending_runs("cpu-study", tmp_path, ["ch11"], ["baseline"])
+    names = {r.name for r in runs}
+    assert {r.section for r in runs} == {"baseline"}
+    assert {"untrained", "untrained_bn", "untrained_bn_s2"} <= names
+    assert all(r.args["epochs"] == 0 for r in runs)
+    assert all(r.args.get("bn_recalibrate") == r.name.startswith(
+        ("untrained_bn", "tiny_untrained_bn")) or (
+        "bn_recalibrate" not in r.args and "_bn" not in r.name) for r in runs)

@@ -645,3 +645,25 @@ def test_library_commit_of_the_loaded_modules_ignores_unimported_edits():
     assert head == whole[0]
     # the loaded files are a subset of the package: clean package => clean run
     assert not (whole[1] is False and dirty)
+
+
+def test_bn_recalibrate_reestimates_statistics_not_weights(cfg):
+    """--bn-recalibrate (epochs=0 only): BatchNorm's running statistics are
+    re-estimated on the training images; every weight stays as initialised."""
+    import dataclasses
+
+    plain = train(dataclasses.replace(cfg, epochs=0))
+    recal = train(dataclasses.replace(cfg, epochs=0, bn_recalibrate=True))
+    p0, p1 = plain.model.state_dict(), recal.model.state_dict()
+    means = [k for k in p0 if k.endswith("running_mean")]
+    assert means, "small_cnn has BatchNorm layers"
+    for k in p0:
+        if k.endswith(("running_mean", "running_var")):
+            continue
+        if k.endswith("num_batches_tracked"):
+            continue
+        assert torch.equal(p0[k], p1[k]), k  # same initial weights
+    assert all(torch.all(p0[k] == 0) for k in means)  # initial statistics
+    assert any(not torch.allclose(p1[k], p0[k]) for k in means)
+    with pytest.raises(ValueError, match="bn_recalibrate is for the untrained"):
+        train(dataclasses.replace(cfg, epochs=1, bn_recalibrate=True))
