@@ -700,6 +700,8 @@ class TrainState:
     history: list = field(default_factory=list)
     epoch: int = 0
     last_saved: int | None = None
+    # (library commit, differs from it?) of the code this process imported
+    commit: tuple = ("unknown", None)
 
     @property
     def main_process(self) -> bool:
@@ -1085,7 +1087,7 @@ def _final_record(state: TrainState) -> dict:
     cfg, model, device, history = state.config, state.model, state.device, state.history
     finished = state.epoch == cfg.epochs
     final = state.evaluate(full=True) if state.main_process and finished else {}
-    commit, dirty = library_commit(only_loaded=True)
+    commit, dirty = state.commit
     speeds = [h["images_per_s"] for h in history]
     results = {
         "schema_version": RESULTS_SCHEMA_VERSION,
@@ -1203,6 +1205,9 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     validate_config(config)
     try:  # torchrun's process group is destroyed on every exit path
         state = _setup(config)
+        # the code this process imported, identified now: a later edit of the working
+        # tree does not change what runs
+        state.commit = library_commit(only_loaded=True)
         _load_data(state)
         _build(state)
         _resume(state)

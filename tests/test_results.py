@@ -460,6 +460,8 @@ def test_seed_groups_and_summaries_with_intervals():
     assert u.n == 1 and u.sd == 0  # one seed: the binomial interval alone
     assert abs(u.halfwidth - R.binomial_halfwidth(0.31, 10_000)) < 1e-12
     assert R.separated(s, u) and not R.separated(s, R.seed_summary([rec("x", 0.40)]))
+    one = R.seed_summary([{"source": "a.json", "metrics": {"rank": 3.0}}], "metrics.rank")
+    assert one.halfwidth == float("inf") and not R.separated(one, s)
     with pytest.raises(ValueError, match="at least one"):
         R.seed_summary([])
     with pytest.raises(ValueError, match="missing in div"):

@@ -336,7 +336,8 @@ def seed_summary(
     Student-$t$ interval of the mean of $k$ seeds with sample sd $s$ (training
     randomness; absent for one seed) combined with the binomial interval of an accuracy
     measured on $n$ test images (which test images were drawn). Without ``test_size``
-    only the seed part counts.
+    only the seed part counts, and one seed of such a metric has an unknown
+    (infinite) half-width: it is never :func:`separated` from anything.
 
     Args:
         records: the runs (typically one group of :func:`by_seed_group`); non-empty.
@@ -368,6 +369,8 @@ def seed_summary(
     test_part = (
         binomial_halfwidth(min(max(mean, 0.0), 1.0), test_size) if test_size else 0.0
     )
+    if k == 1 and not test_part:  # one seed, no sampling model: width unknown
+        return SeedSummary(mean, sd, k, math.inf)
     return SeedSummary(mean, sd, k, math.hypot(seed_part, test_part))
 
 
