@@ -314,6 +314,57 @@ def _record_epoch(history, epoch, loss_value, grad_norm, z, y, base_loss, e1, e2
     history["effective_rank_sphere"].append(rank)
 
 
+def _toy_base_loss(loss_name: str, tau: float, loss_kwargs: dict | None):
+    """The toy's contrastive loss: ``tau`` goes to the losses that take one (the
+    registry refuses it elsewhere)."""
+    from cl_lib.losses import get_loss
+
+    kwargs = dict(loss_kwargs or {})
+    try:
+        return get_loss(loss_name, **{"tau": tau, **kwargs})
+    except ValueError:
+        return get_loss(loss_name, **kwargs)
+
+
+def _toy_setup(
+    seed, n_per_class, noise, hidden, out_dim, label_fraction, batch_size, aug_noise,
+    n_snapshot,
+) -> dict:
+    """Every random draw of one toy run before training, in one order: the global
+    seed, the training generator ``g``, train and test data, the initial weights, the
+    labelled subset and its anchors (``None`` without labels), the snapshot points and
+    the fixed evaluation views. :func:`train_toy` and :func:`train_toy_batch` both
+    start here, which is what keeps their runs bit-identical; ``rng`` is the global
+    RNG state after the initial weights (the labels draw from ``g``)."""
+    from cl_lib.losses import make_anchors
+
+    torch.manual_seed(seed)
+    g = torch.Generator().manual_seed(seed)
+    x, y = make_subspace_data(n_per_class, noise=noise, seed=1000 + seed)
+    x_test, y_test = make_subspace_data(n_per_class, noise=noise, seed=2000 + seed)
+    num_classes = int(y.max()) + 1
+    model = ToyEncoder(x.shape[1], hidden, out_dim)
+    rng = torch.get_rng_state()
+    # labelled subset for the anchor term: label_fraction of each class, at least one
+    # per class
+    labels, anchors = torch.full_like(y, -1), None
+    if label_fraction > 0:
+        for c in range(num_classes):
+            idx = (y == c).nonzero().squeeze(1)
+            n_lab = max(1, round(label_fraction * len(idx)))
+            labels[idx[torch.randperm(len(idx), generator=g)[:n_lab]]] = c
+        anchors = make_anchors(num_classes, out_dim, seed=seed)
+    snap_idx = torch.randperm(len(x), generator=g)[:n_snapshot]
+    g_eval = torch.Generator().manual_seed(3000 + seed)  # not g: training unchanged
+    eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
+    x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
+    return dict(
+        g=g, x=x, y=y, x_test=x_test, y_test=y_test, num_classes=num_classes,
+        model=model, rng=rng, labels=labels, anchors=anchors, snap_idx=snap_idx,
+        x_eval=x_eval,
+    )
+
+
 def _final_metrics(
     model, x, y, x_test, y_test, labels, g, batch_loss, batch_size, aug_noise, diverged
 ) -> dict:
@@ -424,7 +475,7 @@ def train_toy(
     training generator, so a run with an intervention sees the same batches and
     augmentations as one without.
     """
-    from cl_lib.losses import cloa_anchor_term, get_loss, make_anchors
+    from cl_lib.losses import cloa_anchor_term
 
     if lr <= 0 or epochs < 0 or batch_size < 2:
         raise ValueError(
@@ -446,35 +497,16 @@ def train_toy(
         momentum=momentum,
         anchor_weight=anchor_weight,
     )
-    kwargs = dict(loss_kwargs or {})
-    try:  # the registry knows which losses take a temperature
-        base_loss = get_loss(loss_name, **{"tau": tau, **kwargs})
-    except ValueError:
-        base_loss = get_loss(loss_name, **kwargs)
-
-    torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
-    x, y = make_subspace_data(n_per_class, noise=noise, seed=1000 + seed)
-    x_test, y_test = make_subspace_data(n_per_class, noise=noise, seed=2000 + seed)
-    num_classes = int(y.max()) + 1
-    model = ToyEncoder(x.shape[1], hidden, out_dim)
+    base_loss = _toy_base_loss(loss_name, tau, loss_kwargs)
+    setup = _toy_setup(
+        seed, n_per_class, noise, hidden, out_dim, label_fraction, batch_size,
+        aug_noise, n_snapshot,
+    )
+    g, x, y, x_test, y_test = (setup[k] for k in ("g", "x", "y", "x_test", "y_test"))
+    model, labels, anchors = setup["model"], setup["labels"], setup["anchors"]
+    snap_idx, x_eval = setup["snap_idx"], setup["x_eval"]
     opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-
-    # labelled subset for the anchor term: label_fraction of each class, at least one
-    # per class
-    labels = torch.full_like(y, -1)
-    if label_fraction > 0:
-        for c in range(num_classes):
-            idx = (y == c).nonzero().squeeze(1)
-            n_lab = max(1, round(label_fraction * len(idx)))
-            labels[idx[torch.randperm(len(idx), generator=g)[:n_lab]]] = c
-        anchors = make_anchors(num_classes, out_dim, seed=seed)
-
-    snap_idx = torch.randperm(len(x), generator=g)[:n_snapshot]
     history = {k: [] for k in _HISTORY_KEYS}
-    g_eval = torch.Generator().manual_seed(3000 + seed)  # not g: training unchanged
-    eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
-    x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
     snapshots = []
 
     def batch_loss(xb, lb):
@@ -677,7 +709,7 @@ def train_toy_batch(
     from torch.func import vmap
 
     from cl_lib.checks import no_value_reads
-    from cl_lib.losses import cloa_anchor_term, get_loss, make_anchors
+    from cl_lib.losses import cloa_anchor_term
 
     _reuse_freed_memory()
     seeds = list(seeds)
@@ -696,42 +728,22 @@ def train_toy_batch(
         raise ValueError(f"need one intervention per seed, got {len(hooks)}")
     if stop_when is not None and not history:
         raise ValueError("stop_when reads the history: set history=True")
-    kwargs = dict(loss_kwargs or {})
-    try:  # the registry knows which losses take a temperature
-        base_loss = get_loss(loss_name, **{"tau": tau, **kwargs})
-    except ValueError:
-        base_loss = get_loss(loss_name, **kwargs)
+    base_loss = _toy_base_loss(loss_name, tau, loss_kwargs)
 
-    # per run, in train_toy's order of random draws
+    # per run, exactly train_toy's random draws (n_snapshot: train_toy's default)
     runs = []
     for seed, run_lr in zip(seeds, lrs):
-        torch.manual_seed(seed)
-        g = torch.Generator().manual_seed(seed)
-        x, y = make_subspace_data(n_per_class, noise=noise, seed=1000 + seed)
-        x_test, y_test = make_subspace_data(n_per_class, noise=noise, seed=2000 + seed)
-        num_classes = int(y.max()) + 1
-        model = ToyEncoder(x.shape[1], hidden, out_dim)
-        rng_after_init = torch.get_rng_state()
-        labels = torch.full_like(y, -1)
-        anchors = torch.zeros(num_classes, out_dim)
-        if label_fraction > 0:
-            for c in range(num_classes):
-                idx = (y == c).nonzero().squeeze(1)
-                n_lab = max(1, round(label_fraction * len(idx)))
-                labels[idx[torch.randperm(len(idx), generator=g)[:n_lab]]] = c
-            anchors = make_anchors(num_classes, out_dim, seed=seed)
-        snap_idx = torch.randperm(len(x), generator=g)[:150]
-        g_eval = torch.Generator().manual_seed(3000 + seed)
-        eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
-        x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
-        runs.append(
-            dict(
-                seed=seed, lr=run_lr, g=g, x=x, y=y, x_test=x_test, y_test=y_test,
-                labels=labels, anchors=anchors, snap_idx=snap_idx, x_eval=x_eval,
-                state=model.state_dict(), rng=rng_after_init, diverged=False,
-                hist={k: [] for k in _HISTORY_KEYS}, value=None,
-            )
+        r = _toy_setup(
+            seed, n_per_class, noise, hidden, out_dim, label_fraction, batch_size,
+            aug_noise, 150,
         )
+        if r["anchors"] is None:  # stacked with the others: zeros, never used
+            r["anchors"] = torch.zeros(r["num_classes"], out_dim)
+        r.update(
+            seed=seed, lr=run_lr, state=r.pop("model").state_dict(), diverged=False,
+            hist={k: [] for k in _HISTORY_KEYS}, value=None,
+        )
+        runs.append(r)
     names = list(runs[0]["state"])
     state = {k: torch.stack([r["state"][k] for r in runs]) for k in names}
     params = [k for k in names if k.endswith("weight") or k.endswith("bias")]
