@@ -218,6 +218,23 @@ def test_provenance_and_run_name(results_dir):
         assert part in line
 
 
+def test_provenance_names_tier_cores_and_threads():
+    record = {
+        "config": {"loss": "infonce"},
+        "profile": "quick",  # the trainer's profile; the grid's tier wins
+        "grid": {"name": "simclr_b256", "tier": "cpu-study"},
+        "hardware": {"device": "cpu", "cpu": "SOME CPU", "cpu_count": 2, "gpu": None},
+        "campaign": {"omp_num_threads": "1"},
+        "wall_time_s": 90.0,
+    }
+    line = R.provenance(record)
+    assert "cpu-study tier" in line and "quick profile" not in line
+    assert "SOME CPU, 2 cores, 1 thread" in line and "1.5 min" in line
+    del record["grid"], record["campaign"]
+    line = R.provenance(record)
+    assert "quick profile" in line and line.endswith("SOME CPU, 2 cores | 1.5 min")
+
+
 def test_cli_command_and_missing_runs(results_dir):
     run = G.PlannedRun(
         "dhel_b512",

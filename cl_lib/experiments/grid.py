@@ -508,8 +508,11 @@ def _ch11_run(
     args = _with_recipe(args, recipe)
     if loss == "cloa":
         args["label_fraction"] = 0.1
-    track = {"losses": spec["track"], "length": (spec.get("length") or {}).get("track")}
-    track = track.get(section) or 0
+    track = 0  # geometry and kNN along training: the main and the longer runs only
+    if section == "losses":
+        track = spec["track"]
+    elif section == "length":
+        track = spec["length"]["track"]
     if track:
         args["eval_every"] = track  # the main runs: kNN along training
     tag = f"_t{kwargs['tau']:g}" if "tau" in kwargs else ""

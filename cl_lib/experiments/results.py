@@ -332,7 +332,7 @@ def seed_summary(
     of a run.
 
     The interval has half-width
-    $\sqrt{(t_{k-1}\,s/\sqrt{k})^2 + (1.96\sqrt{ar a(1-ar a)/n})^2}$: the
+    $\sqrt{(t_{k-1}\,s/\sqrt{k})^2 + (1.96\sqrt{\bar a(1-\bar a)/n})^2}$: the
     Student-$t$ interval of the mean of $k$ seeds with sample sd $s$ (training
     randomness; absent for one seed) combined with the binomial interval of an accuracy
     measured on $n$ test images (which test images were drawn). Without ``test_size``
@@ -459,19 +459,32 @@ def peak_lr(record: Mapping) -> float:
 
 
 def provenance(record: Mapping) -> str:
-    """One line saying where a number came from: run, profile, hardware, torch, commit,
-    date, wall time (the fields ``cl_lib.train`` writes; absent ones are left out)."""
+    """One line saying where a number came from: run, tier, hardware, torch, commit,
+    date, wall time (the fields ``cl_lib.train`` and the campaign write; absent ones
+    are left out). The tier is the grid's (``quick``, ``cpu-study``, ``full``) where
+    the run was planned by it, else the trainer's profile; a CPU is given with its
+    core count and, for campaign runs, the threads the run was allowed."""
     parts = [run_name(record)]
+    tier = lookup(record, "grid.tier")
     profile = lookup(record, ["profile", "config.profile"])
-    if profile not in (MISSING, None):
+    if tier not in (MISSING, None):
+        parts.append(f"{tier} tier")
+    elif profile not in (MISSING, None):
         parts.append(f"{profile} profile")
     hw = lookup(record, "hardware", default={})
     if isinstance(hw, Mapping) and hw:
         device = hw.get("gpu") or hw.get("cpu") or hw.get("device")
         count = hw.get("gpu_count") or 0
-        parts.append(
-            f"{count} x {device}" if hw.get("gpu") and count > 1 else str(device)
-        )
+        if hw.get("gpu"):
+            parts.append(f"{count} x {device}" if count > 1 else str(device))
+        else:
+            cpu = str(device)
+            if hw.get("cpu_count"):
+                cpu += f", {hw['cpu_count']} cores"
+            threads = lookup(record, "campaign.omp_num_threads")
+            if threads not in (MISSING, None):
+                cpu += f", {threads} thread{'s' if str(threads) != '1' else ''}"
+            parts.append(cpu)
     for title, key in (
         ("torch", ["torch_version"]),
         ("commit", ["library_commit", "commit"]),

@@ -44,7 +44,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cl_lib import losses
 from cl_lib.kernels import KERNELS, kernel_energy, resolve_kernel
 
 __all__ = [

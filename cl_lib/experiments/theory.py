@@ -437,9 +437,8 @@ def fewshot_error_bound(z: torch.Tensor, labels: torch.Tensor, shots: int) -> fl
 def fewshot_bound_terms(
     z: torch.Tensor, labels: torch.Tensor, shots: int | None
 ) -> dict[str, float]:
-    """The few-shot bound of :func:`fewshot_error_bound` and its two parts, averaged
-    over
-    classes: ``directional`` (the $m$-free part at the chosen radii) and ``bound``.
+    r"""The few-shot bound of :func:`fewshot_error_bound` and its two parts, averaged
+    over classes: ``directional`` (the $m$-free part at the chosen radii) and ``bound``.
     ``shots=None`` gives the $m\to\infty$ limit (only the directional term, with
     $r\to0$)."""
     if shots is not None and shots < 1:

@@ -327,7 +327,14 @@ def _toy_base_loss(loss_name: str, tau: float, loss_kwargs: dict | None):
 
 
 def _toy_setup(
-    seed, n_per_class, noise, hidden, out_dim, label_fraction, batch_size, aug_noise,
+    seed,
+    n_per_class,
+    noise,
+    hidden,
+    out_dim,
+    label_fraction,
+    batch_size,
+    aug_noise,
     n_snapshot,
 ) -> dict:
     """Every random draw of one toy run before training, in one order: the global
@@ -359,8 +366,17 @@ def _toy_setup(
     eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
     x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
     return dict(
-        g=g, x=x, y=y, x_test=x_test, y_test=y_test, num_classes=num_classes,
-        model=model, rng=rng, labels=labels, anchors=anchors, snap_idx=snap_idx,
+        g=g,
+        x=x,
+        y=y,
+        x_test=x_test,
+        y_test=y_test,
+        num_classes=num_classes,
+        model=model,
+        rng=rng,
+        labels=labels,
+        anchors=anchors,
+        snap_idx=snap_idx,
         x_eval=x_eval,
     )
 
@@ -499,8 +515,15 @@ def train_toy(
     )
     base_loss = _toy_base_loss(loss_name, tau, loss_kwargs)
     setup = _toy_setup(
-        seed, n_per_class, noise, hidden, out_dim, label_fraction, batch_size,
-        aug_noise, n_snapshot,
+        seed,
+        n_per_class,
+        noise,
+        hidden,
+        out_dim,
+        label_fraction,
+        batch_size,
+        aug_noise,
+        n_snapshot,
     )
     g, x, y, x_test, y_test = (setup[k] for k in ("g", "x", "y", "x_test", "y_test"))
     model, labels, anchors = setup["model"], setup["labels"], setup["anchors"]
@@ -559,7 +582,16 @@ def train_toy(
             break
 
     out = _final_metrics(
-        model, x, y, x_test, y_test, labels, g, batch_loss, batch_size, aug_noise,
+        model,
+        x,
+        y,
+        x_test,
+        y_test,
+        labels,
+        g,
+        batch_loss,
+        batch_size,
+        aug_noise,
         diverged,
     )
     z = out.pop("z")
@@ -734,14 +766,25 @@ def train_toy_batch(
     runs = []
     for seed, run_lr in zip(seeds, lrs):
         r = _toy_setup(
-            seed, n_per_class, noise, hidden, out_dim, label_fraction, batch_size,
-            aug_noise, 150,
+            seed,
+            n_per_class,
+            noise,
+            hidden,
+            out_dim,
+            label_fraction,
+            batch_size,
+            aug_noise,
+            150,
         )
         if r["anchors"] is None:  # stacked with the others: zeros, never used
             r["anchors"] = torch.zeros(r["num_classes"], out_dim)
         r.update(
-            seed=seed, lr=run_lr, state=r.pop("model").state_dict(), diverged=False,
-            hist={k: [] for k in _HISTORY_KEYS}, value=None,
+            seed=seed,
+            lr=run_lr,
+            state=r.pop("model").state_dict(),
+            diverged=False,
+            hist={k: [] for k in _HISTORY_KEYS},
+            value=None,
         )
         runs.append(r)
     names = list(runs[0]["state"])
@@ -766,8 +809,12 @@ def train_toy_batch(
             if i < len(bn_layers):
                 bn = bn_layers[i]
                 h = _batched_batch_norm(
-                    h, st[bn + ".running_mean"], st[bn + ".running_var"],
-                    st[bn + ".weight"], st[bn + ".bias"], training,
+                    h,
+                    st[bn + ".running_mean"],
+                    st[bn + ".running_var"],
+                    st[bn + ".weight"],
+                    st[bn + ".bias"],
+                    training,
                 )
                 h = F.relu(h)
         if training and idx is not None:
@@ -808,8 +855,15 @@ def train_toy_batch(
             r, z = runs[i], z_all[j]
             e1, e2 = (e_all[0][j], e_all[1][j]) if track_plateau else (None, None)
             _record_epoch(
-                r["hist"], epoch, losses.get(i, nan), norms.get(i, nan), z, r["y"],
-                base_loss, e1, e2,
+                r["hist"],
+                epoch,
+                losses.get(i, nan),
+                norms.get(i, nan),
+                z,
+                r["y"],
+                base_loss,
+                e1,
+                e2,
             )
 
     nan = float("nan")
@@ -897,9 +951,7 @@ def train_toy_batch(
             loss[keep].sum().backward()
             kept = idx[keep]
             with torch.no_grad():
-                sq = sum(
-                    state[k].grad[kept].pow(2).flatten(1).sum(1) for k in params
-                )
+                sq = sum(state[k].grad[kept].pow(2).flatten(1).sum(1) for k in params)
                 if every and len(keep) == len(runs):  # in place, slices of equal lr
                     for k in params:
                         p, buf = state[k], velocity[k]
@@ -935,9 +987,15 @@ def train_toy_batch(
             active = [i for i in active if not stop_when(runs[i]["hist"])]
 
     config = dict(
-        loss_name=loss_name, epochs=epochs, label_fraction=label_fraction, tau=tau,
-        n_per_class=n_per_class, batch_size=batch_size, hidden=hidden,
-        momentum=momentum, anchor_weight=anchor_weight,
+        loss_name=loss_name,
+        epochs=epochs,
+        label_fraction=label_fraction,
+        tau=tau,
+        n_per_class=n_per_class,
+        batch_size=batch_size,
+        hidden=hidden,
+        momentum=momentum,
+        anchor_weight=anchor_weight,
     )
     out = []
     for i, r in enumerate(runs):
@@ -962,8 +1020,17 @@ def train_toy_batch(
 
         if final_metrics:
             metrics_out = _final_metrics(
-                model, r["x"], r["y"], r["x_test"], r["y_test"], r["labels"],
-                r["g"], batch_loss, batch_size, aug_noise, r["diverged"],
+                model,
+                r["x"],
+                r["y"],
+                r["x_test"],
+                r["y_test"],
+                r["labels"],
+                r["g"],
+                batch_loss,
+                batch_size,
+                aug_noise,
+                r["diverged"],
             )
         else:
             with torch.no_grad():
@@ -971,8 +1038,13 @@ def train_toy_batch(
             metrics_out = {"z": z_final.double()}
         out.append(
             ToyRun(
-                {**config, "seed": r["seed"], "lr": r["lr"],
-                 "intervention_value": r["value"], "forked_from": r.get("src")},
+                {
+                    **config,
+                    "seed": r["seed"],
+                    "lr": r["lr"],
+                    "intervention_value": r["value"],
+                    "forked_from": r.get("src"),
+                },
                 r["hist"] if history else {k: [] for k in _HISTORY_KEYS},
                 [],
                 r["y"][r["snap_idx"]],
