@@ -25,8 +25,22 @@ def test_full_grid_fits_a_lease_and_puts_the_headline_runs_first():
     runs = G.planned_runs("full")
     lease = [r for r in runs if r.lease]
     assert all(G.estimate_seconds(r, gflops) <= G.LEASE_RUN_LIMIT_S for r in lease)
+    # first the untrained networks (an evaluation each: every full table gets its
+    # baseline row), then the headline runs
+    baselines = [r for r in runs if r.section == "baseline"]
+    assert all(r.args["epochs"] == 0 for r in baselines)
+    assert {(r.chapter, r.name) for r in baselines} >= {
+        ("ch10", "untrained"),
+        ("ch10", "untrained_bn"),
+        ("ch11", "untrained"),
+        ("ch11", "tiny_untrained"),
+        ("ch12", "imagenette_untrained"),
+        ("ch12", "in100_resnet50_untrained_bn"),
+    }
+    leased = [r for r in baselines if r.lease]
+    assert runs[: len(leased)] == leased
     # 100 epochs of CIFAR-10 at batch 512 is 10 million views: about 4 min at the target
-    head = runs[:5]
+    head = runs[len(leased) : len(leased) + 5]
     assert [r.args["loss"] for r in head] == ["infonce", "dhel", "kcl", "dcl", "cloa"]
     assert all(
         r.chapter == "ch11"
@@ -38,7 +52,7 @@ def test_full_grid_fits_a_lease_and_puts_the_headline_runs_first():
     assert G.views_per_run(head[0]) == 10_000_000
     # chapter 11 follows the DHEL/KCL authors' recipe: LARS, lr 4.0 at batch 1024
     # (1.0 per 256 images), weight decay 1e-6; the other chapters are "ours" (SGD)
-    for run in runs:
+    for run in [r for r in runs if r.section != "baseline"]:  # untrained: no optimiser
         lars = run.chapter == "ch11"
         assert run.recipe == ("authors" if lars else "ours")
         assert (run.args.get("optimizer") == "lars") == lars
@@ -322,6 +336,9 @@ def test_pending_runs_restricted_to_sections(tmp_path, monkeypatch):
     assert {r.section for r in runs} == {"baseline"}
     assert {"untrained", "untrained_bn", "untrained_bn_s2"} <= names
     assert all(r.args["epochs"] == 0 for r in runs)
-    assert all(r.args.get("bn_recalibrate") == r.name.startswith(
-        ("untrained_bn", "tiny_untrained_bn")) or (
-        "bn_recalibrate" not in r.args and "_bn" not in r.name) for r in runs)
+    assert all(
+        r.args.get("bn_recalibrate")
+        == r.name.startswith(("untrained_bn", "tiny_untrained_bn"))
+        or ("bn_recalibrate" not in r.args and "_bn" not in r.name)
+        for r in runs
+    )

@@ -145,6 +145,9 @@ TIERS: dict[str, dict] = {
     "full": {
         "profile": "full",
         "seeds": (0,),
+        # the untrained network of each chapter's data and encoder (an evaluation only:
+        # about a minute on a GPU), so that every full table has its baseline row
+        "baseline": True,
         "ch10": {
             "size": dict(arch="resnet18", epochs=50),
             "track": 10,
@@ -642,6 +645,17 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
             for arch in ("resnet18", "resnet50")
             for key in ("simclr", "dhel", "kcl")
         ]
+        if _tier(tier).get("baseline"):  # each encoder untrained, on ImageNet-100
+            for arch in ("resnet18", "resnet50"):
+                first = next(
+                    r for r in sections["imagenet100"] if r.args["arch"] == arch
+                )
+                sections["baseline"] += [  # with the ImageNet-100 runs: not a lease
+                    dataclasses.replace(run, lease=False)
+                    for run in _baseline(
+                        tier, "ch12", first.args, f"in100_{arch}_untrained"
+                    )
+                ]
     return sections
 
 
@@ -673,8 +687,8 @@ def planned_runs(
     Args:
         tier: a key of :data:`TIERS`.
         chapters: one chapter or several (default: all of :data:`CHAPTERS`).
-        ordered: sort by section priority, then seed, then priority (else chapter
-            and definition order).
+        ordered: runs that fit a lease first, then by section priority, seed and
+            priority (else chapter and definition order).
 
     Returns:
         list of :class:`PlannedRun`, each name once per chapter (the first section that
@@ -696,12 +710,14 @@ def planned_runs(
                     seen.add(run.name)
                     runs.append(run)
     if ordered:
-        # Sections by priority; inside a section seed-major, so that every comparison
-        # gets its first seed before any gets its second (a campaign stopped halfway
-        # leaves one seed of everything, not three of half); stable on ties.
+        # Runs that fit a lease first; then sections by priority; inside a section
+        # seed-major, so that every comparison gets its first seed before any gets its
+        # second (a campaign stopped halfway leaves one seed of everything, not three of
+        # half); stable on ties.
         runs = sorted(
             runs,
             key=lambda r: (
+                not r.lease,
                 PRIORITY.get((r.chapter, r.section), r.priority),
                 int(r.args.get("seed", 0)),
                 r.priority,
