@@ -591,6 +591,9 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
         sections["cifar100"] = [
             _ch11_run(tier, k, "cifar100", dataset="cifar100") for k in LOSSES
         ]
+        if "baseline" in sections:  # its table's untrained rows
+            c100 = sections["cifar100"][0].args
+            sections["baseline"] += _baseline(tier, "ch11", c100, "c100_untrained")
     return sections
 
 
