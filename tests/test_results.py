@@ -479,6 +479,10 @@ def test_seed_groups_and_summaries_with_intervals():
     assert R.separated(s, u) and not R.separated(s, R.seed_summary([rec("x", 0.40)]))
     one = R.seed_summary([{"source": "a.json", "metrics": {"rank": 3.0}}], "metrics.rank")
     assert one.halfwidth == float("inf") and not R.separated(one, s)
+    assert R.compare(s, u) == "higher" and R.compare(u, s) == "lower"
+    assert R.compare(s, R.seed_summary([rec("x", 0.40)])) == R.NO_DIFFERENCE
+    assert R.compare(u, s, ("above", "below", "overlap")) == "below"
+    assert R.compare(one, one) == R.compare(s, one) == R.UNDECIDED
     with pytest.raises(ValueError, match="at least one"):
         R.seed_summary([])
     with pytest.raises(ValueError, match="missing in div"):

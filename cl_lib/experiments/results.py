@@ -63,6 +63,9 @@ __all__ = [
     "SeedSummary",
     "seed_summary",
     "separated",
+    "compare",
+    "NO_DIFFERENCE",
+    "UNDECIDED",
     "run_name",
     "peak_lr",
     "provenance",
@@ -378,6 +381,34 @@ def separated(a: SeedSummary, b: SeedSummary) -> bool:
     """Whether the 95% intervals of two :func:`seed_summary` results do not overlap:
     the only case in which the book calls two runs different."""
     return a.low > b.high or b.low > a.high
+
+
+NO_DIFFERENCE = "no difference at this scale"
+UNDECIDED = "undecided (one seed: no interval)"
+
+
+def compare(
+    a: SeedSummary,
+    b: SeedSummary,
+    words: tuple[str, str, str] = ("higher", "lower", NO_DIFFERENCE),
+) -> str:
+    """The book's verdict on ``a`` against ``b`` (two :func:`seed_summary` results).
+
+    Args:
+        a, b: the two summaries.
+        words: what to say when ``a``'s 95% interval lies above ``b``'s, below it, and
+            when the two overlap.
+
+    Returns:
+        One of ``words``; :data:`UNDECIDED` when either side has no interval (one seed of
+        a metric with no sampling model, such as a rank), since nothing can be told apart
+        then.
+    """
+    if not (math.isfinite(a.halfwidth) and math.isfinite(b.halfwidth)):
+        return UNDECIDED
+    if not separated(a, b):
+        return words[2]
+    return words[0] if a.mean > b.mean else words[1]
 
 
 def plot_curves(
