@@ -400,8 +400,8 @@ def compare(
             when the two overlap.
 
     Returns:
-        One of ``words``; :data:`UNDECIDED` when either side has no interval (one seed of
-        a metric with no sampling model, such as a rank), since nothing can be told apart
+        One of ``words``; :data:`UNDECIDED` when either side has no interval (one seed
+        of a metric with no sampling model, such as a rank): nothing can be told apart
         then.
     """
     if not (math.isfinite(a.halfwidth) and math.isfinite(b.halfwidth)):
