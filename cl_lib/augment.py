@@ -838,3 +838,48 @@ def simclr_preset(dataset: str, **overrides) -> SimCLRAugment:
     kw.update(mean=mean, std=std)
     kw.update(overrides)
     return SimCLRAugment(**kw)
+
+
+def check_augment(preset: str, overrides: dict | None = None) -> None:
+    """Check an augmentation recipe before any image is loaded: ``preset`` names a
+    preset of :func:`simclr_preset` (or is an ``imagefolder:`` data set, which gets
+    the ImageNet-statistics recipe), and ``overrides`` holds only
+    :class:`SimCLRAugment` arguments (not ``size``: the trainer sets the view size).
+
+    Args:
+        preset: a data set name with a preset, or ``"imagefolder:<path>"``.
+        overrides: :class:`SimCLRAugment` keyword arguments that replace the preset's.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: one line naming the unknown preset or arguments.
+    """
+    import inspect
+
+    if not isinstance(preset, str):
+        raise ValueError(f"augment must be a preset name, got {preset!r}")
+    name = preset.strip().lower()
+    presets = sorted(k for k in DATASET_STATS if k != "imagenet")
+    if not name.startswith("imagefolder:") and name not in presets:
+        raise ValueError(
+            f"unknown augment preset {preset!r}; choose one of {presets} "
+            f"(or leave it unset: the data set's own)"
+        )
+    if not isinstance(overrides, dict):
+        raise ValueError(
+            f"augment_kwargs must be a JSON object of SimCLRAugment arguments, "
+            f"got {overrides!r}"
+        )
+    if "size" in overrides:
+        raise ValueError(
+            "set the view size with image_size, not augment_kwargs['size']"
+        )
+    allowed = set(inspect.signature(SimCLRAugment).parameters) - {"size"}
+    unknown = set(overrides) - allowed
+    if unknown:
+        raise ValueError(
+            f"augment_kwargs has unknown SimCLRAugment arguments {sorted(unknown)}; "
+            f"choose from {sorted(allowed)} (the view size is image_size)"
+        )

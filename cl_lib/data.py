@@ -772,3 +772,76 @@ def gpu_loader(
         device,
         epoch,
     )
+
+
+# --------------------------------------------------------------------------------------
+# checks before loading
+# --------------------------------------------------------------------------------------
+# training-split sizes of the named data sets (imagenet100 copies differ: not listed)
+TRAIN_SIZES = {
+    "cifar10": 50_000,
+    "cifar100": 50_000,
+    "stl10": 5_000,
+    "tiny-imagenet-32": 100_000,
+    "imagenette-96": 9_469,
+}
+
+
+def train_size(name: str) -> int | None:
+    """The number of training images of a data set, known without loading it: from
+    :data:`TRAIN_SIZES`, or by listing an ``imagefolder:`` directory's ``train/``.
+
+    Args:
+        name: a :data:`DATASETS` name or ``"imagefolder:<path>"``.
+
+    Returns:
+        The size, or None where it is not known before loading (an archive, a missing
+        folder, ``imagenet100``).
+    """
+    if not name.startswith("imagefolder:"):
+        return TRAIN_SIZES.get(name.strip().lower())
+    split = Path(name[len("imagefolder:") :]).expanduser() / "train"
+    if not split.is_dir():
+        return None
+    return sum(
+        1
+        for cdir in split.iterdir()
+        if cdir.is_dir()
+        for f in cdir.iterdir()
+        if f.is_file() and _is_image(f.name)
+    )
+
+
+def check_dataset(
+    name: str, batch_size: int | None = None, subset: int | None = None
+) -> None:
+    """Check a data set name, and that a batch fits its training split (or the
+    ``subset`` of it), before anything is loaded.
+
+    Args:
+        name: a :data:`DATASETS` name or ``"imagefolder:<path>"``.
+        batch_size: the global batch (None: not checked).
+        subset: at most this many training images (None: all).
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: one line naming the data set, or the batch and the size.
+    """
+    if not isinstance(name, str) or not (
+        name.startswith("imagefolder:") or name.strip().lower() in DATASETS
+    ):
+        raise ValueError(
+            f"unknown dataset {name!r}; choose one of {list(DATASETS)} "
+            f"or 'imagefolder:<path>'"
+        )
+    if batch_size is None:
+        return
+    if subset is not None and batch_size > subset:
+        raise ValueError(
+            f"batch_size {batch_size} exceeds the training subset of {subset} images"
+        )
+    n = train_size(name)
+    if n is not None and batch_size > n:
+        raise ValueError(f"batch_size {batch_size} exceeds the {n} training images")

@@ -224,3 +224,45 @@ def build_model(
         backbone.feature_dim, hidden, proj_dim, proj_layers, proj_batch_norm
     )
     return ContrastiveModel(backbone, projector)
+
+
+def check_model(
+    arch: str,
+    proj_dim: int = 128,
+    proj_hidden_dim: int | None = None,
+    proj_layers: int = 2,
+    image_size: int | None = 32,
+    width: int = 32,
+) -> None:
+    """Check the arguments of :func:`build_model` before anything is built or loaded.
+
+    Args:
+        arch: a name of :data:`ARCHS`.
+        proj_dim: the projector's output width D (>= 1).
+        proj_hidden_dim: its hidden width (>= 1), or None for the feature width.
+        proj_layers: its depth (>= 0; 0 is the identity).
+        image_size: the input side (>= 1), or None for the data's own.
+        width: the ``small_cnn`` width (>= 1).
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: one line naming the argument and its value.
+    """
+    if arch not in ARCHS:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {list(ARCHS)}")
+    for name, value, lowest in (
+        ("width", width, 1),
+        ("proj_dim", proj_dim, 1),
+        ("proj_hidden_dim", proj_hidden_dim, 1),
+        ("proj_layers", proj_layers, 0),
+        ("image_size", image_size, 1),
+    ):
+        if value is None and name in ("proj_hidden_dim", "image_size"):
+            continue
+        if isinstance(value, bool) or not isinstance(value, int) or value < lowest:
+            none = " or none" if name in ("proj_hidden_dim", "image_size") else ""
+            raise ValueError(
+                f"{name} must be an integer >= {lowest}{none}, got {value}"
+            )
