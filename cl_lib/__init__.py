@@ -14,6 +14,8 @@ top to bottom):
 - ``cl_lib.models``      -- encoders and projection heads
 - ``cl_lib.train``       -- the trainer and its CLI (``cl-train``)
 - ``cl_lib.evaluate``    -- kNN, linear probe and held-out embedding metrics
+- ``cl_lib.stats``       -- the verdict rule: intervals of differences over seeds,
+  Holm, equivalence (TOST), paired tests on per-image correctness
 - ``cl_lib.distributed`` -- DDP helpers; all-gather *with* gradient so negatives span
   all GPUs
 - ``cl_lib.io``          -- atomic writes, hardware description, library commit
