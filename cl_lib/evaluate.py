@@ -13,6 +13,10 @@ DHEL/KCL): freeze the trained backbone $f$, embed the training and test images o
 - **linear probe** (:func:`linear_probe`): multinomial logistic regression on
   standardised features, trained on the device (full-batch L-BFGS, or mini-batch Adam),
   with an L2 penalty.
+- **per-image correctness** of both (``knn_correct``, ``linear_probe_correct`` of
+  :func:`heldout_metrics`), stored in results files as short strings
+  (:func:`cl_lib.stats.encode_correct`) so that two runs scored on the same test images
+  can be compared image by image (:func:`cl_lib.stats.paired_proportions`).
 - **metrics** (:func:`heldout_metrics`, the one held-out evaluation of the library):
   alignment/uniformity (Wang & Isola, 2020), effective rank (RankMe), embedding
   variance, Wasserstein uniformity (Koromilas et al. 2024) from ``cl_lib.metrics``,
@@ -30,12 +34,14 @@ import torch.nn.functional as F
 
 from cl_lib import metrics
 from cl_lib.augment import DATASET_STATS, normalize, to_float
+from cl_lib.stats import encode_correct
 
 __all__ = [
     "default_preprocess",
     "extract_features",
     "knn_predict",
     "knn_accuracy",
+    "knn_correct",
     "linear_probe",
     "heldout_metrics",
 ]
@@ -218,12 +224,37 @@ def knn_accuracy(
     Returns:
         The accuracy in [0, 1].
     """
+    correct = knn_correct(
+        train_feats, train_labels, test_feats, test_labels, k, t, num_classes
+    )
+    return float(correct.float().mean())
+
+
+def knn_correct(
+    train_feats: torch.Tensor,
+    train_labels: torch.Tensor,
+    test_feats: torch.Tensor,
+    test_labels: torch.Tensor,
+    k: int = 200,
+    t: float = 0.1,
+    num_classes: int | None = None,
+) -> torch.Tensor:
+    """Per-image correctness of :func:`knn_predict`: whether each test image gets
+    its label (the mean is :func:`knn_accuracy`).
+
+    Args:
+        train_feats: (N, F); train_labels: (N,); test_feats: (M, F); test_labels: (M,);
+        k, t, num_classes: as :func:`knn_predict`.
+
+    Returns:
+        (M,) bool tensor on the CPU, in the order of ``test_feats``.
+    """
     _check_features(test_feats, test_labels, "test")
     num_classes = num_classes or int(max(train_labels.max(), test_labels.max())) + 1
     pred = knn_predict(
         train_feats, train_labels, test_feats, k=k, t=t, num_classes=num_classes
     )
-    return float((pred.cpu() == test_labels.cpu()).float().mean())
+    return pred.cpu() == test_labels.cpu()
 
 
 def linear_probe(
@@ -250,7 +281,8 @@ def linear_probe(
     search) -- the convex problem is solved to near-optimum, so the result does not
     depend on a learning rate. ``method="adam"``: ``steps`` epochs of mini-batch Adam
     (``lr`` default 1e-3), for feature sets too large for one batch. Returns ``{"acc",
-    "train_acc"}`` in [0, 1].
+    "train_acc"}`` in [0, 1] and ``"correct"``, the per-image correctness on the test
+    features.
 
     Args:
         train_feats: (N, F); train_labels: (N,); test_feats: (M, F); test_labels: (M,).
@@ -260,7 +292,9 @@ def linear_probe(
             init.
 
     Returns:
-        ``{"acc": test accuracy, "train_acc": training accuracy}``, both in [0, 1].
+        ``{"acc": test accuracy, "train_acc": training accuracy}``, both in [0, 1],
+        and ``"correct"``: (M,) bool tensor on the CPU, whether each test image is
+        classified right.
     """
     _check_features(train_feats, train_labels, "train")
     _check_features(test_feats, test_labels, "test")
@@ -323,8 +357,12 @@ def linear_probe(
                     opt.step()
     with torch.no_grad():
         train_acc = float((clf(x_tr).argmax(1) == y_tr).float().mean())
-        acc = float((clf(x_te).argmax(1) == y_te).float().mean())
-    return {"acc": acc, "train_acc": train_acc}
+        correct = (clf(x_te).argmax(1) == y_te).cpu()
+    return {
+        "acc": float(correct.float().mean()),
+        "train_acc": train_acc,
+        "correct": correct,
+    }
 
 
 def _effective_rank(m: torch.Tensor) -> float:
@@ -384,6 +422,7 @@ def heldout_metrics(
     num_classes: int | None = None,
     spectra: bool = False,
     wasserstein: bool = True,
+    per_image: bool = True,
 ) -> dict:
     r"""Every held-out number of the library, in one place: the trainer's final and
     along-training evaluation, the results tracker (:mod:`cl_lib.experiments.results`)
@@ -399,7 +438,11 @@ def heldout_metrics(
     backbone ``features`` get the same keys with the suffix ``_features`` (no
     uniformity). ``views``: ``alignment`` between two augmented views of the same
     images. ``bank``: kNN accuracy (:func:`knn_accuracy`) of ``query`` against a
-    labelled bank, and with ``probe`` the linear probe (:func:`linear_probe`).
+    labelled bank, and with ``probe`` the linear probe (:func:`linear_probe`); with
+    ``per_image`` also which query images each gets right, as
+    :func:`cl_lib.stats.encode_correct` strings under ``knn_correct`` and
+    ``linear_probe_correct`` (in the order of ``query``; decode with
+    :func:`cl_lib.stats.decode_correct`).
 
     Args:
         z: (N, D) projections of N held-out (un-augmented) images, or None.
@@ -417,9 +460,11 @@ def heldout_metrics(
             values of the centred matrices, largest first (dimensional collapse, Jing et
             al. 2022).
         wasserstein: compute ``wasserstein_uniformity`` (O(N^2) pairs).
+        per_image: add ``knn_correct`` (and with ``probe`` ``linear_probe_correct``).
 
     Returns:
-        A dict of floats (lists for the spectra); keys only for the inputs given.
+        A dict of floats (lists for the spectra, strings for the per-image
+        correctness); keys only for the inputs given.
     """
     out: dict = {}
     if z is not None:
@@ -443,9 +488,12 @@ def heldout_metrics(
     if bank is not None:
         if query is None or labels is None or bank_labels is None:
             raise ValueError("kNN needs bank, bank_labels, query and labels together")
-        out["knn_acc"] = knn_accuracy(
+        correct = knn_correct(
             bank, bank_labels, query, labels, k=knn_k, t=knn_t, num_classes=num_classes
         )
+        out["knn_acc"] = float(correct.float().mean())
+        if per_image:
+            out["knn_correct"] = encode_correct(correct.numpy())
         if probe is not None:
             fit = linear_probe(
                 bank, bank_labels, query, labels, num_classes=num_classes, **probe
@@ -454,4 +502,6 @@ def heldout_metrics(
                 fit["acc"],
                 fit["train_acc"],
             )
+            if per_image:
+                out["linear_probe_correct"] = encode_correct(fit["correct"].numpy())
     return out

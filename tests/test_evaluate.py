@@ -12,9 +12,11 @@ from cl_lib.evaluate import (
     heldout_metrics,
     extract_features,
     knn_accuracy,
+    knn_correct,
     knn_predict,
     linear_probe,
 )
+from cl_lib.stats import decode_correct
 
 
 def blobs(n_per_class=60, num_classes=5, dim=16, spread=0.3, seed=0, center_seed=0):
@@ -47,8 +49,9 @@ def test_knn_and_probe_separable():
 def test_random_labels_are_at_chance():
     g = torch.Generator().manual_seed(0)
     x_tr, x_te = torch.randn(2000, 32, generator=g), torch.randn(2000, 32, generator=g)
-    y_tr, y_te = torch.randint(0, 10, (2000,), generator=g), torch.randint(
-        0, 10, (2000,), generator=g
+    y_tr, y_te = (
+        torch.randint(0, 10, (2000,), generator=g),
+        torch.randint(0, 10, (2000,), generator=g),
     )
     acc = knn_accuracy(x_tr, y_tr, x_te, y_te)
     assert 0.05 < acc < 0.15
@@ -169,9 +172,17 @@ def test_heldout_metrics_accuracies_and_spectra():
     m = heldout_metrics(
         bank=x, bank_labels=y, query=x, labels=y, knn_k=5, probe={"steps": 20}
     )
-    assert set(m) == {"knn_acc", "linear_probe_acc", "linear_probe_train_acc"}
+    assert set(m) == {
+        "knn_acc",
+        "linear_probe_acc",
+        "linear_probe_train_acc",
+        "knn_correct",
+        "linear_probe_correct",
+    }
     assert m["knn_acc"] > 0.9 and m["linear_probe_acc"] > 0.9
     assert m["knn_acc"] == knn_accuracy(x, y, x, y, k=5)
+    lean = heldout_metrics(bank=x, bank_labels=y, query=x, labels=y, per_image=False)
+    assert set(lean) == {"knn_acc"}
     s = heldout_metrics(x, spectra=True, wasserstein=False)["singular_values_z"]
     torch.testing.assert_close(torch.tensor(s), torch.linalg.svdvals(x - x.mean(0)))
     with pytest.raises(ValueError, match="kNN needs"):
@@ -192,3 +203,29 @@ def test_bad_input():
         linear_probe(x, y[:-1], x, y)
     with pytest.raises(ValueError):
         extract_features(nn.Identity(), torch.zeros(3, 4))
+
+
+def test_per_image_correctness_matches_the_accuracies():
+    """knn_correct / linear_probe_correct: which query images each classifier gets
+    right, in query order, as cl_lib.stats strings whose mean is the accuracy."""
+    x_tr, y_tr = blobs(seed=0, spread=6.0)
+    x_te, y_te = blobs(n_per_class=20, seed=1, spread=6.0)
+    m = heldout_metrics(
+        bank=x_tr,
+        bank_labels=y_tr,
+        query=x_te,
+        labels=y_te,
+        knn_k=20,
+        probe={"steps": 30},
+    )
+    knn = decode_correct(m["knn_correct"])
+    probe = decode_correct(m["linear_probe_correct"])
+    assert knn.shape == probe.shape == (len(y_te),)
+    assert knn.mean() == pytest.approx(m["knn_acc"])
+    assert probe.mean() == pytest.approx(m["linear_probe_acc"])
+    assert 0 < knn.mean() < 1  # overlapping blobs: some right, some wrong
+    pred = knn_predict(x_tr, y_tr, x_te, k=20)
+    assert knn.tolist() == (pred == y_te).tolist()
+    assert knn_correct(x_tr, y_tr, x_te, y_te, k=20).tolist() == knn.tolist()
+    fit = linear_probe(x_tr, y_tr, x_te, y_te, steps=30)
+    assert fit["correct"].tolist() == probe.tolist()
