@@ -33,10 +33,16 @@ Reading:
   accuracies (:func:`binomial_halfwidth`);
 - the planned runs of chapters 10--12, their exact commands and which of them have no
   results file yet are in :mod:`cl_lib.experiments.grid`;
-- :func:`by_seed_group`, :func:`seed_summary`, :func:`separated` -- the seeds of a run
-  (``name``, ``name_s1``, ``name_s2``) as one mean +- sd with a 95% interval that
-  counts both the seed-to-seed spread and the test-set sampling, and whether two such
-  intervals are apart;
+- :func:`by_seed_group`, :func:`seed_summary` -- the seeds of a run (``name``,
+  ``name_s1``, ``name_s2``) as one mean +- sd with the Student-$t$ 95% interval of the
+  mean over seeds;
+- :func:`compare_table`, :func:`compare`, :func:`difference` -- the book's verdict on
+  two settings, the rule of :mod:`cl_lib.stats`: the 95% interval of their difference
+  over seeds (Welch), Holm within a table, "equivalent within ±1 point" only by an
+  equivalence test, no verdict for one seed;
+- :func:`correctness` -- the per-image correctness a results file stores
+  (``final.knn_correct``, ``final.linear_probe_correct``), for
+  :func:`cl_lib.stats.paired_proportions` between two runs;
 - :func:`provenance` -- which file, profile, hardware, torch, commit, date and wall time
   a number came from.
 """
@@ -48,6 +54,8 @@ import math
 import shlex
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from cl_lib import stats as S
 
 __all__ = [
     "load_results",
@@ -62,10 +70,15 @@ __all__ = [
     "by_seed_group",
     "SeedSummary",
     "seed_summary",
-    "separated",
+    "difference",
     "compare",
-    "NO_DIFFERENCE",
+    "compare_table",
+    "correctness",
+    "HIGHER",
+    "LOWER",
+    "EQUIVALENT",
     "UNDECIDED",
+    "ONE_SEED",
     "run_name",
     "peak_lr",
     "provenance",
@@ -285,8 +298,6 @@ def binomial_halfwidth(acc: float, n: int, z: float = 1.96) -> float:
 
 
 _SEED_SUFFIX = "_s"
-# two-sided 97.5% quantiles of Student's t with k - 1 degrees of freedom (k seeds)
-_T975 = {2: 12.706, 3: 4.303, 4: 3.182, 5: 2.776, 6: 2.571, 7: 2.447, 8: 2.365}
 
 
 def seed_base(name: str) -> str:
@@ -305,22 +316,32 @@ def by_seed_group(records: Iterable[Mapping]) -> dict[str, list[Mapping]]:
     return dict(sorted(groups.items()))
 
 
-class SeedSummary(tuple):
-    """``(mean, sd, n_seeds, halfwidth)`` of one metric over the seeds of a run;
-    ``low``/``high`` are the ends of its 95% interval; ``str`` gives
-    ``"0.402 +- 0.004 (3)"``."""
+class SeedSummary:
+    """One metric over the seeds of a run: ``mean``, sample ``sd``, ``n`` seeds,
+    ``values`` (one per seed, in seed order) and ``halfwidth`` of the Student-$t$ 95%
+    interval of the mean (infinite for one seed: no interval); ``low``/``high`` are its
+    ends. ``str`` gives ``"0.402 +- 0.004 (3)"``. Two summaries are compared by
+    :func:`difference` / :func:`compare_table`, never by their intervals' overlap."""
 
-    __slots__ = ()
+    __slots__ = ("mean", "sd", "n", "halfwidth", "values")
 
-    def __new__(cls, mean: float, sd: float, n: int, halfwidth: float):
-        return super().__new__(cls, (mean, sd, n, halfwidth))
+    def __init__(
+        self, mean: float, sd: float, n: int, halfwidth: float, values=()
+    ) -> None:
+        self.mean, self.sd, self.n = float(mean), float(sd), int(n)
+        self.halfwidth, self.values = float(halfwidth), tuple(values)
 
-    mean = property(lambda self: self[0])
-    sd = property(lambda self: self[1])
-    n = property(lambda self: self[2])
-    halfwidth = property(lambda self: self[3])
-    low = property(lambda self: self[0] - self[3])
-    high = property(lambda self: self[0] + self[3])
+    low = property(lambda self: self.mean - self.halfwidth)
+    high = property(lambda self: self.mean + self.halfwidth)
+
+    def __iter__(self):
+        return iter((self.mean, self.sd, self.n, self.halfwidth))
+
+    def __repr__(self) -> str:
+        return (
+            f"SeedSummary(mean={self.mean!r}, sd={self.sd!r}, n={self.n}, "
+            f"halfwidth={self.halfwidth!r})"
+        )
 
     def __str__(self) -> str:
         if self.n == 1:
@@ -328,28 +349,23 @@ class SeedSummary(tuple):
         return f"{self.mean:.3f} +- {self.sd:.3f} ({self.n})"
 
 
-def seed_summary(
-    records: Sequence[Mapping], key: str = "final.knn_acc", test_size: int | None = None
-) -> SeedSummary:
-    r"""Mean, sample standard deviation and a 95% interval of one metric over the seeds
-    of a run.
+def seed_summary(records: Sequence[Mapping], key: str = "final.knn_acc") -> SeedSummary:
+    r"""Mean, sample standard deviation and the 95% interval of the mean of one metric
+    over the seeds of a run.
 
-    The interval has half-width
-    $\sqrt{(t_{k-1}\,s/\sqrt{k})^2 + (1.96\sqrt{\bar a(1-\bar a)/n})^2}$: the
-    Student-$t$ interval of the mean of $k$ seeds with sample sd $s$ (training
-    randomness; absent for one seed) combined with the binomial interval of an accuracy
-    measured on $n$ test images (which test images were drawn). Without ``test_size``
-    only the seed part counts, and one seed of such a metric has an unknown
-    (infinite) half-width: it is never :func:`separated` from anything.
+    The interval is Student's: $\bar a \pm t_{k-1,\,0.975}\, s/\sqrt{k}$ for $k$ seeds
+    with sample sd $s$ -- the training randomness. The test set is the same for every
+    run, so its sampling is not added (it cancels when two settings are compared on the
+    same images). One seed has no interval (infinite half-width). The interval
+    describes one setting; whether two settings differ is decided by the interval of
+    their *difference* (:func:`compare_table`).
 
     Args:
         records: the runs (typically one group of :func:`by_seed_group`); non-empty.
         key: a field for :func:`lookup`.
-        test_size: test images behind an accuracy; default the records'
-            ``dataset.test_size`` when ``key`` is an accuracy (``*_acc``), else none.
 
     Returns:
-        :class:`SeedSummary` ``(mean, sd, n_seeds, halfwidth)``.
+        :class:`SeedSummary`.
     """
     if not records:
         raise ValueError("seed_summary needs at least one record")
@@ -365,50 +381,101 @@ def seed_summary(
         raise ValueError(f"{key} is not finite in every record: {values}")
     k = len(values)
     mean = sum(values) / k
-    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1)) if k > 1 else 0.0
-    if test_size is None and str(key).endswith("_acc"):
-        test_size = min(int(lookup(r, "dataset.test_size")) for r in records)
-    seed_part = _T975.get(k, 1.96) * sd / math.sqrt(k) if k > 1 else 0.0
-    test_part = (
-        binomial_halfwidth(min(max(mean, 0.0), 1.0), test_size) if test_size else 0.0
+    if k == 1:
+        return SeedSummary(mean, 0.0, 1, math.inf, values)
+    sd = math.sqrt(sum((v - mean) ** 2 for v in values) / (k - 1))
+    from scipy.stats import t as student_t
+
+    half = float(student_t.ppf(0.975, k - 1)) * sd / math.sqrt(k)
+    return SeedSummary(mean, sd, k, half, values)
+
+
+HIGHER, LOWER, UNDECIDED, ONE_SEED = S.HIGHER, S.LOWER, S.UNDECIDED, S.ONE_SEED
+EQUIVALENT = S.equivalent_words(S.MARGIN)  # "equivalent within ±1 point"
+
+
+def _values(x: SeedSummary | Sequence[Mapping] | Sequence[float], key: str):
+    """Seed values of a summary, of records (at ``key``) or of plain numbers."""
+    if isinstance(x, SeedSummary):
+        return list(x.values)
+    items = list(x)
+    if items and isinstance(items[0], Mapping):
+        return list(seed_summary(items, key).values)
+    return [float(v) for v in items]
+
+
+def compare_table(
+    comparisons: Mapping[Any, tuple[Any, Any]],
+    key: str = "final.knn_acc",
+    margin: float = S.MARGIN,
+) -> dict[Any, S.Difference]:
+    r"""The book's verdicts on the comparisons of one table: the rule of
+    :func:`cl_lib.stats.verdict_table`.
+
+    Each ``label: (a, b)`` compares setting ``a`` with setting ``b``, each given as a
+    :class:`SeedSummary`, a seed group of records (read at ``key``) or a list of
+    numbers. The difference of the seed means gets Welch's 95% interval; the p-values of
+    the table are Holm-corrected; the verdict is ``"higher"``/``"lower"`` (the
+    difference is non-zero after the correction), ``"equivalent within ±1 point"``
+    (TOST at ``margin``, corrected), else ``"undecided"``; with one seed on either side,
+    ``"one seed"`` and no test. Seeds are treated as independent (Welch). Pairing seed
+    $s$ of one setting with seed $s$ of the other (:func:`cl_lib.stats.paired`) is
+    valid only where the seed fixes the same initial weights, data order and
+    augmentations in both; the book does not rely on it.
+
+    Args:
+        comparisons: label -> (a, b), in the order the table reads.
+        key: the metric when records are given.
+        margin: equivalence margin (0.01: one point of accuracy).
+
+    Returns:
+        label -> :class:`cl_lib.stats.Difference` (``.verdict``, ``.interval()``,
+        ``.p``, ``.p_adj``).
+    """
+    return S.verdict_table(
+        {k: (_values(a, key), _values(b, key)) for k, (a, b) in comparisons.items()},
+        margin=margin,
     )
-    if k == 1 and not test_part:  # one seed, no sampling model: width unknown
-        return SeedSummary(mean, sd, k, math.inf)
-    return SeedSummary(mean, sd, k, math.hypot(seed_part, test_part))
 
 
-def separated(a: SeedSummary, b: SeedSummary) -> bool:
-    """Whether the 95% intervals of two :func:`seed_summary` results do not overlap:
-    the only case in which the book calls two runs different."""
-    return a.low > b.high or b.low > a.high
-
-
-NO_DIFFERENCE = "no difference at this scale"
-UNDECIDED = "undecided (one seed: no interval)"
+def difference(
+    a: Any, b: Any, key: str = "final.knn_acc", margin: float = S.MARGIN
+) -> S.Difference:
+    """One comparison standing alone (a table of one): :func:`compare_table`."""
+    return compare_table({0: (a, b)}, key=key, margin=margin)[0]
 
 
 def compare(
-    a: SeedSummary,
-    b: SeedSummary,
-    words: tuple[str, str, str] = ("higher", "lower", NO_DIFFERENCE),
+    a: Any,
+    b: Any,
+    key: str = "final.knn_acc",
+    margin: float = S.MARGIN,
+    words: Mapping[str, str] | None = None,
 ) -> str:
-    """The book's verdict on ``a`` against ``b`` (two :func:`seed_summary` results).
+    """The verdict string of one comparison standing alone (:func:`difference`).
+
+    A comparison that belongs to a table of several must go through
+    :func:`compare_table`, so that Holm's correction counts the whole table.
 
     Args:
-        a, b: the two summaries.
-        words: what to say when ``a``'s 95% interval lies above ``b``'s, below it, and
-            when the two overlap.
+        a, b: as in :func:`compare_table`.
+        key, margin: as in :func:`compare_table`.
+        words: optional replacements for the verdicts (``{"higher": "above"}``).
 
     Returns:
-        One of ``words``; :data:`UNDECIDED` when either side has no interval (one seed
-        of a metric with no sampling model, such as a rank): nothing can be told apart
-        then.
+        ``"higher"``, ``"lower"``, ``"equivalent within ±1 point"``, ``"undecided"``
+        or ``"one seed"`` (or their replacements).
     """
-    if not (math.isfinite(a.halfwidth) and math.isfinite(b.halfwidth)):
-        return UNDECIDED
-    if not separated(a, b):
-        return words[2]
-    return words[0] if a.mean > b.mean else words[1]
+    v = difference(a, b, key=key, margin=margin).verdict
+    return dict(words or {}).get(v, v)
+
+
+def correctness(record: Mapping, key: str = "final.knn_correct"):
+    """Per-image correctness stored in a results file (``final.knn_correct`` or
+    ``final.linear_probe_correct``), decoded to a boolean numpy array in the order of
+    the test set, or None for files written before it was stored."""
+    value = lookup(record, key)
+    return None if value in (MISSING, None) else S.decode_correct(value)
 
 
 def plot_curves(
