@@ -156,7 +156,7 @@ def _values(x: Sequence[float], name: str) -> np.ndarray:
     return v
 
 
-def _one_seed(a: np.ndarray, b: np.ndarray, margin: float, method: str) -> Difference:
+def _one_seed(a: np.ndarray, b: np.ndarray, margin, method: str) -> Difference:
     nan = math.nan
     return Difference(
         diff=float(a.mean() - b.mean()),
@@ -176,18 +176,20 @@ def _one_seed(a: np.ndarray, b: np.ndarray, margin: float, method: str) -> Diffe
 
 
 def _t_difference(
-    diff: float, se: float, df: float, margin: float, level: float
+    diff: float, se: float, df: float, margin: float | None, level: float
 ) -> tuple[float, float, float, float]:
     """Interval, two-sided p and TOST p of a difference with standard error ``se`` on
     ``df`` degrees of freedom (Student's $t$). A zero ``se`` (every seed equal) makes
     the test exact: p = 0 unless the difference is 0."""
     if se == 0.0:
         p = 1.0 if diff == 0.0 else 0.0
-        p_eq = 0.0 if abs(diff) < margin else 1.0
+        p_eq = math.nan if margin is None else (0.0 if abs(diff) < margin else 1.0)
         return diff, diff, p, p_eq
     q = float(_st.t.ppf(0.5 + level / 2, df))
     t = diff / se
     p = float(2 * _st.t.sf(abs(t), df))
+    if margin is None:  # no equivalence test
+        return diff - q * se, diff + q * se, p, math.nan
     # H0: diff <= -m (rejected for large t_lo) and H0: diff >= +m (small t_hi)
     p_lo = float(_st.t.sf((diff + margin) / se, df))
     p_hi = float(_st.t.cdf((diff - margin) / se, df))
@@ -197,7 +199,7 @@ def _t_difference(
 def welch(
     a: Sequence[float],
     b: Sequence[float],
-    margin: float = MARGIN,
+    margin: float | None = MARGIN,
     level: float = 1 - ALPHA,
 ) -> Difference:
     r"""Welch's $t$ interval and test of ``mean(a) - mean(b)``, seeds independent.
@@ -219,7 +221,8 @@ def welch(
     Args:
         a, b: one number per seed (e.g. accuracies); one value on either side gives the
             "one seed" result (no interval, no verdict).
-        margin: equivalence margin $m$ of the TOST p-value.
+        margin: equivalence margin $m$ of the TOST p-value (None: no equivalence
+            test, for a metric without an agreed margin).
         level: confidence level of the interval.
 
     Returns:
@@ -244,7 +247,7 @@ def welch(
 def paired(
     a: Sequence[float],
     b: Sequence[float],
-    margin: float = MARGIN,
+    margin: float | None = MARGIN,
     level: float = 1 - ALPHA,
 ) -> Difference:
     r"""Paired $t$ interval and test of the mean of ``a[i] - b[i]`` (seed $i$ of each).
@@ -264,7 +267,8 @@ def paired(
 
     Args:
         a, b: one number per seed, in the same seed order, equal lengths.
-        margin: equivalence margin $m$ of the TOST p-value.
+        margin: equivalence margin $m$ of the TOST p-value (None: no equivalence
+            test, for a metric without an agreed margin).
         level: confidence level of the interval.
 
     Returns:
@@ -362,7 +366,7 @@ def _decide(d: Difference, alpha: float = ALPHA) -> Difference:
 def verdict(
     a: Sequence[float],
     b: Sequence[float],
-    margin: float = MARGIN,
+    margin: float | None = MARGIN,
     paired_seeds: bool = False,
 ) -> Difference:
     """The rule for one comparison standing alone (a table of one): see
@@ -381,7 +385,7 @@ def verdict(
 
 def verdict_table(
     comparisons: Mapping[Hashable, tuple[Sequence[float], Sequence[float]]],
-    margin: float = MARGIN,
+    margin: float | None = MARGIN,
     paired_seeds: bool = False,
     alpha: float = ALPHA,
 ) -> dict[Hashable, Difference]:
@@ -408,7 +412,9 @@ def verdict_table(
 
     Args:
         comparisons: label -> (values of a, values of b).
-        margin: equivalence margin $m$ (0.01: one point of accuracy).
+        margin: equivalence margin $m$ (0.01: one point of accuracy); None for no
+            equivalence test (a metric without an agreed margin: then the verdicts are
+            higher, lower or undecided).
         paired_seeds: pair seeds (valid only as :func:`paired` says).
         alpha: level of the tests.
 

@@ -108,6 +108,14 @@ def test_paired_matches_scipy():
     assert S.verdict_table({"x": (a, b)}, paired_seeds=True)["x"].verdict == S.HIGHER
 
 
+def test_no_margin_means_no_equivalence_verdict():
+    a, b = draws(0.40, seed=3), draws(0.40, seed=4)
+    d = S.verdict(a, b, margin=None)
+    assert math.isnan(d.p_equiv) and d.verdict == S.UNDECIDED
+    assert S.verdict(a + 0.05, b, margin=None).verdict == S.HIGHER
+    assert S.welch([1.0, 1.0], [1.0, 1.0], margin=None).verdict == S.UNDECIDED
+
+
 def test_equal_seeds_give_an_exact_answer():
     same = S.welch([0.5, 0.5], [0.5, 0.5])
     assert same.p == 1.0 and same.verdict.startswith("equivalent")

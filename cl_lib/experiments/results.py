@@ -407,7 +407,7 @@ def _values(x: SeedSummary | Sequence[Mapping] | Sequence[float], key: str):
 def compare_table(
     comparisons: Mapping[Any, tuple[Any, Any]],
     key: str = "final.knn_acc",
-    margin: float = S.MARGIN,
+    margin: float | None = S.MARGIN,
 ) -> dict[Any, S.Difference]:
     r"""The book's verdicts on the comparisons of one table: the rule of
     :func:`cl_lib.stats.verdict_table`.
@@ -426,7 +426,8 @@ def compare_table(
     Args:
         comparisons: label -> (a, b), in the order the table reads.
         key: the metric when records are given.
-        margin: equivalence margin (0.01: one point of accuracy).
+        margin: equivalence margin (0.01: one point of accuracy); None for a metric
+            with no agreed margin (a rank, a uniformity): no equivalence verdict.
 
     Returns:
         label -> :class:`cl_lib.stats.Difference` (``.verdict``, ``.interval()``,
@@ -439,7 +440,7 @@ def compare_table(
 
 
 def difference(
-    a: Any, b: Any, key: str = "final.knn_acc", margin: float = S.MARGIN
+    a: Any, b: Any, key: str = "final.knn_acc", margin: float | None = S.MARGIN
 ) -> S.Difference:
     """One comparison standing alone (a table of one): :func:`compare_table`."""
     return compare_table({0: (a, b)}, key=key, margin=margin)[0]
@@ -449,7 +450,7 @@ def compare(
     a: Any,
     b: Any,
     key: str = "final.knn_acc",
-    margin: float = S.MARGIN,
+    margin: float | None = S.MARGIN,
     words: Mapping[str, str] | None = None,
 ) -> str:
     """The verdict string of one comparison standing alone (:func:`difference`).
