@@ -12,17 +12,11 @@ any ``cl_lib`` loss $\mathcal{L}(z^{(1)}, z^{(2)}, y)$. Labels $y$ go to the los
 use them (CLOA, SupCon, NSCL); with ``label_fraction < 1`` a seeded random
 $1-$``label_fraction`` of the training images get the label $-1$ ("unlabelled").
 
-The learning rate follows a linear warm-up then a cosine decay, updated every step $s$
-(Loshchilov & Hutter, 2017; Goyal et al., 2017 for the warm-up and the linear scaling
-rule):
-
-$$\eta_s = \begin{cases} \eta \, \dfrac{s+1}{S_w} & s < S_w \\[4pt]
-  \eta_\text{min} + \tfrac12 (\eta - \eta_\text{min})
-  \Big(1 + \cos \pi \dfrac{s - S_w}{S - S_w}\Big) & s \ge S_w \end{cases},
-  \qquad \eta = \texttt{lr} \cdot \frac{B}{256}.$$
-
-Optimisers: SGD with momentum (default), AdamW, or LARS (:class:`LARS`, You et al.
-2017, as in the simclr-pytorch code that Koromilas et al. 2024 trained DHEL/KCL with).
+The learning rate (linear warm-up, then cosine decay; :func:`cl_lib.optim.lr_at`)
+is set every step; optimisers: SGD with momentum (default), AdamW or LARS
+(:mod:`cl_lib.optim`). The config, its checks and the flags live in :mod:`cl_lib.config`
+(every bad value is refused before any data loads, exit status 2); the names of both
+modules are importable from here too.
 
 The step never waits for the GPU: the running loss is summed on the device and read
 back only every ``check_every`` steps (and at the end of an epoch), where a NaN/Inf loss
@@ -36,23 +30,22 @@ to record the geometry along training). After training: kNN and linear-probe acc
 the backbone features and geometry metrics of held-out embeddings
 (:func:`cl_lib.evaluate.heldout_metrics`), written with hardware, versions and timings
 to ``<out>/results.json`` (schema in ``book/results/README.md``). ``epochs=0`` evaluates
-the untrained network the same way.
+the untrained network the same way; ``cl-eval CHECKPOINT`` (:mod:`cl_lib.eval_cmd`)
+re-evaluates a saved checkpoint.
+
+CLI exit status: 0 done; 2 a bad config (one line, before any data loads); 1 missing
+data, a non-finite loss or an interrupted run (one line naming the file or checkpoint).
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import datetime
-import json
 import math
 import os
 import platform
 import random
 import sys
 import time
-import types
-import typing
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,11 +56,25 @@ import torch
 import torch.nn as nn
 
 from cl_lib import checks, distributed
-from cl_lib.data import DATASETS, balanced_subset, gpu_loader, load_dataset
+from cl_lib.config import (
+    DEFAULT_LR,
+    PROFILE_PRESETS,
+    PROG,
+    ConfigError,
+    TrainConfig,
+    build_parser,
+    config_dict,
+    config_from_args,
+    loss_kwargs,
+    make_augment,
+    validate_config,
+)
+from cl_lib.data import balanced_subset, gpu_loader, load_dataset
 from cl_lib.evaluate import extract_features, heldout_metrics
 from cl_lib.io import hardware_info, library_commit, save_atomic, write_json
-from cl_lib.losses import LOSS_NAMES, get_loss, needs_labels
-from cl_lib.models import ARCHS, build_model
+from cl_lib.losses import get_loss
+from cl_lib.models import build_model
+from cl_lib.optim import LARS, build_optimizer, lr_at
 from cl_lib.profile import get_profile, mix_seed, seed_everything
 
 __all__ = [
@@ -75,11 +82,15 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "NonFiniteLossError",
+    "RunInterrupted",
     "ConfigError",
     "LARS",
+    "DEFAULT_LR",
     "PROFILE_PRESETS",
     "train",
     "recalibrate_batchnorm",
+    "restore",
+    "results_dict",
     "train_step",
     "lr_at",
     "mask_labels",
@@ -118,77 +129,6 @@ _RESUME_MUST_MATCH = (
     "min_lr_ratio",
     "seed",
 )
-# lr per 256 images when TrainConfig.lr is None; LARS: 4.0 at batch 1024 (DHEL/KCL)
-DEFAULT_LR = {"sgd": 0.06, "adamw": 1e-3, "lars": 1.0}
-
-
-@dataclass
-class TrainConfig:
-    """Everything a run needs. Defaults are the full-profile CIFAR-10 setting; the
-    ``quick`` preset (:data:`PROFILE_PRESETS`) shrinks it to a CPU smoke run."""
-
-    # data
-    dataset: str = "cifar10"  # cl_lib.data.DATASETS name or "imagefolder:<path>"
-    data_root: str | None = None  # default: $CL_LIB_DATA
-    cache_dir: str | None = None
-    subset: int | None = None  # at most this many training images (balanced, seeded)
-    test_subset: int | None = None  # ... and test images for evaluation
-    augment: str | None = None  # SimCLRAugment preset; None = from the image size
-    # overrides of the preset's SimCLRAugment arguments, e.g. the weak recipe of
-    # Li & Pimentel-Alarcón 2024: {"jitter": [0.2, 0.2, 0.2, 0.1], "scale": [0.8, 1.0]}
-    augment_kwargs: dict = field(default_factory=dict)
-    image_size: int | None = None  # side of the views the network sees (crops and test
-    #   images are resized to it, bilinear); None = the stored images' own size
-    # model
-    arch: str = "resnet18"  # see cl_lib.models.ARCHS
-    width: int = 32  # small_cnn only
-    proj_dim: int = 128
-    proj_hidden_dim: int | None = None  # None = backbone feature width
-    proj_layers: int = 2
-    # loss
-    loss: str | Callable = "infonce"  # a cl_lib.losses name, or loss(z1, z2, labels)
-    loss_kwargs: dict = field(default_factory=dict)  # e.g. {"tau": 0.2}
-    label_fraction: float = 1.0  # fraction of training labels the loss may see
-    # optimisation
-    epochs: int = 200
-    batch_size: int = 512  # global batch (split over GPUs under torchrun)
-    optimizer: str = "sgd"  # "sgd" (momentum), "adamw" or "lars" (see LARS)
-    lr: float | None = None  # per 256 images; None = DEFAULT_LR[optimizer]
-    momentum: float = 0.9
-    weight_decay: float = 5e-4
-    warmup_epochs: float = 10.0
-    min_lr_ratio: float = 0.0  # eta_min / eta
-    grad_clip: float | None = None  # max global grad norm
-    # speed
-    device: str | None = None  # None = CUDA in the full profile if available, else CPU
-    bf16: bool | None = None  # None = on for CUDA
-    channels_last: bool | None = None  # None = on for CUDA
-    compile: bool = False
-    check_every: int = 20  # read the running loss back (finite?) every k steps
-    sync_bn: bool = True  # SyncBatchNorm under torchrun on GPUs (global stats)
-    # evaluation
-    eval_every: int = 0  # kNN every k epochs (0: only at the end)
-    # epochs=0 only: re-estimate BatchNorm's statistics on the clean training images
-    # before evaluating (weights unchanged). Without it an untrained network is
-    # evaluated with its initial statistics (mean 0, variance 1), a weaker reference.
-    bn_recalibrate: bool = False
-    knn_k: int = 200
-    knn_t: float = 0.1
-    linear_probe: bool = True
-    probe_method: str = "lbfgs"  # "lbfgs" (full batch) or "adam"
-    probe_steps: int = 200
-    metrics: bool = True
-    metrics_points: int = 2048  # held-out images for the geometry metrics
-    eval_batch_size: int = 1024
-    # bookkeeping
-    seed: int = 0
-    out_dir: str | None = None  # checkpoint.pt and results.json go here
-    checkpoint_every: int = 1
-    resume: bool = False  # continue from <out_dir>/checkpoint.pt if present
-    stop_after_epochs: int | None = None  # end this call early (schedule: `epochs`)
-    progress: bool | None = None  # tqdm bar; None = only on a terminal
-    quiet: bool = False  # no per-epoch lines
-    profile: str | None = None  # recorded only (set by the CLI)
 
 
 @dataclass
@@ -200,10 +140,6 @@ class TrainResult:
     results: dict  # what results.json holds
     # the run's data, augmentation and optimiser
     state: "TrainState | None" = field(default=None, repr=False)
-
-
-class ConfigError(ValueError):
-    """A config the trainer rejects before it loads any data (CLI exit status 2)."""
 
 
 class NonFiniteLossError(RuntimeError):
@@ -226,187 +162,17 @@ class NonFiniteLossError(RuntimeError):
         self.epoch, self.step, self.checkpoint_epoch = epoch, step, checkpoint_epoch
 
 
-# ----------------------------------------------------------------------------------
-# presets Profile presets sit between TrainConfig defaults and the user's config file /
-# flags.
-PROFILE_PRESETS: dict[str, dict] = {
-    "quick": dict(
-        arch="small_cnn",
-        width=16,
-        proj_dim=64,
-        proj_hidden_dim=128,
-        subset=2048,
-        test_subset=1000,
-        epochs=1,
-        batch_size=256,
-        warmup_epochs=0.0,
-        probe_steps=100,
-        eval_batch_size=512,
-        metrics_points=256,
-    ),
-    "full": dict(),
-}
+class RunInterrupted(KeyboardInterrupt):
+    """A run stopped by Ctrl-C (a ``KeyboardInterrupt``, so code that catches that still
+    does); its message says what was finished and where the last checkpoint is.
 
-
-# ----------------------------------------------------------------------------------
-# helpers
-def validate_config(cfg: TrainConfig) -> None:
-    """Reject a bad config before any data is loaded.
-
-    Args:
-        cfg: the run's config.
-
-    Raises:
-        ConfigError: (a ``ValueError``) with one line saying which field is wrong and
-            why.
-
-    Returns:
-        None.
+    Attributes: ``epoch`` (epochs finished) and ``checkpoint`` (the path of the last
+    checkpoint written, or None).
     """
 
-    def positive_or_none(v):
-        return v is None or v >= 1
-
-    checks = [
-        (cfg.epochs >= 0, f"epochs must be >= 0, got {cfg.epochs}"),
-        (
-            not cfg.bn_recalibrate or cfg.epochs == 0,
-            "bn_recalibrate is for the untrained network (epochs=0): a trained "
-            f"network's BatchNorm statistics come from its training, got epochs "
-            f"{cfg.epochs}",
-        ),
-        (cfg.batch_size >= 2, f"batch_size must be >= 2, got {cfg.batch_size}"),
-        (cfg.width >= 1, f"width must be >= 1, got {cfg.width}"),
-        (cfg.proj_dim >= 1, f"proj_dim must be >= 1, got {cfg.proj_dim}"),
-        (
-            positive_or_none(cfg.subset),
-            f"subset must be >= 1 or none, got {cfg.subset}",
-        ),
-        (
-            positive_or_none(cfg.test_subset),
-            f"test_subset must be >= 1 or none, got {cfg.test_subset}",
-        ),
-        (
-            cfg.subset is None or cfg.batch_size <= cfg.subset,
-            f"batch_size {cfg.batch_size} exceeds the training subset of "
-            f"{cfg.subset} images",
-        ),
-        (
-            0.0 <= cfg.label_fraction <= 1.0,
-            f"label_fraction must be in [0, 1], got {cfg.label_fraction}",
-        ),
-        (
-            cfg.optimizer in DEFAULT_LR,
-            f"optimizer must be one of {sorted(DEFAULT_LR)}, got {cfg.optimizer!r}",
-        ),
-        (
-            cfg.lr is None or (math.isfinite(cfg.lr) and cfg.lr > 0),
-            f"lr must be a finite number > 0, got {cfg.lr}",
-        ),
-        (cfg.weight_decay >= 0, f"weight_decay must be >= 0, got {cfg.weight_decay}"),
-        (
-            cfg.warmup_epochs >= 0,
-            f"warmup_epochs must be >= 0, got {cfg.warmup_epochs}",
-        ),
-        (
-            0.0 <= cfg.min_lr_ratio <= 1.0,
-            f"min_lr_ratio must be in [0, 1], got {cfg.min_lr_ratio}",
-        ),
-        (
-            cfg.grad_clip is None or cfg.grad_clip > 0,
-            f"grad_clip must be > 0, got {cfg.grad_clip}",
-        ),
-        (cfg.check_every >= 1, f"check_every must be >= 1, got {cfg.check_every}"),
-        (
-            cfg.checkpoint_every >= 1,
-            f"checkpoint_every must be >= 1, got {cfg.checkpoint_every}",
-        ),
-        (cfg.eval_every >= 0, f"eval_every must be >= 0, got {cfg.eval_every}"),
-        (
-            cfg.image_size is None or cfg.image_size >= 1,
-            f"image_size must be >= 1, got {cfg.image_size}",
-        ),
-        (
-            isinstance(cfg.augment_kwargs, dict),
-            f"augment_kwargs must be a JSON object of SimCLRAugment arguments, "
-            f"got {cfg.augment_kwargs!r}",
-        ),
-        (
-            "size" not in cfg.augment_kwargs,
-            "set the view size with image_size, not augment_kwargs['size']",
-        ),
-        (
-            cfg.stop_after_epochs is None or cfg.stop_after_epochs >= 1,
-            f"stop_after_epochs must be >= 1, got {cfg.stop_after_epochs}",
-        ),
-        (
-            not cfg.resume or cfg.out_dir,
-            "resume=True needs out_dir (where checkpoint.pt lives)",
-        ),
-        (cfg.arch in ARCHS, f"unknown arch {cfg.arch!r}; choose one of {list(ARCHS)}"),
-        (
-            cfg.dataset.startswith("imagefolder:")
-            or cfg.dataset.strip().lower() in DATASETS,
-            f"unknown dataset {cfg.dataset!r}; choose one of {list(DATASETS)} "
-            f"or 'imagefolder:<path>'",
-        ),
-        (
-            isinstance(cfg.loss, str) or callable(cfg.loss),
-            f"loss must be a name or a callable, got {cfg.loss!r}",
-        ),
-        (
-            isinstance(cfg.loss_kwargs, dict),
-            f"loss_kwargs must be a JSON object, got {cfg.loss_kwargs!r}",
-        ),
-    ]
-    for ok, msg in checks:
-        if not ok:
-            raise ConfigError(msg)
-    if callable(cfg.loss):
-        return
-    if cfg.loss not in LOSS_NAMES:
-        raise ConfigError(
-            f"unknown loss {cfg.loss!r}; choose one of {list(LOSS_NAMES)}"
-        )
-    if needs_labels(cfg.loss) and cfg.label_fraction == 0:
-        raise ConfigError(f"loss {cfg.loss!r} needs labels, but label_fraction is 0")
-    try:  # the loss checks its own keyword arguments (placeholder class count for CLOA)
-        get_loss(cfg.loss, **_loss_kwargs(cfg, num_classes=2))
-    except (ValueError, TypeError) as err:
-        raise ConfigError(
-            f"loss_kwargs {cfg.loss_kwargs} for loss {cfg.loss!r}: {err}"
-        ) from None
-    if cfg.augment_kwargs:  # unknown SimCLRAugment arguments
-        try:
-            make_augment(cfg, cfg.image_size or 32)
-        except ValueError as err:
-            raise ConfigError(str(err)) from None
-
-
-def lr_at(
-    step: int,
-    total_steps: int,
-    base_lr: float,
-    warmup_steps: int,
-    min_lr_ratio: float = 0.0,
-) -> float:
-    r"""Linear warm-up over ``warmup_steps``, then cosine decay to
-    ``min_lr_ratio * base_lr``.
-
-    Args:
-        step: 0-based step; total_steps: S; base_lr: $\eta$; warmup_steps: $S_w$;
-        min_lr_ratio: $\eta_\text{min} / \eta$.
-
-    Returns:
-        The learning rate of ``step``.
-    """
-    if step < warmup_steps:
-        return base_lr * (step + 1) / warmup_steps
-    progress = (step - warmup_steps) / max(1, total_steps - warmup_steps)
-    min_lr = min_lr_ratio * base_lr
-    return min_lr + 0.5 * (base_lr - min_lr) * (
-        1.0 + math.cos(math.pi * min(1.0, progress))
-    )
+    def __init__(self, message: str, epoch: int = 0, checkpoint: Path | None = None):
+        super().__init__(message)
+        self.epoch, self.checkpoint = epoch, checkpoint
 
 
 def mask_labels(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.Tensor:
@@ -428,146 +194,11 @@ def mask_labels(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.T
     return labels
 
 
-def make_augment(cfg: TrainConfig, image_size: int):
-    """The SimCLR augmentation of a run: the preset of ``cfg.augment`` (a data set
-    name), else of the data set itself (an ``imagefolder:`` data set gets ImageNet
-    statistics and the recipe for its size), with views of side ``image_size`` and
-    ``cfg.augment_kwargs`` replacing any :class:`~cl_lib.augment.SimCLRAugment` argument
-    (lists are fine: JSON has no tuples).
-
-    Args:
-        cfg: ``augment``, ``dataset``, ``augment_kwargs`` are read; image_size: view
-            side S.
-
-    Returns:
-        A :class:`~cl_lib.augment.SimCLRAugment`: (B, C, H, W) uint8 -> (B, C, S, S)
-        float.
-    """
-    import inspect
-
-    from cl_lib.augment import DATASET_STATS, SimCLRAugment, simclr_preset
-
-    allowed = set(inspect.signature(SimCLRAugment).parameters) - {"size"}
-    unknown = set(cfg.augment_kwargs) - allowed
-    if unknown:
-        raise ValueError(
-            f"augment_kwargs has unknown SimCLRAugment arguments {sorted(unknown)}; "
-            f"choose from {sorted(allowed)} (the view size is image_size)"
-        )
-    overrides = dict(cfg.augment_kwargs)
-    name = cfg.augment or cfg.dataset
-    if not name.lower().startswith("imagefolder:"):
-        return simclr_preset(name, size=image_size, **overrides)
-    mean, std = DATASET_STATS["imagenet"]
-    kw = dict(size=image_size, mean=mean, std=std)
-    if image_size >= 64:  # else the 32x32 recipe (colour strength 0.5, no blur)
-        kw.update(jitter=(0.8, 0.8, 0.8, 0.2), blur_p=0.5)
-    return SimCLRAugment(**{**kw, **overrides})
-
-
-class LARS(torch.optim.SGD):
-    r"""SGD with momentum on gradients rescaled per tensor by the LARS trust ratio (You,
-    Gitman & Ginsburg 2017), as in the simclr-pytorch code (Atanov) that Koromilas et
-    al. 2024 trained DHEL and KCL with. For each parameter tensor $w$ of a group with
-    ``lars=True``:
-
-    $$g \leftarrow g + \lambda w, \qquad
-      g \leftarrow \eta_\text{trust} \frac{\lVert w \rVert}{\lVert g \rVert} \, g
-      \quad (\text{if } \lVert w \rVert > 0 \text{ and } \lVert g \rVert > 0),$$
-
-    then the plain SGD-with-momentum update with the scheduled learning rate. Groups
-    with ``lars=False`` (biases and BatchNorm parameters in :func:`build_optimizer`) get
-    neither weight decay nor adaptation, as in that code. The ratio is computed with
-    ``torch.where`` on the device: no host synchronisation.
-
-    Args:
-        params: parameters or groups (a group may set ``lars`` and ``weight_decay``).
-        lr: learning rate (the trainer overwrites it every step).
-        momentum: SGD momentum (0.9 in simclr-pytorch).
-        weight_decay: $\lambda$ of groups that do not set their own.
-        trust_coefficient: $\eta_\text{trust}$ (0.001 in simclr-pytorch).
-    """
-
-    def __init__(
-        self,
-        params,
-        lr: float = 0.0,
-        momentum: float = 0.9,
-        weight_decay: float = 0.0,
-        trust_coefficient: float = 0.001,
-    ):
-        if not trust_coefficient > 0:
-            raise ValueError(f"trust_coefficient must be > 0, got {trust_coefficient}")
-        super().__init__(params, lr=lr, momentum=momentum, weight_decay=weight_decay)
-        self.trust_coefficient = trust_coefficient
-        for group in self.param_groups:
-            group.setdefault("lars", True)
-
-    @torch.no_grad()
-    def step(self, closure=None):
-        decays = [group["weight_decay"] for group in self.param_groups]
-        for group, decay in zip(self.param_groups, decays):
-            for p in group["params"]:
-                if p.grad is None or not group["lars"]:
-                    continue
-                g = p.grad.add_(p, alpha=decay) if decay else p.grad
-                w_norm, g_norm = (
-                    torch.linalg.vector_norm(p),
-                    torch.linalg.vector_norm(g),
-                )
-                ratio = self.trust_coefficient * w_norm / g_norm
-                g.mul_(
-                    torch.where(
-                        (w_norm > 0) & (g_norm > 0), ratio, torch.ones_like(ratio)
-                    )
-                )
-            group["weight_decay"] = 0.0  # applied above; SGD must not add it again
-        try:
-            return super().step(closure)
-        finally:
-            for group, decay in zip(self.param_groups, decays):
-                group["weight_decay"] = decay
-
-
-def build_optimizer(model: nn.Module, cfg: TrainConfig) -> torch.optim.Optimizer:
-    """SGD+momentum, AdamW or :class:`LARS`; no weight decay (and for LARS no
-    adaptation) on biases and BatchNorm parameters (1-D tensors), the usual choice for
-    SimCLR-style training.
-
-    Args:
-        model: the network to optimise.
-        cfg: ``optimizer``, ``momentum``, ``weight_decay`` are read.
-
-    Returns:
-        The optimiser, with learning rate 0 (the trainer sets it every step).
-    """
-    decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
-    no_decay = [p for p in model.parameters() if p.requires_grad and p.ndim <= 1]
-    groups = [
-        {"params": decay, "weight_decay": cfg.weight_decay},
-        {"params": no_decay, "weight_decay": 0.0},
-    ]
-    if cfg.optimizer == "sgd":
-        return torch.optim.SGD(groups, lr=0.0, momentum=cfg.momentum)
-    if cfg.optimizer == "lars":
-        groups[1]["lars"] = False
-        return LARS(groups, lr=0.0, momentum=cfg.momentum)
-    return torch.optim.AdamW(groups, lr=0.0)
-
-
-def _loss_kwargs(cfg: TrainConfig, num_classes: int) -> dict:
-    kwargs = dict(cfg.loss_kwargs)
-    if cfg.loss == "cloa" and "anchors" not in kwargs:
-        kwargs.setdefault("num_classes", num_classes)
-        kwargs.setdefault("seed", cfg.seed)
-    return kwargs
-
-
 def _build_loss(cfg: TrainConfig, num_classes: int) -> Callable:
     return (
         cfg.loss
         if callable(cfg.loss)
-        else get_loss(cfg.loss, **_loss_kwargs(cfg, num_classes))
+        else get_loss(cfg.loss, **loss_kwargs(cfg, num_classes))
     )
 
 
@@ -586,21 +217,6 @@ def _set_rng_state(state: dict) -> None:
     random.setstate(state["python"])
     if state.get("cuda") is not None and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def config_dict(cfg: TrainConfig) -> dict:
-    """The config as a JSON-able dict (a callable loss is recorded by its name).
-
-    Args:
-        cfg: the config.
-
-    Returns:
-        A dict of its fields.
-    """
-    d = dataclasses.asdict(cfg)
-    if callable(cfg.loss):
-        d["loss"] = getattr(cfg.loss, "__name__", repr(cfg.loss))
-    return d
 
 
 def _gather_labels(labels: torch.Tensor | None) -> torch.Tensor | None:
@@ -753,7 +369,14 @@ def _heldout_projections(state: TrainState, idx: torch.Tensor, h_test: torch.Ten
     return z, views
 
 
+_ACCURACY_KEYS = ("knn_acc", "linear_probe_acc", "linear_probe_train_acc")
+# per-image correctness of heldout_metrics, when it returns it
+_CORRECT_KEYS = ("knn_correct", "linear_probe_correct")
+
+
 def _evaluate(state: TrainState, full: bool) -> dict:
+    """kNN (and with ``full`` the linear probe) on backbone features, geometry of the
+    held-out projections; see :meth:`TrainState.evaluate`."""
     cfg, model = state.config, state.model
     kw = dict(
         batch_size=cfg.eval_batch_size,
@@ -785,11 +408,14 @@ def _evaluate(state: TrainState, full: bool) -> dict:
         probe=probe,
         num_classes=state.num_classes,
     )
-    accuracies = {
-        k: out.pop(k)
-        for k in ("knn_acc", "linear_probe_acc", "linear_probe_train_acc")
-        if k in out
-    }
+    accuracies = {k: out.pop(k) for k in _ACCURACY_KEYS if k in out}
+    # per-image correctness (encoded strings): in the final block only, not in every
+    # along-training record of the history
+    for k in _CORRECT_KEYS:
+        if k in out:
+            value = out.pop(k)
+            if full:
+                accuracies[k] = value
     return {**accuracies, "metrics": out} if cfg.metrics else accuracies
 
 
@@ -863,9 +489,9 @@ def _load_data(state: TrainState) -> None:
     state.base_lr = lr * cfg.batch_size / 256  # the linear scaling rule
 
 
-def _build(state: TrainState) -> None:
-    """Augmentation, model (+ SyncBatchNorm, channels_last, DDP, compile), loss,
-    optimiser."""
+def _build_model(state: TrainState) -> nn.Module:
+    """The augmentation and the model (+ SyncBatchNorm, channels_last), on the device;
+    the model's initial weights come from the global RNG."""
     cfg, device = state.config, state.device
     state.augment = make_augment(cfg, state.image_size)
     model = build_model(
@@ -883,6 +509,15 @@ def _build(state: TrainState) -> None:
     if state.channels_last:
         model = model.to(memory_format=torch.channels_last)
     state.model, state.step_model = model, model
+    return model
+
+
+def _build(state: TrainState) -> None:
+    """Augmentation, model (+ SyncBatchNorm, channels_last, DDP, compile), loss,
+    optimiser."""
+    cfg, device = state.config, state.device
+    model = _build_model(state)
+    is_dist = distributed.is_distributed()
     state.loss_fn = _build_loss(cfg, state.num_classes)
     state.optimizer = build_optimizer(model, cfg)
     if is_dist:
@@ -1081,12 +716,21 @@ def _run_epochs(state: TrainState, callbacks: Sequence[Callback]) -> None:
         distributed.barrier()
 
 
-def _final_record(state: TrainState) -> dict:
-    """Final evaluation (main process, finished runs only) and the results dict, written
-    atomically to ``<out_dir>/results.json``."""
+def results_dict(state: TrainState, final: dict) -> dict:
+    """The results of a run as ``results.json`` holds them (schema in
+    ``book/results/README.md``): config, data set, model, hardware, versions, commit,
+    timings, history, and the final evaluation.
+
+    Args:
+        state: the run (data, model, history, commit, start time).
+        final: what :meth:`TrainState.evaluate` returned (accuracies, and the geometry
+            under ``"metrics"``), or ``{}`` for an unfinished run.
+
+    Returns:
+        The results dict (JSON-able).
+    """
     cfg, model, device, history = state.config, state.model, state.device, state.history
     finished = state.epoch == cfg.epochs
-    final = state.evaluate(full=True) if state.main_process and finished else {}
     commit, dirty = state.commit
     speeds = [h["images_per_s"] for h in history]
     results = {
@@ -1137,10 +781,24 @@ def _final_record(state: TrainState) -> dict:
         "peak_lr": state.base_lr,
         "steps_per_epoch": state.steps_per_epoch,
     }
-    if final:
-        state.say(
-            "final  " + "  ".join(f"{k} {v:.4f}" for k, v in results["final"].items())
-        )
+    return results
+
+
+def _say_final(state: TrainState, final: dict) -> None:
+    """One line with the final accuracies (the per-image strings left out)."""
+    numbers = {k: v for k, v in final.items() if isinstance(v, (int, float))}
+    if numbers:
+        state.say("final  " + "  ".join(f"{k} {v:.4f}" for k, v in numbers.items()))
+
+
+def _final_record(state: TrainState) -> dict:
+    """Final evaluation (main process, finished runs only) and the results dict, written
+    atomically to ``<out_dir>/results.json``."""
+    cfg = state.config
+    finished = state.epoch == cfg.epochs
+    final = state.evaluate(full=True) if state.main_process and finished else {}
+    results = results_dict(state, final)
+    _say_final(state, results["final"])
     if cfg.out_dir and state.main_process:
         write_json(results, Path(cfg.out_dir) / "results.json")
     return results
@@ -1178,6 +836,26 @@ def recalibrate_batchnorm(state: TrainState) -> int:
     return sum(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def restore(config: TrainConfig, saved: dict) -> TrainState:
+    """The state of a saved run, ready to evaluate: device, the run's data (same subsets
+    and seed), augmentation, and the model with the saved weights (no loss, no
+    optimiser). ``cl-eval`` (:mod:`cl_lib.eval_cmd`) uses it.
+
+    Args:
+        config: the run's config (from the checkpoint, evaluation settings may differ).
+        saved: a checkpoint dict (``model``, ``epoch``, ``history``).
+
+    Returns:
+        The :class:`TrainState` (``epoch`` and ``history`` from the checkpoint).
+    """
+    state = _setup(config)
+    state.commit = library_commit(only_loaded=True)
+    _load_data(state)
+    _build_model(state).load_state_dict(saved["model"])
+    state.epoch, state.history = saved["epoch"], list(saved.get("history", []))
+    return state
+
+
 def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResult:
     """Train a contrastive model as ``config`` says; see the module docstring.
 
@@ -1201,8 +879,11 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
             data).
         NonFiniteLossError: the loss became NaN/Inf (found within ``check_every``
             steps).
+        RunInterrupted: (a ``KeyboardInterrupt``) Ctrl-C; says where the last
+            checkpoint is.
     """
     validate_config(config)
+    state = None
     try:  # torchrun's process group is destroyed on every exit path
         state = _setup(config)
         # the code this process imported, identified now: a later edit of the working
@@ -1215,6 +896,10 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
         if config.bn_recalibrate:
             recalibrate_batchnorm(state)
         results = _final_record(state)
+    except KeyboardInterrupt as err:
+        if isinstance(err, RunInterrupted):
+            raise
+        raise _interrupted(config, state) from None
     finally:
         if _under_torchrun():
             distributed.cleanup()
@@ -1223,171 +908,61 @@ def train(config: TrainConfig, callbacks: Sequence[Callback] = ()) -> TrainResul
     )
 
 
-# --------------------------------------------------------------------------------------
-# CLI
-# flags with their own definitions below
-_CLI_OWN = {
-    "profile",
-    "out_dir",
-    "resume",
-    "quiet",
-}
-PROG = "cl-train"
-
-
-class _Parser(argparse.ArgumentParser):
-    """argparse that reports a bad flag in one line (``cl-train: error: ...``),
-    exit status 2."""
-
-    def error(self, message: str):
-        self.exit(2, f"{self.prog}: error: {message}\n")
-
-
-def _json_object(s: str) -> dict:
-    try:
-        value = json.loads(s)
-    except json.JSONDecodeError as err:
-        raise argparse.ArgumentTypeError(f"malformed JSON {s!r} ({err.msg})") from None
-    if not isinstance(value, dict):
-        raise argparse.ArgumentTypeError(f"expected a JSON object, got {s!r}")
-    return value
-
-
-def _parse_bool(s: str) -> bool:
-    if s.lower() in ("1", "true", "yes", "on"):
-        return True
-    if s.lower() in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {s!r}")
-
-
-def _flag_type(tp):
-    """The argparse type of a TrainConfig field annotation (``int | None`` -> int that
-    also accepts "none", ``bool`` -> true/false, ``dict`` -> a JSON object)."""
-    optional = False
-    if isinstance(tp, types.UnionType) or typing.get_origin(tp) is typing.Union:
-        args = [a for a in typing.get_args(tp) if a is not type(None)]
-        optional = len(args) < len(typing.get_args(tp))
-        tp = str if any(a is str for a in args) else args[0]
-    is_dict = tp is dict or typing.get_origin(tp) is dict
-    convert = _json_object if is_dict else _parse_bool if tp is bool else tp
-    if not optional:
-        return convert
-
-    def convert_or_none(s: str):
-        return None if s.lower() in ("none", "null") else convert(s)
-
-    # for argparse's messages
-    convert_or_none.__name__ = getattr(convert, "__name__", "value")
-    return convert_or_none
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI: one flag per :class:`TrainConfig` field (``--batch-size``), plus
-    ``--config``, ``--profile``, ``--out``, ``--resume`` and ``--quiet``.
-
-    Returns:
-        The ``argparse`` parser (errors: one line, exit status 2).
-    """
-    p = _Parser(
-        prog=PROG,
-        description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
-    )
-    p.add_argument(
-        "--config",
-        default=None,
-        help="JSON file of TrainConfig fields (flags override it)",
-    )
-    p.add_argument(
-        "--profile",
-        choices=list(PROFILE_PRESETS),
-        default=get_profile(),
-        help="size preset (default: $CL_BOOK_PROFILE or quick)",
-    )
-    p.add_argument(
-        "--out",
-        dest="out_dir",
-        default=argparse.SUPPRESS,
-        help="output directory for checkpoint.pt and results.json",
-    )
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="continue from <out>/checkpoint.pt if it exists",
-    )
-    p.add_argument(
-        "--quiet",
-        action="store_true",
-        default=argparse.SUPPRESS,
-        help="no per-epoch lines, no progress bar",
-    )
-    hints = typing.get_type_hints(TrainConfig)
-    for f in dataclasses.fields(TrainConfig):
-        if f.name in _CLI_OWN:
-            continue
-        default = f.default if f.default is not dataclasses.MISSING else "{}"
-        p.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            type=_flag_type(hints[f.name]),
-            default=argparse.SUPPRESS,
-            help=f"TrainConfig.{f.name} (default: {default})",
+def _interrupted(cfg: TrainConfig, state: TrainState | None) -> RunInterrupted:
+    """The :class:`RunInterrupted` of a run stopped by Ctrl-C: epochs finished and the
+    last checkpoint written (a path), if any."""
+    epoch = state.epoch if state is not None else 0
+    path = state.checkpoint_path if state is not None else None
+    last = state.last_saved if state is not None else None
+    done = f"interrupted after {epoch} of {cfg.epochs} epochs"
+    if last is not None and path is not None and path.exists():
+        return RunInterrupted(
+            f"{done}; the last checkpoint (after epoch {last}) is {path}: continue "
+            f"with --resume",
+            epoch,
+            path,
         )
-    return p
+    where = "" if path is not None else " (no out_dir)"
+    return RunInterrupted(f"{done}; no checkpoint was written{where}", epoch, None)
 
 
-def config_from_args(argv: list[str] | None = None) -> TrainConfig:
-    """TrainConfig defaults < profile preset < ``--config`` file < explicit flags.
-
-    Args:
-        argv: the command-line arguments (default ``sys.argv[1:]``).
-
-    Returns:
-        The config (not yet validated: see :func:`validate_config`).
-
-    Raises:
-        ConfigError: the ``--config`` file is unreadable or has unknown fields.
-        SystemExit: (status 2) a malformed flag.
-    """
-    args = vars(build_parser().parse_args(argv))
-    values = dict(PROFILE_PRESETS[args["profile"]], profile=args.pop("profile"))
-    config_file = args.pop("config", None)
-    if config_file:
-        try:
-            loaded = json.loads(Path(config_file).read_text())
-        except (OSError, json.JSONDecodeError) as err:
-            raise ConfigError(f"cannot read --config {config_file}: {err}") from None
-        if not isinstance(loaded, dict):
-            raise ConfigError(f"--config {config_file} must hold a JSON object")
-        unknown = set(loaded) - {f.name for f in dataclasses.fields(TrainConfig)}
-        if unknown:
-            raise ConfigError(
-                f"unknown TrainConfig fields in {config_file}: {sorted(unknown)}"
-            )
-        values.update(loaded)
-    # only the flags actually given (the others are argparse.SUPPRESS-ed)
-    values.update(args)
-    return TrainConfig(**values)
+def _fail(message: object, status: int) -> int:
+    """Print ``cl-train: error: <message>`` as one line on stderr; returns ``status``."""
+    print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
+    return status
 
 
 def main(argv: list[str] | None = None) -> int:
     """``cl-train`` / ``python -m cl_lib.train``: train as the flags say.
 
-    A bad config is rejected before any data is loaded, with one line on stderr
-    (``cl-train: error: epochs must be >= 0, got -3``) and exit status 2.
+    Every error ends in one line on stderr (``cl-train: error: ...``), no traceback: a
+    bad config before any data is loaded (exit status 2, e.g. ``epochs must be >= 0,
+    got -3``); missing data (the message names the file), a non-finite loss or Ctrl-C
+    (the message names the last checkpoint) with exit status 1.
+
+    Args:
+        argv: the command-line arguments (default ``sys.argv[1:]``).
 
     Returns:
-        0 on success (the exit status).
+        The exit status: 0 done, 2 a bad config, 1 a run that could not finish.
     """
     try:
         cfg = config_from_args(argv)
         validate_config(cfg)
-        train(cfg)
     except ConfigError as err:
-        print(f"{PROG}: error: {err}", file=sys.stderr)
-        return 2
+        return _fail(err, 2)
+    try:
+        train(cfg)
+    except ConfigError as err:  # found only once loaded (a batch larger than the data)
+        return _fail(err, 2)
+    except FileNotFoundError as err:  # missing data: the message names the file
+        return _fail(err, 1)
+    except NonFiniteLossError as err:
+        where = Path(cfg.out_dir or ".") / "checkpoint.pt"
+        kept = f" ({where})" if err.checkpoint_epoch is not None else ""
+        return _fail(f"{err}{kept}", 1)
+    except RunInterrupted as err:
+        return _fail(err, 1)
     return 0
 
 

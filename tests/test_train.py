@@ -13,6 +13,7 @@ import cl_lib.train as train_mod
 from cl_lib.train import NonFiniteLossError, TrainConfig, lr_at, mask_labels, train
 
 from cl_lib.io import write_atomic
+from cl_lib.stats import decode_correct
 from image_folders import make_image_folder
 
 
@@ -86,8 +87,16 @@ def test_train_end_to_end_writes_results(cfg, tmp_path):
         "knn_acc",
         "linear_probe_acc",
         "linear_probe_train_acc",
+        "knn_correct",
+        "linear_probe_correct",
     }
     assert 0.0 <= saved["final"]["knn_acc"] <= 1.0
+    # per-image correctness beside the accuracies, one entry per test image
+    for name in ("knn", "linear_probe"):
+        correct = decode_correct(saved["final"][f"{name}_correct"])
+        assert len(correct) == 24
+        assert correct.mean() == pytest.approx(saved["final"][f"{name}_acc"])
+    assert not any(k.endswith("_correct") for k in saved["metrics"])
     assert set(saved["metrics"]) >= {
         "alignment",
         "uniformity",
@@ -505,6 +514,8 @@ def test_zero_epochs_evaluates_the_untrained_network(cfg, tmp_path):
         "knn_acc",
         "linear_probe_acc",
         "linear_probe_train_acc",
+        "knn_correct",
+        "linear_probe_correct",
     }
     torch.manual_seed(train_mod.mix_seed(cfg.seed, 0) % 2**32)
     fresh = train_mod.build_model(
