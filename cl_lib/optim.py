@@ -91,7 +91,10 @@ def lr_at(
     ``min_lr_ratio * base_lr``.
 
     Args:
-        step: 0-based step; total_steps: S; base_lr: $\eta$; warmup_steps: $S_w$;
+        step: the 0-based step $s$.
+        total_steps: all steps of the run, $S$.
+        base_lr: the peak learning rate $\eta$.
+        warmup_steps: the warm-up length $S_w$ (0: none).
         min_lr_ratio: $\eta_\text{min} / \eta$.
 
     Returns:

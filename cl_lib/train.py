@@ -179,7 +179,9 @@ def mask_labels(labels: torch.Tensor, fraction: float, seed: int = 0) -> torch.T
     """Copy of ``labels`` where a seeded random ``1 - fraction`` of the entries are -1.
 
     Args:
-        labels: (N,) labels; fraction: share kept; seed: which ones.
+        labels: (N,) labels.
+        fraction: the share kept, in [0, 1].
+        seed: which ones are hidden.
 
     Returns:
         (N,) labels with -1 for the hidden ones (on the same device).
@@ -337,6 +339,14 @@ class TrainState:
         """kNN accuracy and (``config.metrics``) the held-out geometry under
         ``"metrics"``; with ``full``, the linear probe too
         (:func:`cl_lib.evaluate.heldout_metrics`).
+
+        Args:
+            full: the final evaluation (adds the linear probe, and the per-image
+                correctness ``knn_correct`` / ``linear_probe_correct`` when
+                :func:`~cl_lib.evaluate.heldout_metrics` gives it).
+
+        Returns:
+            The accuracies, and the geometry under ``"metrics"``.
         """
         return _evaluate(self, full)
 
@@ -814,6 +824,9 @@ def recalibrate_batchnorm(state: TrainState) -> int:
     ``torch.optim.swa_utils.update_bn`` does. The untrained reference of the book's
     tables is evaluated both with and without it.
 
+    Args:
+        state: the run (model, training images, augmentation's eval transform).
+
     Returns:
         The number of BatchNorm layers re-estimated.
     """
@@ -927,7 +940,15 @@ def _interrupted(cfg: TrainConfig, state: TrainState | None) -> RunInterrupted:
 
 
 def _fail(message: object, status: int) -> int:
-    """Print ``cl-train: error: <message>`` as one line on stderr; returns ``status``."""
+    """Print ``cl-train: error: <message>`` as one line on stderr.
+
+    Args:
+        message: the error (its text, whitespace folded into one line).
+        status: the exit status to return.
+
+    Returns:
+        ``status``.
+    """
     print(f"{PROG}: error: {' '.join(str(message).split())}", file=sys.stderr)
     return status
 

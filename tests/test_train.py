@@ -611,8 +611,9 @@ def test_epoch_steps_never_synchronise_the_gpu(cfg, loss):
         target = torch.arange(2 * n, device=z.device).roll(n)  # i <-> i + n
         return F.cross_entropy(sim, target)
 
-    cfg.device, cfg.loss = "cuda", (
-        sync_free_infonce if loss == "sync_free_infonce" else loss
+    cfg.device, cfg.loss = (
+        "cuda",
+        (sync_free_infonce if loss == "sync_free_infonce" else loss),
     )
     cfg.epochs, cfg.batch_size, cfg.check_every = 1, 4, 1000
     state = train_mod._setup(cfg)
