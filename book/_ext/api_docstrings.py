@@ -8,7 +8,8 @@ reStructuredText, this:
   MathJax typesets the formulas (dollar signs inside ````literals```` are left alone);
 - adds the blank line reStructuredText wants where an indented block (a list item's
   continuation, a wrapped line) is followed by a less indented line;
-- re-pads simple tables whose cells are wider than their ``====`` borders.
+- re-pads simple tables whose cells are wider than their ``====`` borders;
+- breaks a display formula too long for the column into two left-aligned lines.
 
 It changes only the reference pages, never the docstrings in the source.
 """
@@ -135,8 +136,55 @@ def _fix_simple_tables(lines: list[str]) -> list[str]:
     return out
 
 
+_LONG_DISPLAY = 145  # TeX characters (a rough guide): wider than the column at 1280 px
+
+
+def _split_point(tex: str) -> int | None:
+    """Where to break a long formula: a top-level ``\\qquad`` if there is one, else the
+    top-level ``+``, ``-`` or ``=`` nearest the middle (None: nowhere)."""
+    depth, spots, qquads = 0, [], []
+    for i, ch in enumerate(tex):
+        if ch in "{[(":
+            depth += 1
+        elif ch in "}])":
+            depth -= 1
+        elif depth == 0 and ch in "+-=" and i > 0 and tex[i - 1] == " ":
+            spots.append(i)
+        if depth == 0 and tex.startswith("\\qquad", i):
+            qquads.append(i)
+    spots = qquads or [i for i in spots if 0.2 * len(tex) < i < 0.8 * len(tex)]
+    return min(spots, key=lambda i: abs(i - len(tex) / 2)) if spots else None
+
+
+def _break_long_display(lines: list[str]) -> list[str]:
+    """A display formula longer than the column gets two left-aligned lines."""
+    out, i = [], 0
+    while i < len(lines):
+        out.append(lines[i])
+        if lines[i].strip() != ".. math::":
+            i += 1
+            continue
+        ind, j, body = _indent(lines[i]), i + 1, []
+        while j < len(lines) and (not lines[j].strip() or _indent(lines[j]) > ind):
+            body.append(lines[j])
+            j += 1
+        tex = " ".join(" ".join(body).split())
+        cut = _split_point(tex) if len(tex) > _LONG_DISPLAY else None
+        if cut is None or "\\\\" in tex or "\\begin" in tex or ":" in tex[:1]:
+            out.extend(body)
+        else:
+            pad = " " * (ind + 3)
+            first, second = tex[:cut].strip(), tex[cut:].strip()
+            if second.startswith("\\qquad"):
+                second = second[len("\\qquad") :].strip()
+            out += ["", f"{pad}& {first} \\\\", f"{pad}& \\qquad {second}", ""]
+        i = j
+    return out
+
+
 def _process(app, what, name, obj, options, lines):
-    new = _fix_simple_tables(_blank_before_dedent(_math_lines(list(lines))))
+    new = _math_lines(list(lines))
+    new = _fix_simple_tables(_blank_before_dedent(_break_long_display(new)))
     lines[:] = new
 
 
