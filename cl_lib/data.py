@@ -845,3 +845,26 @@ def check_dataset(
     n = train_size(name)
     if n is not None and batch_size > n:
         raise ValueError(f"batch_size {batch_size} exceeds the {n} training images")
+
+
+# --------------------------------------------------------------------------------------
+# command line: python -m cl_lib.data fetch NAME
+# --------------------------------------------------------------------------------------
+def main(argv: list[str] | None = None) -> int:
+    """``python -m cl_lib.data fetch NAME [--dest DIR]``: build ``NAME.tar.gz``
+    (``tiny-imagenet-32``, ``imagenette-96``, ``cifar10-jpeg``) from its public source
+    into ``$CL_LIB_DATA`` or ``DIR`` and verify it (:mod:`cl_lib.fetch`).
+
+    Args:
+        argv: the arguments (default: the command line's).
+
+    Returns:
+        The exit status (0: the archive is in place).
+    """
+    from cl_lib.fetch import main as fetch_main
+
+    return fetch_main(argv)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
