@@ -50,6 +50,7 @@ from typing import Callable, Iterator
 
 import numpy as np
 
+TAB = chr(9)  # the field separator of val_annotations.txt
 # (class folder, file name, encoded image or an array to encode)
 Item = tuple[str, str, "bytes | np.ndarray"]
 
@@ -163,7 +164,7 @@ def _tiny_imagenet(download: Path) -> Iterator[tuple[str, Item]]:
                     yield "train", (parts[2], parts[4], z.read(name))
         annotations = z.read(f"{top}/val/val_annotations.txt").decode().splitlines()
         for line in sorted(annotations):
-            fields = line.split("\t")
+            fields = line.split(TAB)
             if len(fields) >= 2:
                 yield (
                     "val",

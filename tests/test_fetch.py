@@ -16,6 +16,8 @@ from PIL import Image
 
 from cl_lib import data, fetch
 
+TAB = chr(9)
+
 
 def _jpeg(size: tuple[int, int], seed: int) -> bytes:
     rng = np.random.default_rng(seed)
@@ -37,7 +39,8 @@ def fake_tiny_imagenet(path: Path) -> None:
     with zipfile.ZipFile(path, "w") as z:
         z.writestr("tiny-imagenet-200/wnids.txt", "\n".join(wnids) + "\n")
         z.writestr(
-            "tiny-imagenet-200/words.txt", "".join(f"{w}\tthing {w}\n" for w in wnids)
+            "tiny-imagenet-200/words.txt",
+            "".join(f"{w}{TAB}thing {w}\n" for w in wnids),
         )
         notes = []
         for c, w in enumerate(wnids):
@@ -53,7 +56,7 @@ def fake_tiny_imagenet(path: Path) -> None:
                     f"tiny-imagenet-200/val/images/{name}",
                     _jpeg((64, 64), 100 + 2 * c + i),
                 )
-                notes.append(f"{name}\t{w}\t0\t0\t63\t63")
+                notes.append(TAB.join([name, w, "0", "0", "63", "63"]))
         z.writestr("tiny-imagenet-200/val/val_annotations.txt", "\n".join(notes) + "\n")
         z.writestr("tiny-imagenet-200/test/images/test_0.JPEG", _jpeg((64, 64), 999))
 
