@@ -859,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
         argv: the arguments (default: the command line's).
 
     Returns:
-        The exit status (0: the archive is in place).
+        The exit status, 0 once the archive is in place.
     """
     from cl_lib.fetch import main as fetch_main
 

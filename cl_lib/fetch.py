@@ -324,8 +324,8 @@ def fetch(
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m cl_lib.data fetch NAME [--dest DIR] [--force] [--download-dir D]``
-    (exit status 0: the archive is in place)."""
+    """``python -m cl_lib.data fetch NAME [--dest DIR] [--force] [--download-dir D]``;
+    exit status 0 once the archive is in place."""
     p = argparse.ArgumentParser(
         prog="python -m cl_lib.data",
         description="Build an image archive the book reads from its public source.",
