@@ -139,6 +139,36 @@ def test_cpu_study_grid_has_baselines_seeds_and_fits_the_cpu():
     }
 
 
+def test_cpu_long_tier_plans_chapter_11_on_all_of_cifar10():
+    """The cpu-long tier: chapter 11 only, every training and test image of CIFAR-10,
+    the untrained network in both forms and the four headline losses with three seeds
+    each, SupCon once, DCL and one-view DHEL last; every run within 45 min."""
+    runs = G.planned_runs("cpu-long")
+    assert {r.chapter for r in runs} == {"ch11"} and all(
+        r.tier == "cpu-long" for r in runs
+    )
+    assert G.planned_runs("cpu-long", "ch10") == []
+    assert all(
+        r.args["subset"] == 50_000 and r.args["test_subset"] == 10_000 for r in runs
+    )
+    assert all(G.cpu_seconds(r) <= G.CPU_LONG_RUN_LIMIT_S for r in runs)
+    ch11 = G.chapter_grid("ch11", "cpu-long")
+    seeds = lambda rs: sorted(r.args.get("seed", 0) for r in rs)  # noqa: E731
+    assert seeds(ch11["baseline"]) == [0, 0, 1, 1, 2, 2]
+    losses = {}
+    for r in ch11["losses"]:
+        losses.setdefault(r.args["loss"], []).append(r)
+    assert set(losses) == {"infonce", "dhel", "kcl", "cloa"}
+    assert all(seeds(rs) == [0, 1, 2] for rs in losses.values())
+    assert all(r.track_every > 0 for r in ch11["losses"])  # kNN along training
+    assert [r.args["loss"] for r in ch11["supervised"]] == ["supcon"]
+    assert {r.args["loss"] for r in ch11["more losses"]} == {"dcl", "dhel"}
+    last = {r.name for r in runs[-len(ch11["more losses"]) :]}
+    assert last == {r.name for r in ch11["more losses"]}  # if time allows
+    speed = {(r.args["bf16"], r.args["channels_last"]) for r in runs}
+    assert speed == {(True, True)}
+
+
 def test_bench_views_per_s_reads_the_end_to_end_file(tmp_path):
     assert C.bench_views_per_s(tmp_path / "absent") is None
     (tmp_path / "e2e_cuda.json").write_text(

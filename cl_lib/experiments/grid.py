@@ -75,6 +75,19 @@ CPU_STUDY_IMAGES_PER_S = 800.0
 CPU_STUDY_OVERHEAD_S = 30.0  # per run: loading, kNN over 10k + 10k images, probe
 CPU_STUDY_SNAPSHOT_S = 8.0  # per tracked epoch: kNN plus geometry of 500 images
 CPU_STUDY_RUN_LIMIT_S = 600.0  # each run <= 10 min on 2 idle cores
+# cpu-long sizing: small_cnn at the width and epochs the recipe search chose, with
+# bf16 autocast and channels_last; source images/s on 2 idle cores (both threads).
+CPU_LONG_SIZE = dict(
+    arch="small_cnn",
+    width=32,
+    subset=50_000,
+    test_subset=10_000,
+    epochs=20,
+    bf16=True,
+    channels_last=True,
+)
+CPU_LONG_IMAGES_PER_S = 500.0
+CPU_LONG_RUN_LIMIT_S = 2700.0  # each run <= 45 min on 2 idle cores
 
 # Losses by short name: (cl_lib.losses name, loss_kwargs)
 LOSSES = {
@@ -236,6 +249,31 @@ TIERS: dict[str, dict] = {
             "imagenet100": False,
         },
     },
+    # The long CPU tier: every CIFAR-10 training image (50,000) and every test image,
+    # one run <= 45 min of wall time on 2 cores with both threads (about twice that on
+    # one thread, as a campaign lane runs it). Its recipe (network width, epochs) was
+    # found by measurement: the search is in book/results/cpu-long/search/. bf16
+    # autocast and channels_last are the CPU speed options (benchmarks/bench_cpu.py).
+    # Chapter 11 only: the headline losses with three seeds, SupCon once, the
+    # untrained network in both forms; DCL and one-view DHEL after them.
+    "cpu-long": {
+        "profile": "quick",
+        "device": "cpu",
+        "seeds": (0, 1, 2),
+        "seeded": ("baseline", "losses"),
+        "baseline": True,
+        # source images/s on 2 idle cores for this tier's network and speed options
+        "images_per_s": CPU_LONG_IMAGES_PER_S,
+        "ch11": {
+            "size": dict(CPU_LONG_SIZE),
+            "batch": 256,
+            "track": 5,  # kNN along training every 5 epochs
+            "losses": ("simclr", "dhel2v", "kcl", "cloa"),
+            "more losses": ("dcl", "dhel"),  # after everything else, one seed
+            "supervised": True,
+            "cifar100": False,
+        },
+    },
 }
 
 # The one priority order of a tier's runs (lower first): headline runs first.
@@ -244,6 +282,7 @@ PRIORITY = {
     ("ch10", "baseline"): -1,
     ("ch12", "baseline"): -1,
     ("ch11", "losses"): 0,
+    ("ch11", "more losses"): 9,
     ("ch11", "length"): 0.3,
     ("ch11", "supervised"): 0.5,
     ("ch10", "key rates"): 1,
@@ -512,7 +551,7 @@ def _ch11_run(
     if loss == "cloa":
         args["label_fraction"] = 0.1
     track = 0  # geometry and kNN along training: the main and the longer runs only
-    if section == "losses":
+    if section in ("losses", "more losses"):
         track = spec["track"]
     elif section == "length":
         track = spec["length"]["track"]
@@ -542,24 +581,30 @@ def _fixed_steps_epochs(epochs: int, batch: int, main_batch: int) -> int:
 
 def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
     spec = _tier(tier)["ch11"]
-    be = spec["batch_epochs"]
+    be = spec.get("batch_epochs")
     sections = {
-        "losses": [_ch11_run(tier, k, "losses") for k in LOSSES],
+        "losses": [
+            _ch11_run(tier, k, "losses") for k in spec.get("losses", tuple(LOSSES))
+        ],
         "batch": [
             _ch11_run(tier, k, "batch", batch_size=b, epochs=be)
             for k in ("simclr", "dhel")
-            for b in spec["batches"]
+            for b in spec.get("batches", ())
         ],
         "tau": [
             _ch11_run(tier, k, "tau", tau=t)
             for k in ("simclr", "dhel")
-            for t in spec["taus"]
+            for t in spec.get("taus", ())
         ],
         "tiny": [
             _ch11_run(tier, k, "tiny", dataset="tiny-imagenet-32")
-            for k in spec["tiny"]["losses"]
+            for k in spec.get("tiny", {}).get("losses", ())
         ],
     }
+    if spec.get("more losses"):  # the losses a tier runs only if time allows
+        sections["more losses"] = [
+            _ch11_run(tier, k, "more losses") for k in spec["more losses"]
+        ]
     if spec.get("batch_steps"):  # the same number of steps at every batch size
         sections["batch steps"] = [
             _ch11_run(
@@ -673,6 +718,8 @@ def chapter_grid(chapter: str, tier: str) -> dict[str, list[PlannedRun]]:
     """
     if chapter not in _BUILDERS:
         raise ValueError(f"unknown chapter {chapter!r}; choose one of {CHAPTERS}")
+    if chapter not in _tier(tier):  # a tier that plans only some chapters
+        return {}
     sections = _BUILDERS[chapter](tier)
     seeds = _tier(tier)["seeds"]
     seeded = _tier(tier).get("seeded")  # None: every section gets every seed
@@ -924,7 +971,8 @@ def cpu_seconds(
 
     Args:
         run: the planned run.
-        images_per_s: source images per second at 32 px (two views each); larger
+        images_per_s: source images per second at 32 px (two views each; a tier's
+            own ``"images_per_s"`` replaces it); larger
             images cost in proportion to their pixels, small batches 10% more below
             batch 128 (more steps).
         overhead_s: per run at 32 px with 10k training and 10k test images
@@ -934,6 +982,7 @@ def cpu_seconds(
     Returns:
         seconds.
     """
+    images_per_s = _tier(run.tier).get("images_per_s", images_per_s)
     if images_per_s <= 0:
         raise ValueError(f"images_per_s must be > 0, got {images_per_s}")
     a = run.args
