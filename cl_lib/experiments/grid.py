@@ -195,6 +195,21 @@ TIERS: dict[str, dict] = {
         "device": "cpu",
         "seeds": (0, 1, 2),
         "seeded": ("baseline", "key rates", "losses", "imagenette"),
+        # The headline comparisons, whose effects are 1-3 points, get two more seeds
+        # (five in all): the anchor on InfoNCE at eta = 1 (chapter 10); DHEL (authors'
+        # settings), CLOA and KCL against SimCLR (chapter 11).
+        "headline": {
+            "seeds": (3, 4),
+            "ch10": {"key rates": ("infonce_lr1", "cloa_lr1")},
+            "ch11": {
+                "losses": (
+                    "simclr_b256_t0.5",
+                    "dhel2v_b256_t0.3",
+                    "cloa_b256_t0.5",
+                    "kcl_b256",
+                )
+            },
+        },
         "baseline": True,
         "ch10": {
             "size": dict(
@@ -723,8 +738,13 @@ def chapter_grid(chapter: str, tier: str) -> dict[str, list[PlannedRun]]:
     sections = _BUILDERS[chapter](tier)
     seeds = _tier(tier)["seeds"]
     seeded = _tier(tier).get("seeded")  # None: every section gets every seed
+    headline = _tier(tier).get("headline", {})
+    more = headline.get(chapter, {})  # section -> names that get the extra seeds
     return {
         k: _seeded(v, seeds if seeded is None or k in seeded else seeds[:1])
+        + _seeded(
+            [r for r in v if r.name in more.get(k, ())], headline.get("seeds", ())
+        )
         for k, v in sections.items()
     }
 
