@@ -30,6 +30,7 @@ import torch
 from cl_lib import checks
 from cl_lib.augment import DATASET_STATS, SimCLRAugment, check_augment, simclr_preset
 from cl_lib.data import check_dataset
+from cl_lib.evaluate import PROBE_METHODS, check_knn, check_probe
 from cl_lib.losses import LOSS_NAMES, get_loss, needs_labels
 from cl_lib.models import check_model
 from cl_lib.optim import DEFAULT_LR, check_optimizer
@@ -57,7 +58,6 @@ __all__ = [
 ]
 
 PROG = "cl-train"
-PROBE_METHODS = ("lbfgs", "adam")  # cl_lib.evaluate.linear_probe's methods
 
 
 @dataclass
@@ -249,43 +249,6 @@ def check_device(device: str | None) -> None:
         raise ValueError(f"device {device!r} does not exist on this machine")
     elif dev.type not in ("cpu", "cuda", "mps"):
         raise checks.fail(None, "device", "a cpu, cuda or mps device", repr(device))
-
-
-# The two checks below belong beside knn_predict and linear_probe in
-# cl_lib.evaluate (which this change leaves to its owner); they check the same
-# conditions those functions raise on, before the run rather than after it.
-def check_knn(k: int, t: float) -> None:
-    """Check the kNN classifier's settings (:func:`cl_lib.evaluate.knn_predict`).
-
-    Args:
-        k: neighbours, an integer >= 1.
-        t: temperature, a finite number > 0.
-
-    Returns:
-        None.
-
-    Raises:
-        ValueError: one line naming the setting.
-    """
-    checks.integer(k, "knn_k", minimum=1)
-    checks.positive(t, "knn_t")
-
-
-def check_probe(method: str, steps: int) -> None:
-    """Check the linear probe's settings (:func:`cl_lib.evaluate.linear_probe`).
-
-    Args:
-        method: one of :data:`PROBE_METHODS`.
-        steps: L-BFGS iterations or Adam epochs, an integer >= 1.
-
-    Returns:
-        None.
-
-    Raises:
-        ValueError: one line naming the setting.
-    """
-    checks.one_of(method, PROBE_METHODS, "probe_method")
-    checks.integer(steps, "probe_steps", minimum=1)
 
 
 def _at_least(cfg: TrainConfig, name: str, low: int, or_none: bool = False) -> None:

@@ -32,9 +32,46 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from cl_lib import metrics
+from cl_lib import checks, metrics
 from cl_lib.augment import DATASET_STATS, normalize, to_float
 from cl_lib.stats import encode_correct
+
+PROBE_METHODS = ("lbfgs", "adam")  # linear_probe's methods
+
+
+def check_knn(k: int, t: float) -> None:
+    """Check the kNN classifier's settings (:func:`cl_lib.evaluate.knn_predict`).
+
+    Args:
+        k: neighbours, an integer >= 1.
+        t: temperature, a finite number > 0.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: one line naming the setting.
+    """
+    checks.integer(k, "knn_k", minimum=1)
+    checks.positive(t, "knn_t")
+
+
+def check_probe(method: str, steps: int) -> None:
+    """Check the linear probe's settings (:func:`cl_lib.evaluate.linear_probe`).
+
+    Args:
+        method: one of :data:`PROBE_METHODS`.
+        steps: L-BFGS iterations or Adam epochs, an integer >= 1.
+
+    Returns:
+        None.
+
+    Raises:
+        ValueError: one line naming the setting.
+    """
+    checks.one_of(method, PROBE_METHODS, "probe_method")
+    checks.integer(steps, "probe_steps", minimum=1)
+
 
 __all__ = [
     "default_preprocess",
