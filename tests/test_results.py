@@ -368,6 +368,12 @@ def test_train_and_record_end_to_end(tmp_path):
     assert [t["epoch"] for t in track] == [1, 2]
     assert all(0 <= t["knn_acc"] <= 1 and 0 <= t["alignment"] <= 4 for t in track)
     assert 0 <= R.lookup(loaded, "final.knn_acc") <= 1
+    # retrieval: one query per class, its 5 nearest training images, most similar first
+    ret = loaded["extra"]["retrieval"]
+    assert sorted(ret["query_label"]) == sorted(set(ret["query_label"]))
+    assert all(len(row) == 5 for row in ret["neighbour_index"])
+    assert all(row == sorted(row, reverse=True) for row in ret["cosine"])
+    assert all(-1 - 1e-6 <= c <= 1 + 1e-6 for row in ret["cosine"] for c in row)
     with pytest.raises(ValueError, match="usage"):
         R.main([str(save)])
 

@@ -703,14 +703,65 @@ def geometry_snapshot(
     return out
 
 
+def retrieval_snapshot(model, state, per_class: int = 1, k: int = 5) -> dict:
+    """Nearest training images of a few test images, by cosine similarity of the
+    backbone features $h$: what a reader looks at to see what an encoder has learned.
+
+    The queries are the same in every run on the same test split: ``per_class`` images
+    of each class, drawn with a fixed seed (0), not the run's.
+
+    Args:
+        model: a :class:`~cl_lib.models.ContrastiveModel`.
+        state: its :class:`~cl_lib.train.TrainState` (train and test splits in memory).
+        per_class: queries per class.
+        k: neighbours per query.
+
+    Returns:
+        ``{"query_index": [q], "query_label": [q], "neighbour_index": [q][k],
+        "neighbour_label": [q][k], "cosine": [q][k]}``; indices into the run's test and
+        training splits (``cl_lib.data.load_dataset`` with the run's config gives them
+        back).
+    """
+    import torch
+
+    from cl_lib.evaluate import extract_features
+
+    test_y = state.test_y.cpu()
+    gen = torch.Generator().manual_seed(0)
+    queries = []
+    for c in torch.unique(test_y).tolist():
+        members = torch.nonzero(test_y == c).flatten()
+        pick = torch.randperm(len(members), generator=gen)[:per_class]
+        queries += members[pick].tolist()
+    kw = dict(
+        device=state.device,
+        preprocess=state.augment.eval_transform,
+        channels_last=state.channels_last,
+        batch_size=state.config.eval_batch_size,
+    )
+    bank = extract_features(model.backbone, state.train_x, **kw)
+    query = extract_features(model.backbone, state.test_x[queries], **kw)
+    bank = torch.nn.functional.normalize(bank, dim=1)
+    query = torch.nn.functional.normalize(query, dim=1)
+    cosine, index = (query @ bank.T).topk(k, dim=1)
+    train_y = state.train_y.cpu()
+    return {
+        "query_index": queries,
+        "query_label": test_y[queries].tolist(),
+        "neighbour_index": index.cpu().tolist(),
+        "neighbour_label": train_y[index.cpu()].tolist(),
+        "cosine": [[round(v, 4) for v in row] for row in cosine.cpu().tolist()],
+    }
+
+
 def train_and_record(
     train_args: Sequence[str], save: str | Path, track_every: int = 0
 ) -> dict:
     """Run ``cl_lib.train`` once with its own CLI flags, then save its results dict plus
-    ``"extra"``: ``extra.final`` (:func:`geometry_snapshot` with spectra, at the end)
-    and, with ``track_every=k``, ``extra.tracking`` (a snapshot every ``k`` epochs and
-    at the last one, taken by an epoch-end callback of :func:`cl_lib.train.train`, on
-    the data already in memory). A run that stops on a non-finite loss is saved too,
+    ``"extra"``: ``extra.final`` (:func:`geometry_snapshot` with spectra, at the end),
+    ``extra.retrieval`` (:func:`retrieval_snapshot`) and, with ``track_every=k``,
+    ``extra.tracking`` (a snapshot every ``k`` epochs and at the last one, taken by an
+    epoch-end callback of :func:`cl_lib.train.train`, on the data already in memory). A run that stops on a non-finite loss is saved too,
     with ``"diverged": true`` and no accuracies (a diverged run is a result of an lr
     sweep, not an error).
 
@@ -745,7 +796,8 @@ def train_and_record(
         record["extra"] = {
             "final": geometry_snapshot(
                 result.model, cfg, views=False, spectra=True, state=result.state
-            )
+            ),
+            "retrieval": retrieval_snapshot(result.model, result.state),
         }
         record["diverged"] = False
         last = tracking[-1] if tracking else {}
