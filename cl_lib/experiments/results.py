@@ -761,9 +761,9 @@ def train_and_record(
     ``"extra"``: ``extra.final`` (:func:`geometry_snapshot` with spectra, at the end),
     ``extra.retrieval`` (:func:`retrieval_snapshot`) and, with ``track_every=k``,
     ``extra.tracking`` (a snapshot every ``k`` epochs and at the last one, taken by an
-    epoch-end callback of :func:`cl_lib.train.train`, on the data already in memory). A run that stops on a non-finite loss is saved too,
-    with ``"diverged": true`` and no accuracies (a diverged run is a result of an lr
-    sweep, not an error).
+    epoch-end callback of :func:`cl_lib.train.train`, on the data already in memory).
+    A run that stops on a non-finite loss is saved too, with ``"diverged": true`` and
+    no accuracies (a diverged run is a result of an lr sweep, not an error).
 
     Args:
         train_args: the flags of ``cl-train`` (``["--profile", "quick", "--lr", "1"]``).
