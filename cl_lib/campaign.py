@@ -31,6 +31,9 @@ On a CPU (the ``cpu-study`` tier, in the background, across sessions)::
 ``--into-book`` files every finished run into ``book/results/<tier>/<chapter>/`` as
 soon as it finishes (atomically, with the provenance ``unpack`` adds), so a campaign
 killed at any point leaves only finished runs there, and the next call skips them.
+On a CPU each run also checkpoints every epoch under ``<work-dir>/checkpoints/``: with
+the same ``--work-dir`` (e.g. ``--work-dir campaign-work``) the next call resumes a
+stopped run from its last epoch, exactly (the ``cpu-long`` tier's runs last an hour).
 
 ``python -m cl_lib.campaign unpack DIR`` files the finished runs into
 ``book/results/<tier>/<chapter>/`` and the benchmark files into ``benchmarks/results/``,
@@ -50,6 +53,7 @@ import io
 import json
 import os
 import platform
+import shutil
 import signal
 import statistics
 import subprocess
@@ -569,6 +573,9 @@ def run_campaign(
         cmd = [sys.executable, "-m", "cl_lib.experiments.results", str(save)]
         cmd += ["--track-every", str(run.track_every)] if run.track_every else []
         cmd += ["--"] + G.train_flags(run) + ["--device", device]
+        ckpt = work / "checkpoints" / run.chapter / run.name
+        if device == "cpu":  # long CPU runs: a stopped campaign resumes mid-run
+            cmd += ["--out", str(ckpt), "--resume"]
         what = "unknown (no rate yet)" if est is None else f"{est:.0f} s"
         log(
             f"-- {run.name} ({run.chapter}, {run.section}): "
@@ -602,6 +609,7 @@ def run_campaign(
                 _write_atomic_bytes(dest, (json.dumps(doc, indent=1) + "\n").encode())
                 entry["filed"] = str(dest)
                 log(f"   filed {dest}")
+            shutil.rmtree(ckpt, ignore_errors=True)
         else:
             entry["status"] = "cut off" if status == "cut off" else "failed"
             save.unlink(missing_ok=True)  # a cut-off run leaves no results file

@@ -126,3 +126,45 @@ def test_train_and_record_untrained_baseline(tmp_path):
     )
     assert 0 <= saved["final"]["knn_acc"] <= 1 and "tracking" not in saved["extra"]
     assert saved["extra"]["final"]["effective_rank_features"] > 0
+
+
+def test_train_and_record_stopped_and_resumed_equals_one_go(tmp_path):
+    """With --out a recorded run stopped after an epoch and resumed (--resume)
+    ends with the same accuracies and the same tracked snapshots as one uninterrupted
+    run, and its wall time covers both processes."""
+    folder = make_image_folder(tmp_path / "imgs")
+    flags = [
+        "--profile",
+        "quick",
+        "--dataset",
+        f"imagefolder:{folder}",
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--width",
+        "4",
+        "--proj-dim",
+        "8",
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--probe-steps",
+        "5",
+        "--quiet",
+    ]
+    whole = R.train_and_record(flags, tmp_path / "whole.json", track_every=1)
+    ckpt = ["--out", str(tmp_path / "ckpt")]
+    first = R.train_and_record(
+        flags + ckpt + ["--stop-after-epochs", "1"], tmp_path / "part.json", 1
+    )
+    assert first["epochs_completed"] == 1 and not first["finished"]
+    resumed = R.train_and_record(
+        flags + ckpt + ["--resume"], tmp_path / "part.json", track_every=1
+    )
+    assert resumed["finished"] and resumed["epochs_completed"] == 2
+    assert resumed["final"]["knn_acc"] == whole["final"]["knn_acc"]
+    track = resumed["extra"]["tracking"]
+    assert [t["epoch"] for t in track] == [1, 2]
+    for a, b in zip(track, whole["extra"]["tracking"]):
+        assert a["effective_rank_z"] == pytest.approx(b["effective_rank_z"], rel=1e-5)
+    assert resumed["wall_time_s"] > first["wall_time_s"]

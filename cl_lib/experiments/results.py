@@ -782,16 +782,25 @@ def train_and_record(
         raise ValueError(f"track_every must be >= 0, got {track_every}")
     cfg = T.config_from_args(list(train_args))
     save = Path(save)
-    t0, tracking = time.time(), []
+    t0, tracking, wall_before = time.time(), [], 0.0
+    # With out_dir the run can be stopped and resumed (--resume true): the snapshots
+    # and the wall time so far are kept beside the trainer's checkpoint.
+    sidecar = Path(cfg.out_dir) / "record_progress.json" if cfg.out_dir else None
+    if sidecar is not None and cfg.resume and sidecar.is_file():
+        saved = json.loads(sidecar.read_text())
+        tracking, wall_before = saved["tracking"], saved["wall_time_s"]
 
     def track(epoch, model, state):
-        if epoch % track_every == 0 or epoch == cfg.epochs:
+        if track_every and (epoch % track_every == 0 or epoch == cfg.epochs):
             snapshot = geometry_snapshot(model, cfg, max_points=500, state=state)
             knn = state.history[-1].get("knn_acc")  # with eval_every, else None
             tracking.append({"epoch": epoch, "knn_acc": knn, **snapshot})
+        if sidecar is not None:
+            wall = wall_before + time.time() - t0
+            write_json({"tracking": tracking, "wall_time_s": wall}, sidecar)
 
     try:
-        result = T.train(cfg, callbacks=[track] if track_every else [])
+        result = T.train(cfg, callbacks=[track] if track_every or sidecar else [])
         record = result.results
         record["extra"] = {
             "final": geometry_snapshot(
@@ -813,9 +822,10 @@ def train_and_record(
             "final": {},
             "extra": {},
         }
-    if tracking:
-        record["extra"]["tracking"] = tracking
-    record["wall_time_s"] = time.time() - t0  # training plus the extra measurements
+    if tracking:  # an epoch tracked again after a resume: its last snapshot
+        record["extra"]["tracking"] = list({t["epoch"]: t for t in tracking}.values())
+    # training plus the extra measurements, over every process of a resumed run
+    record["wall_time_s"] = wall_before + time.time() - t0
     track_flag = f" --track-every {track_every}" if track_every else ""
     flags = " ".join(shlex.quote(a) for a in train_args)
     record["command"] = (
