@@ -85,7 +85,8 @@ def hardware_info(device: torch.device) -> dict:
         device: the run's device.
 
     Returns:
-        dict with ``device``, ``cpu``, ``cpu_count``, ``platform``, ``gpu``,
+        dict with ``device``, ``cpu``, ``cpu_count``, ``threads`` (torch's intra-op
+        threads: what a CPU run's speed depends on), ``platform``, ``gpu``,
         ``gpu_count``, ``gpu_memory_gb``, ``world_size``.
     """
     cpu = platform.processor() or platform.machine()
@@ -105,6 +106,7 @@ def hardware_info(device: torch.device) -> dict:
         "device": device.type,
         "cpu": cpu,
         "cpu_count": os.cpu_count(),
+        "threads": torch.get_num_threads(),
         "platform": platform.platform(),
         "gpu": None,
         "gpu_count": 0,

@@ -14,6 +14,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
+import torch  # noqa: E402
 
 from cl_lib.experiments import grid as G  # noqa: E402
 from cl_lib.experiments import results as R  # noqa: E402
@@ -374,6 +375,10 @@ def test_train_and_record_end_to_end(tmp_path):
     assert all(len(row) == 5 for row in ret["neighbour_index"])
     assert all(row == sorted(row, reverse=True) for row in ret["cosine"])
     assert all(-1 - 1e-6 <= c <= 1 + 1e-6 for row in ret["cosine"] for c in row)
+    shown = R.retrieval_images(loaded)  # the same images, read back from the splits
+    q = len(ret["query_index"])
+    assert shown["query"].shape[0] == q and shown["neighbours"].shape[:2] == (q, 5)
+    assert shown["query"].dtype == shown["neighbours"].dtype == torch.uint8
     with pytest.raises(ValueError, match="usage"):
         R.main([str(save)])
 

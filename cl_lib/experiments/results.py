@@ -58,6 +58,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 from cl_lib import stats as S
 
 __all__ = [
+    "retrieval_snapshot",
+    "retrieval_images",
     "load_results",
     "lookup",
     "select",
@@ -751,6 +753,43 @@ def retrieval_snapshot(model, state, per_class: int = 1, k: int = 5) -> dict:
         "neighbour_index": index.cpu().tolist(),
         "neighbour_label": train_y[index.cpu()].tolist(),
         "cosine": [[round(v, 4) for v in row] for row in cosine.cpu().tolist()],
+    }
+
+
+def retrieval_images(record: dict, root=None, cache_dir=None) -> dict:
+    """The images of a run's :func:`retrieval_snapshot`, from the same splits the run
+    trained and was tested on (the data set is read from ``CL_LIB_DATA`` or ``root``).
+
+    Args:
+        record: a results record with ``extra.retrieval``.
+        root, cache_dir: as :func:`cl_lib.data.load_dataset` (default the run's).
+
+    Returns:
+        ``{"query": (q, C, H, W) uint8, "neighbours": (q, k, C, H, W) uint8,
+        "classes": [names], **extra.retrieval}``.
+    """
+    import torch
+
+    from cl_lib.data import balanced_subset, load_dataset
+
+    cfg, ret = record["config"], record["extra"]["retrieval"]
+    kw = dict(
+        root=root or cfg.get("data_root"),
+        cache_dir=cache_dir or cfg.get("cache_dir"),
+        seed=cfg["seed"],
+    )
+    splits = {}
+    for split, size in (("train", cfg.get("subset")), ("test", cfg.get("test_subset"))):
+        x, y, classes = load_dataset(cfg["dataset"], split, **kw)
+        if size and size < y.numel():  # as the trainer draws its subsets
+            x = x[balanced_subset(y, size, seed=cfg["seed"])]
+        splits[split] = x
+    neighbours = splits["train"][torch.as_tensor(ret["neighbour_index"])]
+    return {
+        "query": splits["test"][torch.as_tensor(ret["query_index"])],
+        "neighbours": neighbours,
+        "classes": list(classes),
+        **ret,
     }
 
 
