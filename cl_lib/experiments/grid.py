@@ -183,6 +183,7 @@ TIERS: dict[str, dict] = {
             "size": dict(arch="resnet18", epochs=200, batch_size=256),
             "losses": ("simclr", "dhel", "kcl", "dcl", "cloa"),
             "imagenet100": True,
+            "recipe": "authors",  # as chapter 11's full grid
         },
     },
     # Between the two: precomputed on a 2-core CPU, sized so that a trained network is
@@ -660,12 +661,14 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
 # --------------------------------------------------------------------------- chapter 12
 def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
     spec = _tier(tier)["ch12"]
+    recipe = spec.get("recipe", "ours")
     sections: dict[str, list[PlannedRun]] = {"imagenette": []}
     for i, key in enumerate(spec["losses"]):
         loss, kwargs = LOSSES[key]
         args = dict(
             dataset="imagenette-96", loss=loss, loss_kwargs=dict(kwargs), **spec["size"]
         )
+        args = _with_recipe(args, recipe)
         if loss == "cloa":
             args["label_fraction"] = 0.1
         # SimCLR and DHEL first: the comparison the chapter draws
@@ -678,6 +681,7 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
                 "imagenette",
                 0,
                 PRIORITY[("ch12", "imagenette")] + (0 if i < 2 else 0.5) + i / 100,
+                recipe=recipe,
             )
         )
     if _tier(tier).get("baseline"):
@@ -690,13 +694,16 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
         sections["imagenet100"] = [
             PlannedRun(
                 f"in100_{arch}_{key}",
-                dict(
-                    dataset="imagenet100",
-                    loss=LOSSES[key][0],
-                    loss_kwargs=dict(LOSSES[key][1]),
-                    arch=arch,
-                    epochs=PAPER_EPOCHS,
-                    batch_size=256,
+                _with_recipe(
+                    dict(
+                        dataset="imagenet100",
+                        loss=LOSSES[key][0],
+                        loss_kwargs=dict(LOSSES[key][1]),
+                        arch=arch,
+                        epochs=PAPER_EPOCHS,
+                        batch_size=256,
+                    ),
+                    recipe,
                 ),
                 "ch12",
                 tier,
@@ -704,6 +711,7 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
                 0,
                 PRIORITY[("ch12", "imagenet100")],
                 lease=False,
+                recipe=recipe,
             )
             for arch in ("resnet18", "resnet50")
             for key in ("simclr", "dhel", "kcl")
