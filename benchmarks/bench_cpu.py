@@ -2,14 +2,14 @@
 speed options, measured in one run so that the ratios hold on any machine.
 
     python benchmarks/bench_cpu.py --threads 2 --out benchmarks/results/cpu_step.json
-    python benchmarks/bench_cpu.py --width 32 --rounds 3      # the cpu-long network
+    python benchmarks/bench_cpu.py --arch small_resnet --width 16   # the cpu-long network
 
 What is timed is what one training step of ``cl_lib.train`` does: the uint8 batch is
 drawn by the trainer's loader (``cl_lib.data.gpu_loader``: batched SimCLR augmentation
 of two views), then ``cl_lib.train.train_step`` (forward, loss, backward, SGD) --
-``small_cnn`` of width ``--width``, batch ``--batch-size``, InfoNCE. Images are
-random uint8 (the arithmetic does not depend on the pixels), so the script needs no
-data set. Variants, each cumulative over the one before:
+``--arch`` (``small_cnn`` or ``small_resnet``) of width ``--width``, batch
+``--batch-size``, InfoNCE. Images are random uint8 (the arithmetic does not depend on
+the pixels), so the script needs no data set. Variants, each cumulative over the one before:
 
     baseline       float32, NCHW, eager, glibc's default allocator (the trainer as it
                    ran the cpu-study tier)
@@ -72,10 +72,10 @@ def child(args) -> dict:
     n = args.batch_size * (args.steps + args.warmup)
     x = torch.randint(0, 256, (n, 3, 32, 32), dtype=torch.uint8)
     y = torch.zeros(n, dtype=torch.long)
-    model = build_model("small_cnn", width=args.width, proj_dim=64, proj_hidden_dim=128)
+    model = build_model(args.arch, width=args.width, proj_dim=64, proj_hidden_dim=128)
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
-    cfg = TrainConfig(arch="small_cnn", width=args.width, batch_size=args.batch_size)
+    cfg = TrainConfig(arch=args.arch, width=args.width, batch_size=args.batch_size)
     opt = build_optimizer(model, cfg)
     step_model = torch.compile(model) if compiled else model
     loss = get_loss("infonce", tau=0.5)
@@ -106,7 +106,7 @@ def child(args) -> dict:
 
 def run_variant(name: str, args) -> dict:
     cmd = [sys.executable, __file__, "--child", name]
-    for k in ("width", "batch_size", "steps", "warmup", "threads"):
+    for k in ("arch", "width", "batch_size", "steps", "warmup", "threads"):
         cmd += [f"--{k.replace('_', '-')}", str(getattr(args, k))]
     env = dict(os.environ, OMP_NUM_THREADS=str(args.threads))
     out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=False)
@@ -117,10 +117,11 @@ def run_variant(name: str, args) -> dict:
 
 def main(argv=None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--arch", choices=("small_cnn", "small_resnet"), default="small_cnn")
     p.add_argument("--width", type=int, default=16)
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--steps", type=int, default=20, help="timed steps per process")
-    p.add_argument("--warmup", type=int, default=3)
+    p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=None)
