@@ -9,7 +9,8 @@ drawn by the trainer's loader (``cl_lib.data.gpu_loader``: batched SimCLR augmen
 of two views), then ``cl_lib.train.train_step`` (forward, loss, backward, SGD) --
 ``--arch`` (``small_cnn`` or ``small_resnet``) of width ``--width``, batch
 ``--batch-size``, InfoNCE. Images are random uint8 (the arithmetic does not depend on
-the pixels), so the script needs no data set. Variants, each cumulative over the one before:
+the pixels), so the script needs no data set. Variants, each cumulative over the one
+before:
 
     baseline       float32, NCHW, eager, glibc's default allocator (the trainer as it
                    ran the cpu-study tier)
