@@ -822,7 +822,7 @@ def train_and_record(
     cfg = T.config_from_args(list(train_args))
     save = Path(save)
     t0, tracking, wall_before = time.time(), [], 0.0
-    # With out_dir the run can be stopped and resumed (--resume true): the snapshots
+    # With --out the run can be stopped and resumed (--resume): the snapshots
     # and the wall time so far are kept beside the trainer's checkpoint.
     sidecar = Path(cfg.out_dir) / "record_progress.json" if cfg.out_dir else None
     if sidecar is not None and cfg.resume and sidecar.is_file():
