@@ -433,6 +433,7 @@ def run_campaign(
     max_runs: int | None = None,
     into_book: bool = False,
     sections: Sequence[str] | None = None,
+    lane: tuple[int, int] | None = None,
 ) -> dict:
     """Environment, benchmarks and the pending runs of a tier, within ``budget_s``
     seconds.
@@ -451,6 +452,9 @@ def run_campaign(
         into_book: also file each finished run into ``results_root`` as soon as it
             finishes (what :func:`unpack` would write; for a CPU campaign in the
             background, which the next call resumes).
+        lane: ``(i, n)``: take only every n-th pending run, starting at the i-th, so
+            that n one-thread campaigns on one machine share the work without
+            overlap (each from its own checkout of the same commit).
 
     Returns:
         the manifest (also written to ``out/campaign.json``).
@@ -545,6 +549,8 @@ def run_campaign(
     save_manifest()
 
     runs, skipped = pending_runs(tier, results_root, chapters, sections)
+    if lane is not None:
+        runs = runs[lane[0] :: lane[1]]
     log(
         f"== runs: {len(runs)} pending in priority order, {len(skipped)} not for this "
         f"machine, {deadline - time.perf_counter():.0f} s left"
@@ -772,6 +778,16 @@ def _plan(tier: str, views_per_s: float) -> None:
     print(f"{'runs' if on_cpu else 'lease runs'} together: {total / 60:.0f} min")
 
 
+def _lane(text: str) -> tuple[int, int]:
+    try:
+        i, n = (int(x) for x in text.split("/"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--lane wants I/N, got {text!r}") from None
+    if not 0 <= i < n:
+        raise argparse.ArgumentTypeError(f"--lane {text}: need 0 <= I < N")
+    return i, n
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m cl_lib.campaign", description=__doc__.split("\n\n")[0]
@@ -794,6 +810,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     r.add_argument("--work-dir", default=None)
     r.add_argument("--max-runs", type=int, default=None)
+    r.add_argument(
+        "--lane",
+        type=_lane,
+        default=None,
+        metavar="I/N",
+        help="only every N-th pending run from the I-th (0-based): parallel lanes",
+    )
     r.add_argument(
         "--into-book",
         action="store_true",
@@ -825,6 +848,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             args.max_runs,
             args.into_book,
             args.sections,
+            args.lane,
         )
     elif args.verb == "unpack":
         done = unpack(args.dir, args.results_root, args.bench_dir, args.force)

@@ -384,3 +384,24 @@ def test_pending_runs_restricted_to_sections(tmp_path, monkeypatch):
         or ("bn_recalibrate" not in r.args and "_bn" not in r.name)
         for r in runs
     )
+
+
+def test_lanes_split_the_pending_runs_without_overlap(tmp_path):
+    """--lane I/N: two one-thread campaigns share a tier's runs, none twice."""
+    assert C._lane("1/2") == (1, 2)
+    for bad in ("2/2", "a/2", "1"):
+        with pytest.raises(Exception):
+            C._lane(bad)
+    runs, _ = C.pending_runs("cpu-long", tmp_path)
+    lanes = [runs[i::2] for i in range(2)]
+    names = [[r.name for r in lane] for lane in lanes]
+    assert not set(names[0]) & set(names[1])
+    assert sorted(names[0] + names[1]) == sorted(r.name for r in runs)
+    bad = subprocess.run(
+        [sys.executable, "-m", "cl_lib.campaign", "run", "--budget-s", "1"]
+        + ["--out", str(tmp_path / "o"), "--lane", "3/2"],
+        capture_output=True,
+        text=True,
+    )
+    assert bad.returncode == 2 and "--lane 3/2" in bad.stderr
+    assert not (tmp_path / "o").exists()
