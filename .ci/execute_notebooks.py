@@ -3,9 +3,11 @@
 
     python .ci/execute_notebooks.py book/01_rank1_collapse.ipynb [more.ipynb ...]
 
-Runs from the notebook's folder (as nbval does), with CL_BOOK_PROFILE=quick, and prints the
-wall time per notebook.
+Runs from the notebook's folder (as nbval does), with CL_BOOK_PROFILE=quick and the
+environment that book/conftest.py gives nbval's kernels, and prints the wall time per
+notebook.
 """
+import importlib.util
 import os
 import sys
 import time
@@ -14,6 +16,9 @@ import nbformat
 from nbclient import NotebookClient
 
 os.environ["CL_BOOK_PROFILE"] = "quick"
+_spec = importlib.util.spec_from_file_location(
+    "book_conftest", os.path.join(os.path.dirname(__file__), "..", "book", "conftest.py"))
+_spec.loader.exec_module(importlib.util.module_from_spec(_spec))  # sets the kernel env
 for path in sys.argv[1:]:
     nb = nbformat.read(path, as_version=4)
     t0 = time.time()

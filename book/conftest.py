@@ -18,6 +18,21 @@ import os
 
 os.environ.setdefault("CL_BOOK_PROFILE", "quick")
 
+# One arithmetic for every x86-64 CPU with AVX2. The toy chapters train at step sizes
+# where the dynamics are chaotic, so a different order of float32 additions (AVX-512
+# against AVX2 kernels, Intel against AMD code paths) changes their second printed
+# digit. These settings pin each math library to one code path; the stored outputs are
+# computed under them (.ci/execute_notebooks.py) and nbval re-runs under them. Readers
+# need none of this: only the last digits of chaotic runs depend on it.
+SAME_ARITHMETIC_ENV = {
+    "MKL_CBWR": "COMPATIBLE",  # MKL's conditional numerical reproducibility
+    "ATEN_CPU_CAPABILITY": "avx2",  # torch's own vector kernels
+    "ONEDNN_MAX_CPU_ISA": "AVX2",  # convolutions
+    "OPENBLAS_CORETYPE": "Haswell",  # numpy's BLAS
+}
+for _key, _value in SAME_ARITHMETIC_ENV.items():
+    os.environ.setdefault(_key, _value)
+
 PLOTLY_JSON = "application/vnd.plotly.v1+json"
 
 

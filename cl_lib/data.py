@@ -633,6 +633,37 @@ def load_dataset(
     return images, labels, classes
 
 
+def load_splits(
+    name: str,
+    subset: int | None = None,
+    test_subset: int | None = None,
+    root: str | Path | None = None,
+    cache_dir: str | Path | None = None,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, list[str]]:
+    """A run's two splits, as the trainer uses them: class-balanced subsets drawn with
+    ``seed``, where ``subset`` / ``test_subset`` are upper bounds (a split smaller than
+    its subset is used whole).
+
+    Args:
+        name, root, cache_dir, seed: as :func:`load_dataset`.
+        subset, test_subset: at most this many training / test images (None: all).
+
+    Returns:
+        ``(train_x (N, C, H, W) uint8, train_y (N,), test_x (M, C, H, W) uint8,
+        test_y (M,), class names)``.
+    """
+    kw = dict(root=root, cache_dir=cache_dir, seed=seed)
+    out = []
+    for split, size in (("train", subset), ("test", test_subset)):
+        x, y, classes = load_dataset(name, split, **kw)
+        if size and size < y.numel():
+            keep = balanced_subset(y, size, seed=seed)
+            x, y = x[keep], y[keep]
+        out += [x, y]
+    return (*out, classes)
+
+
 # --------------------------------------------------------------------------------------
 # loaders
 # --------------------------------------------------------------------------------------

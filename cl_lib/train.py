@@ -69,7 +69,7 @@ from cl_lib.config import (
     make_augment,
     validate_config,
 )
-from cl_lib.data import balanced_subset, gpu_loader, load_dataset
+from cl_lib.data import balanced_subset, gpu_loader, load_splits
 from cl_lib.evaluate import extract_features, heldout_metrics
 from cl_lib.io import hardware_info, library_commit, save_atomic, write_json
 from cl_lib.losses import get_loss
@@ -319,6 +319,9 @@ class TrainState:
     loss_fn: Callable | None = None
     history: list = field(default_factory=list)
     epoch: int = 0
+    # backbone features (train, test) of the final evaluation, for what comes after it
+    # (cl_lib.experiments.results.retrieval_snapshot) without a second pass
+    final_features: tuple | None = None
     last_saved: int | None = None
     # (library commit, differs from it?) of the code this process imported
     commit: tuple = ("unknown", None)
@@ -398,6 +401,8 @@ def _evaluate(state: TrainState, full: bool) -> dict:
     )
     h_train = extract_features(model.backbone, state.train_x, **kw)
     h_test = extract_features(model.backbone, state.test_x, **kw)
+    if full:
+        state.final_features = (h_train, h_test)
     geometry = {}
     if cfg.metrics:  # splits are stored sorted by class: a class-balanced subset
         n = min(cfg.metrics_points, state.test_x.shape[0])
@@ -475,17 +480,11 @@ def _setup(cfg: TrainConfig) -> TrainState:
 def _load_data(state: TrainState) -> None:
     """uint8 splits (class-balanced subsets); the training split moves to the device."""
     cfg = state.config
-    kw = dict(root=cfg.data_root, cache_dir=cfg.cache_dir, seed=cfg.seed)
-    train_x, train_y, classes = load_dataset(cfg.dataset, "train", **kw)
-    test_x, test_y, _ = load_dataset(cfg.dataset, "test", **kw)
     # subsets are upper bounds: a data set smaller than the preset's subset is used
     # whole
-    if cfg.subset and cfg.subset < train_y.numel():
-        keep = balanced_subset(train_y, cfg.subset, seed=cfg.seed)
-        train_x, train_y = train_x[keep], train_y[keep]
-    if cfg.test_subset and cfg.test_subset < test_y.numel():
-        keep = balanced_subset(test_y, cfg.test_subset, seed=cfg.seed)
-        test_x, test_y = test_x[keep], test_y[keep]
+    train_x, train_y, test_x, test_y, classes = load_splits(
+        cfg.dataset, cfg.subset, cfg.test_subset, cfg.data_root, cfg.cache_dir, cfg.seed
+    )
     state.steps_per_epoch = (
         train_x.shape[0] // state.world // (cfg.batch_size // state.world)
     )

@@ -83,3 +83,25 @@ def test_plotly_json_is_not_compared_but_other_outputs_are(tmp_path):
     nb["cells"][0]["outputs"][0]["data"]["text/plain"] = "another figure"
     (with_conftest / "nb.ipynb").write_text(json.dumps(nb))
     assert _nbval(with_conftest).returncode == 1  # the other outputs are still compared
+
+
+def test_notebook_kernels_get_one_arithmetic_on_every_cpu():
+    """The stored outputs and nbval's re-run both use SAME_ARITHMETIC_ENV: loading the
+    book's conftest sets it for the kernels (without overriding what is already set),
+    and torch then runs its AVX2 kernels."""
+    code = (
+        "import importlib.util, os, subprocess, sys\n"
+        f"spec = importlib.util.spec_from_file_location('c', {str(BOOK_CONFTEST)!r})\n"
+        "mod = importlib.util.module_from_spec(spec); spec.loader.exec_module(mod)\n"
+        "assert all(os.environ[k] == v for k, v in mod.SAME_ARITHMETIC_ENV.items())\n"
+        "kernel = 'import torch; print(torch.backends.cpu.get_cpu_capability())'\n"
+        "print(subprocess.run([sys.executable, '-c', kernel], capture_output=True,\n"
+        "                     text=True, check=True).stdout.strip())\n"
+    )
+    keys = ("MKL_CBWR", "ATEN_CPU_CAPABILITY")
+    env = {k: v for k, v in __import__("os").environ.items() if k not in keys}
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env
+    )
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "AVX2"

@@ -392,6 +392,29 @@ CHAPTERS = [
 ]
 
 
+
+def test_retrieval_reuses_the_final_features(tmp_path):
+    """retrieval_snapshot takes the final evaluation's features (no second pass over
+    the training split) and finds the same neighbours as a fresh pass would."""
+    from cl_lib import train as T
+
+    _tiny_image_folder(tmp_path / "imgs")
+    cfg = T.config_from_args(
+        ["--profile", "full", "--device", "cpu", "--dataset"]
+        + [f"imagefolder:{tmp_path / 'imgs'}", "--cache-dir", str(tmp_path / "c")]
+        + ["--arch", "small_cnn", "--width", "4", "--proj-dim", "8", "--epochs", "1"]
+        + ["--batch-size", "8", "--warmup-epochs", "0", "--probe-steps", "5"]
+        + ["--knn-k", "3", "--quiet"]
+    )
+    result = T.train(cfg)
+    assert result.state.final_features is not None
+    reused = R.retrieval_snapshot(result.model, result.state, k=3)
+    result.state.final_features = None
+    fresh = R.retrieval_snapshot(result.model, result.state, k=3)
+    assert reused["neighbour_index"] == fresh["neighbour_index"]
+    flat = [[c for row in r["cosine"] for c in row] for r in (reused, fresh)]
+    assert flat[0] == pytest.approx(flat[1], abs=1e-4)
+
 def _code_cells(nb_path):
     nbformat = pytest.importorskip("nbformat")
     return [

@@ -303,3 +303,17 @@ def test_train_toy_batch_fork_equals_intervention_from_scratch():
         ref.history["class_mean_collinearity"]
     )
     assert runs[1].metrics == toy.train_toy("infonce", seed=1, **kw).metrics
+
+
+def test_toy_loss_rejects_a_bad_tau_instead_of_dropping_it():
+    """tau goes to every loss that takes one (CLOA: its base loss's) and is checked
+    there; the losses without a temperature never see it."""
+    from cl_lib.experiments.toy import _toy_base_loss
+
+    for name in ("infonce", "dcl", "dhel", "supcon", "nscl"):
+        with pytest.raises(ValueError, match="tau"):
+            _toy_base_loss(name, -1.0, None)
+    with pytest.raises(ValueError, match="tau"):
+        _toy_base_loss("cloa", -1.0, {"num_classes": 3})
+    for name in ("kcl", "vicreg", "barlow_twins"):
+        _toy_base_loss(name, -1.0, None)  # no temperature: tau is not theirs

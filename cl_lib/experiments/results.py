@@ -741,8 +741,12 @@ def retrieval_snapshot(model, state, per_class: int = 1, k: int = 5) -> dict:
         channels_last=state.channels_last,
         batch_size=state.config.eval_batch_size,
     )
-    bank = extract_features(model.backbone, state.train_x, **kw)
-    query = extract_features(model.backbone, state.test_x[queries], **kw)
+    if state.final_features is not None:  # the final evaluation's, same weights
+        bank, query = state.final_features
+        query = query[torch.as_tensor(queries, device=query.device)]
+    else:
+        bank = extract_features(model.backbone, state.train_x, **kw)
+        query = extract_features(model.backbone, state.test_x[queries], **kw)
     bank = torch.nn.functional.normalize(bank, dim=1)
     query = torch.nn.functional.normalize(query, dim=1)
     cosine, index = (query @ bank.T).topk(k, dim=1)
@@ -770,23 +774,20 @@ def retrieval_images(record: dict, root=None, cache_dir=None) -> dict:
     """
     import torch
 
-    from cl_lib.data import balanced_subset, load_dataset
+    from cl_lib.data import load_splits
 
     cfg, ret = record["config"], record["extra"]["retrieval"]
-    kw = dict(
-        root=root or cfg.get("data_root"),
-        cache_dir=cache_dir or cfg.get("cache_dir"),
-        seed=cfg["seed"],
+    train_x, _, test_x, _, classes = load_splits(  # as the trainer drew them
+        cfg["dataset"],
+        cfg.get("subset"),
+        cfg.get("test_subset"),
+        root or cfg.get("data_root"),
+        cache_dir or cfg.get("cache_dir"),
+        cfg["seed"],
     )
-    splits = {}
-    for split, size in (("train", cfg.get("subset")), ("test", cfg.get("test_subset"))):
-        x, y, classes = load_dataset(cfg["dataset"], split, **kw)
-        if size and size < y.numel():  # as the trainer draws its subsets
-            x = x[balanced_subset(y, size, seed=cfg["seed"])]
-        splits[split] = x
-    neighbours = splits["train"][torch.as_tensor(ret["neighbour_index"])]
+    neighbours = train_x[torch.as_tensor(ret["neighbour_index"])]
     return {
-        "query": splits["test"][torch.as_tensor(ret["query_index"])],
+        "query": test_x[torch.as_tensor(ret["query_index"])],
         "neighbours": neighbours,
         "classes": list(classes),
         **ret,

@@ -317,13 +317,15 @@ def _record_epoch(history, epoch, loss_value, grad_norm, z, y, base_loss, e1, e2
 def _toy_base_loss(loss_name: str, tau: float, loss_kwargs: dict | None):
     """The toy's contrastive loss: ``tau`` goes to the losses that take one (the
     registry refuses it elsewhere)."""
-    from cl_lib.losses import get_loss
+    from cl_lib.losses import get_loss, loss_spec
 
     kwargs = dict(loss_kwargs or {})
-    try:
-        return get_loss(loss_name, **{"tau": tau, **kwargs})
-    except ValueError:
-        return get_loss(loss_name, **kwargs)
+    spec = loss_spec(loss_name)
+    base = kwargs.get("base", spec.defaults.get("base"))  # CLOA: its base loss's tau
+    takes_tau = "tau" in spec.defaults or (
+        base is not None and "tau" in loss_spec(base).defaults
+    )
+    return get_loss(loss_name, **({"tau": tau} if takes_tau else {}), **kwargs)
 
 
 def _toy_setup(
