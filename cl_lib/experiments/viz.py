@@ -71,3 +71,63 @@ def show_plotly(fig: go.Figure, name: str | None = None) -> None:
         "text/plain": f"<plotly figure: {title}>",
     }
     display(bundle, raw=True)
+
+
+def draw_pipeline(images=None, figsize=(10, 3.4)):
+    """The SimCLR-style pipeline of every real-image chapter, as a matplotlib figure:
+    an image, two random views, the shared encoder $f$ (backbone features $h$), the
+    projection head $g$ (embeddings $z$), and the loss that pulls the two views of an
+    image together and pushes the views of other images apart.
+
+    Args:
+        images: optional ``(image, view 1, view 2)``, each a (3, H, W) tensor or an
+            (H, W, 3) array, values in [0, 1] (clipped), drawn in place of the grey
+            placeholders.
+        figsize: the figure's size in inches.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.patches import FancyBboxPatch
+
+    fig, ax = plt.subplots(figsize=figsize)
+    ax.set(xlim=(0, 10), ylim=(0, 3.4))
+    ax.axis("off")
+
+    def box(x, y, w, h, text, colour):
+        ax.add_patch(
+            FancyBboxPatch(
+                (x, y), w, h, boxstyle="round,pad=0.05", fc=colour, ec="0.3", lw=1
+            )
+        )
+        ax.text(x + w / 2, y + h / 2, text, ha="center", va="center")
+
+    def arrow(x0, y0, x1, y1, text=None):
+        ax.annotate("", (x1, y1), (x0, y0), arrowprops=dict(arrowstyle="->", lw=1.2))
+        if text:
+            ax.text((x0 + x1) / 2, (y0 + y1) / 2 + 0.12, text, ha="center", va="bottom")
+
+    def picture(x, y, img, label):
+        if img is None:
+            ax.add_patch(plt.Rectangle((x, y), 0.8, 0.8, fc="0.85", ec="0.3"))
+        else:
+            arr = img.permute(1, 2, 0).numpy() if hasattr(img, "permute") else img
+            ax.imshow(arr.clip(0, 1), extent=(x, x + 0.8, y, y + 0.8), zorder=2)
+        ax.text(x + 0.4, y - 0.12, label, ha="center", va="top")
+
+    image, view1, view2 = images if images is not None else (None, None, None)
+    picture(0.1, 1.3, image, "image $x$")
+    for y, view, name in ((2.4, view1, "view 1"), (0.2, view2, "view 2")):
+        arrow(0.95, 1.7, 1.75, y + 0.4, None)
+        picture(1.8, y, view, name)
+        arrow(2.65, y + 0.4, 3.35, y + 0.4)
+        box(3.4, y + 0.05, 1.5, 0.7, "encoder $f$", "#dbe9f6")
+        arrow(4.95, y + 0.4, 5.65, y + 0.4, "$h$")
+        box(5.7, y + 0.05, 1.5, 0.7, "projector $g$", "#e5f5e0")
+        arrow(7.25, y + 0.4, 8.1, 1.7 + (0.25 if y > 1 else -0.25), "$z$")
+    box(8.15, 1.25, 1.75, 0.9, "loss:\npull together,\npush apart", "#fde0dd")
+    ax.text(0.6, 2.7, "random\naugmentation", ha="center", va="center", color="0.35")
+    ax.text(4.15, 1.7, "same weights", ha="center", va="center", color="0.35")
+    fig.tight_layout()
+    return fig
