@@ -131,3 +131,57 @@ def draw_pipeline(images=None, figsize=(10, 3.4)):
     ax.text(4.15, 1.7, "same weights", ha="center", va="center", color="0.35")
     fig.tight_layout()
     return fig
+
+
+def draw_book_arc(seed: int = 0, figsize=(10, 3.2)):
+    """The book's arc in four circles of 2-d unit embeddings, three classes in three
+    colours: collapse onto a line (Part I), points that repel each other spread over
+    the sphere (Part II), classes gathered at the vertices of a simplex (Part III), and
+    that picture tested on real images, where classes overlap (Part IV). A schematic:
+    positions are drawn, not learned.
+
+    ``python -c "from cl_lib.experiments.viz import draw_book_arc;
+    draw_book_arc().savefig('book/_static/arc.png', dpi=100)"`` makes the landing
+    page's figure.
+
+    Args:
+        seed: fixes the jitter of the points.
+        figsize: the figure's size in inches.
+
+    Returns:
+        The matplotlib figure.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    classes = np.repeat(np.arange(3), 12)
+    colours = np.array(["tab:blue", "tab:orange", "tab:green"])[classes]
+
+    def on_circle(angle):
+        return np.stack([np.cos(angle), np.sin(angle)], 1)
+
+    line = np.where(rng.random(36) < 0.5, 0.0, np.pi) + rng.normal(0, 0.08, 36)
+    spread = np.linspace(0, 2 * np.pi, 36, endpoint=False)
+    spread = rng.permutation(spread) + rng.normal(0, 0.03, 36)
+    simplex = classes * 2 * np.pi / 3 + np.pi / 2 + rng.normal(0, 0.12, 36)
+    panels = [
+        ("I. Collapse", "three classes on one line", line),
+        ("II. Energy", "repelling points spread out", spread),
+        ("III. Classes", "each class at a vertex", simplex),
+        ("IV. Images", "tested on images: noisier", simplex + rng.normal(0, 0.5, 36)),
+    ]
+    fig, axes = plt.subplots(1, 4, figsize=figsize)
+    for ax, (title, sub, angle) in zip(axes, panels):
+        ax.add_patch(plt.Circle((0, 0), 1, fill=False, color="0.6", lw=1))
+        z = on_circle(angle)
+        ax.scatter(z[:, 0], z[:, 1], c=colours, s=22, zorder=2)
+        ax.set(xlim=(-1.3, 1.3), ylim=(-1.3, 1.3), aspect="equal")
+        ax.set_title(title)
+        ax.set_xlabel(sub)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for side in ax.spines.values():
+            side.set_visible(False)
+    fig.tight_layout()
+    return fig
