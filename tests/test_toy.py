@@ -305,6 +305,29 @@ def test_train_toy_batch_fork_equals_intervention_from_scratch():
     assert runs[1].metrics == toy.train_toy("infonce", seed=1, **kw).metrics
 
 
+
+def test_momentum_reset_in_both_trainers_and_forks():
+    """momentum_reset(hook): the same hook, then SGD's momentum zeroed -- in train_toy,
+    in train_toy_batch (intervention and fork alike), bit for bit, and a different run
+    from the hook alone."""
+    kw = dict(lr=1.0, epochs=6, n_per_class=100, hidden=16)
+    reset = toy.momentum_reset(toy.rescale_output_layer)
+    assert reset.reset_momentum and "momentum_reset" in reset.__name__
+    ref = toy.train_toy("infonce", seed=1, intervention=reset, intervene_at=3, **kw)
+    plain = toy.train_toy(
+        "infonce", seed=1, intervention=toy.rescale_output_layer, intervene_at=3, **kw
+    )
+    assert ref.history["loss"][4:] != plain.history["loss"][4:]  # momentum mattered
+    batch = toy.train_toy_batch(
+        "infonce", seeds=[0, 1], intervention=[None, reset], intervene_at=3, **kw
+    )
+    forked = toy.train_toy_batch(
+        "infonce", seeds=[0, 1], fork_at=3, fork=lambda h: [(1, reset)], **kw
+    )
+    for run in (batch[1], forked[2]):
+        assert run.metrics == ref.metrics
+        np.testing.assert_array_equal(run.history["loss"], ref.history["loss"])
+
 def test_toy_loss_rejects_a_bad_tau_instead_of_dropping_it():
     """tau goes to every loss that takes one (CLOA: its base loss's) and is checked
     there; the losses without a temperature never see it."""

@@ -65,6 +65,7 @@ __all__ = [
     "angular_gradient_norm",
     "rescale_output_layer",
     "revive_dead_units",
+    "momentum_reset",
     "plot_toy_data",
     "plot_embedding_trajectory",
 ]
@@ -488,7 +489,8 @@ def train_toy(
     point of a scale-invariant loss, such as a collapsed state).
 
     Interventions: ``intervention(model, x)`` (e.g. :func:`revive_dead_units`) is called
-    once, after epoch ``intervene_at``, before training goes on; ``stop_when(history)``
+    once, after epoch ``intervene_at``, before training goes on (one marked by
+    :func:`momentum_reset` also zeroes SGD's momentum); ``stop_when(history)``
     ends training after any epoch for which it returns True. Neither draws from the
     training generator, so a run with an intervention sees the same batches and
     augmentations as one without.
@@ -561,6 +563,8 @@ def train_toy(
     for epoch in range(1, epochs + 1):
         if intervention is not None and epoch == intervene_at + 1:
             intervention(model, x)
+            if getattr(intervention, "reset_momentum", False):
+                opt.state.clear()  # SGD starts its momentum buffers again
         perm = torch.randperm(len(x), generator=g)
         losses, norms = [], []
         # drop_last: BN needs > 1
@@ -909,6 +913,9 @@ def train_toy_batch(
                     with torch.no_grad():
                         for k, v in model.state_dict().items():
                             state[k][first + j] = v
+                        if getattr(hook, "reset_momentum", False):
+                            for k in params:
+                                velocity[k][first + j] = 0.0
         if intervention is not None and epoch == intervene_at + 1:
             for i in active:
                 if hooks is not None and i >= len(hooks):  # a fork
@@ -921,6 +928,9 @@ def train_toy_batch(
                 with torch.no_grad():
                     for k, v in model.state_dict().items():
                         state[k][i] = v
+                    if getattr(hook, "reset_momentum", False):
+                        for k in params:
+                            velocity[k][i] = 0.0
         perms = {i: torch.randperm(n, generator=runs[i]["g"]) for i in active}
         step_losses = {i: [] for i in active}
         step_norms = {i: [] for i in active}
@@ -1392,6 +1402,27 @@ def rescale_output_layer(
     last.weight.mul_(factor)
     last.bias.mul_(factor)
     return factor
+
+
+def momentum_reset(intervention):
+    """``intervention`` with the SGD momentum of every weight set to zero at the same
+    moment (both trainers): a control for an intervention that changes the weights'
+    scale, after which the old momentum is a kick of the old size.
+
+    Args:
+        intervention: ``intervention(model, x) -> value``.
+
+    Returns:
+        The same call, marked ``reset_momentum``.
+    """
+
+    def reset(model, x):
+        return intervention(model, x)
+
+    reset.reset_momentum = True
+    name = getattr(intervention, "__name__", "intervention")
+    reset.__name__ = f"{name}+momentum_reset"
+    return reset
 
 
 @torch.no_grad()
