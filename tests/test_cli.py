@@ -301,10 +301,10 @@ def test_bad_input_fails_like_a_good_cli(args, message, tmp_path):
 def _no_data_loads(monkeypatch):
     """Any data loading fails the test: bad values must be refused before."""
 
-    def load_dataset(*args, **kw):
+    def load_splits(*args, **kw):
         raise AssertionError("data was loaded before the config was refused")
 
-    monkeypatch.setattr(train_mod, "load_dataset", load_dataset)
+    monkeypatch.setattr(train_mod, "load_splits", load_splits)
 
 
 @pytest.mark.parametrize(

@@ -47,8 +47,7 @@ def test_train_and_record_trains_once_and_loads_data_once(tmp_path, monkeypatch)
         return real_atomic(path, write)
 
     monkeypatch.setattr(T, "train", count_train)
-    monkeypatch.setattr(T, "load_dataset", count_load)
-    monkeypatch.setattr(cl_lib.data, "load_dataset", count_load)
+    monkeypatch.setattr(cl_lib.data, "load_dataset", count_load)  # all loads go here
     monkeypatch.setattr(cl_lib.io, "write_atomic", spy_atomic)
     save = tmp_path / "out" / "run.json"
     flags = [
