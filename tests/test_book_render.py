@@ -586,17 +586,11 @@ def test_chapter_1_loads_fast(built_book, tmp_path):
 #    if t.get_visible() and t.get_text())}});
 #  - otherwise from the code: matplotlib's default sizes under the font.size the
 #    notebook sets (book/matplotlibrc's unless an rcParams line says otherwise; tick
-#    labels and legends use it), and every explicit size (fontsize=, labelsize=, legend prop size, named
-#    sizes such as "small"; rcParams keys such as "legend.fontsize") in the cell that
-#    drew the figure and in the notebook's functions that cell calls. Sizes set inside
-#    library helpers are not seen by this estimate.
-
-# Figures made before this check: their text is fixed by the chapters' rewrite. A page
-# in this set reports its failing figures as an expected failure; once all its figures
-# pass, it fails until removed from the set.
-FIGURE_TEXT_PENDING: set[str] = set()
-
-
+#    labels and legends use it), and every explicit size (fontsize=, labelsize=,
+#    legend prop size, named sizes such as "small"; rcParams keys such as
+#    "legend.fontsize") in the cell that drew the figure and in the notebook's
+#    functions that cell calls. Sizes set inside library helpers are not seen by this
+#    estimate.
 _NAMED_SIZES = {
     "xx-small": 0.579,
     "x-small": 0.694,
@@ -619,9 +613,8 @@ def _book_font_size() -> float:
     """font.size of book/matplotlibrc (read by every kernel started in book/), else
     matplotlib's default 10."""
     rc = ROOT / "book" / "matplotlibrc"
-    found = re.findall(r"^font\.size\s*:\s*(\d+(?:\.\d+)?)", rc.read_text(), re.M) if (
-        rc.exists()
-    ) else []
+    text = rc.read_text() if rc.exists() else ""
+    found = re.findall(r"^font\.size\s*:\s*(\d+(?:\.\d+)?)", text, re.M)
     return float(found[0]) if found else 10.0
 
 
@@ -688,29 +681,19 @@ def test_figure_text_readable(built_book, tmp_path, name):
     """The smallest text of every figure renders at >= 9 pt at 1280 px (see above)."""
     found = _visit((built_book / f"{name}.html").resolve(), tmp_path)
     fonts = _figure_fonts(name)
-    failing, measured = [], 0
+    failing = []
     for n, im in enumerate(found["images"], 1):
         key = im["src"].rsplit("/", 1)[-1].split(".")[0]
         if key not in fonts:
             continue  # not a notebook figure (e.g. a picture in the text)
         size, how, dpi = fonts[key]
         rendered = size * dpi / 72 * im["shown"] / im["natural"] * 0.75
-        measured += 1
         if rendered < MIN_FIGURE_TEXT_PT:
             failing.append(
                 f"figure {n} ({key[:10]}): {size:g} pt text ({how}) at "
                 f"{dpi:.0f} dpi shown at {im['shown'] / im['natural']:.0%} "
                 f"renders at {rendered:.1f} pt"
             )
-    if name in FIGURE_TEXT_PENDING:
-        if failing:
-            pytest.xfail(
-                f"{name}: figure text below {MIN_FIGURE_TEXT_PT:g} pt, to be "
-                f"fixed by the chapter's rewrite: " + "; ".join(failing)
-            )
-        pytest.fail(
-            f"{name}: every figure now passes; remove it from FIGURE_TEXT_PENDING"
-        )
     assert not failing, (
         f"{name}: figure text below {MIN_FIGURE_TEXT_PT:g} pt as "
         f"rendered: " + "; ".join(failing)

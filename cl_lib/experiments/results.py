@@ -735,16 +735,16 @@ def retrieval_snapshot(model, state, per_class: int = 1, k: int = 5) -> dict:
         members = torch.nonzero(test_y == c).flatten()
         pick = torch.randperm(len(members), generator=gen)[:per_class]
         queries += members[pick].tolist()
-    kw = dict(
-        device=state.device,
-        preprocess=state.augment.eval_transform,
-        channels_last=state.channels_last,
-        batch_size=state.config.eval_batch_size,
-    )
     if state.final_features is not None:  # the final evaluation's, same weights
         bank, query = state.final_features
         query = query[torch.as_tensor(queries, device=query.device)]
     else:
+        kw = dict(
+            device=state.device,
+            preprocess=state.augment.eval_transform,
+            channels_last=state.channels_last,
+            batch_size=state.config.eval_batch_size,
+        )
         bank = extract_features(model.backbone, state.train_x, **kw)
         query = extract_features(model.backbone, state.test_x[queries], **kw)
     bank = torch.nn.functional.normalize(bank, dim=1)

@@ -849,6 +849,18 @@ def train_toy_batch(
         model.load_state_dict({k: state[k][i].detach() for k in names})
         return model
 
+    def apply_hook(i, hook):
+        """``hook`` on run ``i``'s model, its state written back (and its momentum
+        zeroed for a :func:`momentum_reset` hook)."""
+        model = member_model(i)
+        runs[i]["value"] = hook(model, runs[i]["x"])
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                state[k][i] = v
+            if getattr(hook, "reset_momentum", False):
+                for k in params:
+                    velocity[k][i] = 0.0
+
     def record(idx, epoch, losses, norms):
         with torch.no_grad():
             z_all = forward(idx, x_all[idx], False)
@@ -908,29 +920,14 @@ def train_toy_batch(
                 lr_slices = _equal_slices(lrs)
                 active = active + list(range(first, len(runs)))
                 for j, (_, hook) in enumerate(pairs):
-                    model = member_model(first + j)
-                    runs[first + j]["value"] = hook(model, runs[first + j]["x"])
-                    with torch.no_grad():
-                        for k, v in model.state_dict().items():
-                            state[k][first + j] = v
-                        if getattr(hook, "reset_momentum", False):
-                            for k in params:
-                                velocity[k][first + j] = 0.0
+                    apply_hook(first + j, hook)
         if intervention is not None and epoch == intervene_at + 1:
             for i in active:
                 if hooks is not None and i >= len(hooks):  # a fork
                     continue
                 hook = intervention if hooks is None else hooks[i]
-                if hook is None:
-                    continue
-                model = member_model(i)
-                runs[i]["value"] = hook(model, runs[i]["x"])
-                with torch.no_grad():
-                    for k, v in model.state_dict().items():
-                        state[k][i] = v
-                    if getattr(hook, "reset_momentum", False):
-                        for k in params:
-                            velocity[k][i] = 0.0
+                if hook is not None:
+                    apply_hook(i, hook)
         perms = {i: torch.randperm(n, generator=runs[i]["g"]) for i in active}
         step_losses = {i: [] for i in active}
         step_norms = {i: [] for i in active}
