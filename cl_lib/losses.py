@@ -1003,13 +1003,24 @@ def _check_cloa(
         num_classes = checks.integer(num_classes, "num_classes", where, minimum=1)
     seed = checks.integer(seed, "seed", where)
     weight = checks.nonnegative(weight, "weight", where)
-    checks.one_of(base, [name for name in LOSSES if name != "cloa"], "base", where)
-    base_spec = LOSSES[base]
+    checks.one_of(
+        base, [name for name in LOSSES if name != "cloa"] + ["none"], "base", where
+    )
+    if base == "none" and base_hyperparameters:
+        raise checks.fail(
+            where,
+            "hyper-parameters",
+            "none with base='none' (the anchor term alone)",
+            f"{sorted(base_hyperparameters)}",
+        )
+    base_spec = None if base == "none" else LOSSES[base]
     return {
         "anchors": _Anchors(anchors, num_classes, seed),
         "weight": weight,
         "base": base_spec,
-        "base_hyperparameters": base_spec.resolve(**base_hyperparameters),
+        "base_hyperparameters": (
+            {} if base_spec is None else base_spec.resolve(**base_hyperparameters)
+        ),
     }
 
 
@@ -1028,7 +1039,7 @@ def _cloa(
     labels: Any,
     anchors: _Anchors,
     weight: float,
-    base: "LossSpec",
+    base: "LossSpec | None",
     base_hyperparameters: dict,
 ) -> torch.Tensor:
     checks.views(z1, z2, "cloa_loss")
@@ -1038,12 +1049,15 @@ def _cloa(
     z = torch.cat([z1, z2])
     anchor_matrix = anchors(z.shape[1], z.device, _compute_dtype(z))
     _check_anchor_inputs(z, labels, anchor_matrix, "cloa_loss")
+    anchor = weight * _anchor_term(
+        z, torch.cat([labels, labels]), anchor_matrix
+    )
+    if base is None:  # the anchor term alone: the control for CLOA's label signal
+        return anchor
     base_loss = base.compute(
         z1, z2, labels if base.needs_labels else None, **base_hyperparameters
     )
-    return base_loss + weight * _anchor_term(
-        z, torch.cat([labels, labels]), anchor_matrix
-    )
+    return base_loss + anchor
 
 
 def cloa_loss(
@@ -1080,7 +1094,8 @@ def cloa_loss(
         seed: Seed of :func:`make_anchors`.
         weight: :math:`\lambda` >= 0.
         base: Name of the base loss in :data:`LOSSES` (not ``"cloa"``); its labels are
-            passed on if it needs them.
+            passed on if it needs them. ``"none"``: the anchor term alone (no
+            hyper-parameters), the control that isolates the label signal.
         **base_hyperparameters: Hyper-parameters of the base loss, e.g. ``tau``.
 
     Returns:

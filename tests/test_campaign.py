@@ -92,7 +92,8 @@ def test_a_new_tier_is_one_entry(monkeypatch):
 def test_cpu_study_grid_has_baselines_seeds_and_fits_the_cpu():
     """The cpu-study tier: an untrained (--epochs 0) run per seed in every chapter,
     three seeds for the headline runs, baselines then headline runs first, every run
-    <= 10 min and every chapter <= 2.5 h at the planning rate, all with recipe "ours"."""
+    <= 10 min and every chapter <= 6 h at the planning rate (with the sweeps that test
+    Parts I-III on images), all with recipe "ours"."""
     runs = G.planned_runs("cpu-study")
     assert all(r.recipe == "ours" and "optimizer" not in r.args for r in runs)
     assert all(G.cpu_seconds(r) <= G.CPU_STUDY_RUN_LIMIT_S for r in runs)
@@ -102,7 +103,7 @@ def test_cpu_study_grid_has_baselines_seeds_and_fits_the_cpu():
     seeds = lambda rs: sorted(r.args.get("seed", 0) for r in rs)  # noqa: E731
     for ch in G.CHAPTERS:
         mine = G.planned_runs("cpu-study", ch)
-        assert sum(G.cpu_seconds(r) for r in mine) <= 2.5 * 3600
+        assert sum(G.cpu_seconds(r) for r in mine) <= 6 * 3600
         base = [r for r in mine if r.name.startswith(("untrained", "imagenette_unt"))]
         # as initialised and with BatchNorm statistics re-estimated, three seeds each
         assert seeds(base) == [0, 0, 1, 1, 2, 2]
@@ -143,6 +144,38 @@ def test_cpu_study_grid_has_baselines_seeds_and_fits_the_cpu():
     assert len(ch10["key rates"]) == 2 * 4 * 3 + 2 * 2
     five = {r.name for r in ch10["key rates"] if r.args.get("seed", 0) >= 3}
     assert five == {f"{k}_lr1_s{s}" for k in ("infonce", "cloa") for s in (3, 4)}
+    # the controls: the anchor term alone; eta x weight decay; the paper's protocol
+    assert all(r.args["loss_kwargs"] == {"base": "none"} for r in ch10["anchor only"])
+    step = ch10["effective step"]
+    assert {(r.args["lr"], r.args["weight_decay"]) for r in step} == {
+        (eta, wd) for eta in (0.1, 1.0, 3.0) for wd in (0.0, 5e-4)
+    }
+    assert len(step) == (3 * 2 + 2) * 3 and all(r.track_every for r in step)
+    paper = ch10["paper protocol"]
+    assert all(
+        r.args["weight_decay"] == 0 and r.args["augment_kwargs"]["scale"] == [0.8, 1]
+        for r in paper
+    )
+    # chapter 11's sweeps, three seeds each: tau for three losses, KCL over batch
+    # sizes (fixed epochs, fixed steps) and gamma, Barlow Twins and VICReg
+    assert len(ch11["tau"]) == 3 * 5 * 3
+    assert {r.args["batch_size"] for r in ch11["kcl batch"]} == {64, 128, 256, 512}
+    assert (
+        len(
+            {
+                r.args["epochs"] * 10_000 // r.args["batch_size"]
+                for r in ch11["kcl batch steps"]
+            }
+        )
+        == 1
+    )
+    assert sorted(
+        {r.args["loss_kwargs"].get("gamma", 16.0) for r in ch11["kcl gamma"]}
+    ) == [1.0, 4.0, 16.0]
+    assert {r.args["loss"] for r in ch11["non-contrastive"]} == {
+        "barlow_twins",
+        "vicreg",
+    }
     assert {
         r.args["loss"] for r in G.chapter_grid("ch12", "cpu-study")["imagenette"]
     } == {

@@ -413,6 +413,20 @@ def test_cloa_rotation_invariant_when_anchors_rotate_too():
     )
 
 
+def test_cloa_anchor_only_is_the_anchor_term_on_both_views():
+    # base="none": the control that trains on the labelled samples' anchors alone
+    z, z2, y = _inputs(8, 5, seed=14)
+    y = torch.where(torch.arange(8) % 3 == 0, -1, y)  # some unlabelled samples
+    anchors = _anchors(5)
+    got = L.cloa_loss(z, z2, y, anchors=anchors, base="none", weight=0.7)
+    want = 0.7 * ref_cloa(torch.cat([z, z2]), torch.cat([y, y]), anchors)
+    assert got.item() == pytest.approx(float(want), rel=1e-12)
+    # unlabelled samples get no gradient: nothing pulls them anywhere
+    z = z.clone().requires_grad_(True)
+    L.cloa_loss(z, z2, y, anchors=anchors, base="none").backward()
+    assert torch.all(z.grad[y < 0] == 0) and torch.any(z.grad[y >= 0] != 0)
+
+
 @pytest.mark.parametrize("case", ["vicreg", "barlow_twins"])
 def test_vicreg_barlow_invariances(case):
     """VICReg and Barlow Twins act on per-dimension (coordinate-wise) batch statistics
@@ -684,6 +698,10 @@ BAD_CALLS = {
     "negative weight": (
         lambda: L.cloa_loss(_Z, _Z, _Y, anchors=_A, weight=-1.0),
         "weight",
+    ),
+    "cloa base none with tau": (
+        lambda: L.cloa_loss(_Z, _Z, _Y, anchors=_A, base="none", tau=0.5),
+        "base='none'",
     ),
     "cloa base cloa": (
         lambda: L.cloa_loss(_Z, _Z, _Y, anchors=_A, base="cloa"),

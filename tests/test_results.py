@@ -365,8 +365,16 @@ def test_train_and_record_end_to_end(tmp_path):
     assert len(final["singular_values_features"]) == min(
         2 * 6, 8 * 4
     )  # min(test images, feature width)
+    # chapter 1's over-fusion diagnostic (2 classes: between 1/2 and 1) and the scale
+    # of each of small_cnn's four convolutions, whose step is eta / ||W||^2
+    for key in ("class_mean_collinearity_features", "class_mean_collinearity_z"):
+        assert 0.5 - 1e-6 <= final[key] <= 1 + 1e-6
+    assert len(final["conv_weight_norms"]) == 4
+    assert all(n > 0 for n in final["conv_weight_norms"])
     track = loaded["extra"]["tracking"]
     assert [t["epoch"] for t in track] == [1, 2]
+    # the weights moved between the snapshots: the norms are of the trained network
+    assert track[0]["conv_weight_norms"] != track[1]["conv_weight_norms"]
     assert all(0 <= t["knn_acc"] <= 1 and 0 <= t["alignment"] <= 4 for t in track)
     assert 0 <= R.lookup(loaded, "final.knn_acc") <= 1
     # retrieval: one query per class, its 5 nearest training images, most similar first

@@ -98,6 +98,20 @@ LOSSES = {
     "kcl": ("kcl", {"kernel": "gaussian"}),
     "cloa": ("cloa", {"tau": 0.5}),
 }
+# Non-contrastive losses of cl_lib, a row each in chapter 11's cpu-study table (not in
+# the full grids, whose losses are LOSSES)
+MORE_LOSSES = {
+    "barlow": ("barlow_twins", {}),
+    "vicreg": ("vicreg", {}),
+}
+# CLOA's anchor term alone on the 10% labelled samples: the control that says how much
+# of CLOA's gain its labels carry without any contrastive term
+ANCHOR_ONLY = ("cloa", {"base": "none"})
+# The CLOA paper's augmentations (its Sec. 5: ColorJitter 0.2/0.2/0.2/0.1, crops of
+# scale 0.8-1), applied to every image; flips as in SimCLR
+WEAK_AUGMENT = dict(
+    scale=[0.8, 1.0], jitter=[0.2, 0.2, 0.2, 0.1], jitter_p=1.0, gray_p=0.0
+)
 # The supervised reference of the cpu-study tier: supervised contrastive learning
 # (Khosla et al. 2020) with every training label, the same network, data and budget.
 SUPERVISED = ("supcon", {"tau": 0.5})
@@ -195,7 +209,20 @@ TIERS: dict[str, dict] = {
         "profile": "quick",
         "device": "cpu",
         "seeds": (0, 1, 2),
-        "seeded": ("baseline", "key rates", "losses", "imagenette"),
+        "seeded": (
+            "baseline",
+            "key rates",
+            "losses",
+            "imagenette",
+            "anchor only",
+            "effective step",
+            "paper protocol",
+            "tau",
+            "kcl batch",
+            "kcl batch steps",
+            "kcl gamma",
+            "non-contrastive",
+        ),
         # The headline comparisons, whose effects are 1-3 points, get two more seeds
         # (five in all): the anchor on InfoNCE at eta = 1 (chapter 10); DHEL (authors'
         # settings), CLOA and KCL against SimCLR (chapter 11).
@@ -225,6 +252,24 @@ TIERS: dict[str, dict] = {
             "track": 2,  # rank (and kNN) against epoch for every rate
             "bases": ("infonce", "dcl"),  # each with and without the anchor loss
             "long": None,
+            # CLOA's anchor term alone at eta = 1: where does CLOA's gain come from?
+            "anchor only": [1.0],
+            # BatchNorm after every convolution: with weight decay the step is
+            # eta / ||W||^2, not eta. InfoNCE at three rates with and without weight
+            # decay, CLOA at eta = 1 with and without; weight norms and chapter 1's
+            # collinearity tracked.
+            "effective step": {
+                "lrs": {"infonce": [0.1, 1.0, 3.0], "cloa": [1.0]},
+                "weight_decays": [0.0, 5e-4],
+            },
+            # the CLOA paper's protocol at this scale: its weak augmentations, no
+            # weight decay, batch 128, 30 epochs, base loss and CLOA at 1e-2 and 1
+            "paper protocol": {
+                "epochs": 30,
+                "batch": 128,
+                "track": 10,
+                "lrs": [1e-2, 1.0],
+            },
         },
         "ch11": {
             "size": dict(
@@ -241,7 +286,14 @@ TIERS: dict[str, dict] = {
             # ... and fixed steps (epochs = 12 B / 256) at the batches up to the main
             # one (512 would need 24 epochs: beyond the CPU budget)
             "batch_steps": [64, 128, 256],
-            "taus": [0.1, 0.5, 1.0],
+            # chapter 4's prediction: DHEL's lead grows as tau falls; one- and two-view
+            # DHEL separate tau from the two-view energy
+            "taus": [0.1, 0.2, 0.3, 0.5, 1.0],
+            "tau_losses": ("simclr", "dhel", "dhel2v"),
+            # chapter 5's claim on images: KCL over batch sizes (fixed epochs and fixed
+            # steps) and over its energy weight gamma at the main batch
+            "kcl": {"batches": [64, 128, 256, 512], "gammas": [1.0, 4.0, 16.0]},
+            "non-contrastive": ("barlow", "vicreg"),
             "tiny": {
                 "size": dict(subset=10_000, test_subset=10_000),
                 "losses": ("simclr", "dhel"),
@@ -302,6 +354,14 @@ PRIORITY = {
     ("ch11", "length"): 0.3,
     ("ch11", "supervised"): 0.5,
     ("ch10", "key rates"): 1,
+    # the sweeps that test Parts I-III on images (cpu-study)
+    ("ch10", "anchor only"): 1.2,
+    ("ch10", "effective step"): 1.5,
+    ("ch11", "kcl batch"): 4.5,
+    ("ch11", "kcl batch steps"): 4.6,
+    ("ch11", "kcl gamma"): 4.7,
+    ("ch11", "non-contrastive"): 4.8,
+    ("ch10", "paper protocol"): 5.5,
     ("ch12", "imagenette"): 2,
     ("ch11", "batch"): 3,
     ("ch11", "batch steps"): 3.5,
@@ -468,23 +528,7 @@ def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
     sections: dict[str, list[PlannedRun]] = {"key rates": [], "sweep": [], "long": []}
     for eta in spec["lrs"]:
         for prefix, loss, loss_kwargs in variants:
-            # Peak lr eta (constant); the CLI's --lr is per 256 images: at batch 128
-            # it gets 2 * eta.
-            args = dict(
-                dataset="cifar10",
-                loss=loss,
-                loss_kwargs=dict(loss_kwargs),
-                **spec["size"],
-                batch_size=batch,
-                lr=eta * 256 / batch,
-                warmup_epochs=0.0,
-                min_lr_ratio=1.0,
-                proj_layers=0,
-            )
-            if loss == "cloa":
-                args["label_fraction"] = 0.1
-            if track:
-                args["eval_every"] = track
+            args = _ch10_args(spec, loss, loss_kwargs, eta, batch, track)
             section = (
                 "key rates"
                 if any(math.isclose(eta, k) for k in _CH10_KEY_RATES)
@@ -524,17 +568,93 @@ def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
                 )
     # definition order of the quick grid: losses outer, rates inner
     prefixes = [v[0] for v in variants]
-    for key in sections:
+    for key in ("key rates", "sweep", "long"):
         sections[key].sort(
             key=lambda r: (
                 prefixes.index(r.name.removeprefix("long_").rsplit("_lr", 1)[0]),
                 spec["lrs"].index(_eta(r)),
             )
         )
+    sections.update(_ch10_sweeps(tier, spec, batch, track))
     if _tier(tier).get("baseline"):
         first = (sections["key rates"] + sections["sweep"])[0]
         sections = {"baseline": _baseline(tier, "ch10", first.args), **sections}
     return sections
+
+
+def _ch10_args(
+    spec: Mapping, loss: str, loss_kwargs: Mapping, eta: float, batch: int, track: int
+) -> dict:
+    """The trainer's flags of a chapter-10 run: peak lr ``eta``, constant (the CLI's
+    --lr is per 256 images: at batch 128 it gets 2 * eta), no projector."""
+    args = dict(
+        dataset="cifar10",
+        loss=loss,
+        loss_kwargs=dict(loss_kwargs),
+        **spec["size"],
+        batch_size=batch,
+        lr=eta * 256 / batch,
+        warmup_epochs=0.0,
+        min_lr_ratio=1.0,
+        proj_layers=0,
+    )
+    if loss == "cloa":
+        args["label_fraction"] = 0.1
+    if track:
+        args["eval_every"] = track
+    return args
+
+
+def _ch10_sweeps(
+    tier: str, spec: Mapping, batch: int, track: int
+) -> dict[str, list[PlannedRun]]:
+    """Chapter 10's controls (where a tier plans them): the anchor term alone, the
+    rate against weight decay, and the CLOA paper's protocol."""
+    out: dict[str, list[PlannedRun]] = {}
+
+    def run(name, section, args, every=track):
+        return PlannedRun(
+            name, args, "ch10", tier, section, every, PRIORITY[("ch10", section)]
+        )
+
+    if spec.get("anchor only"):
+        out["anchor only"] = [
+            run(
+                f"anchor_lr{eta:g}",
+                "anchor only",
+                _ch10_args(spec, *ANCHOR_ONLY, eta, batch, track),
+            )
+            for eta in spec["anchor only"]
+        ]
+    step = spec.get("effective step")
+    if step:
+        out["effective step"] = []
+        for prefix, loss, kwargs in _ch10_variants(("infonce",)):
+            for eta in step["lrs"].get(prefix, ()):
+                for wd in step["weight_decays"]:
+                    args = _ch10_args(spec, loss, kwargs, eta, batch, track)
+                    args["weight_decay"] = wd
+                    name = f"step_{prefix}_lr{eta:g}_wd{wd:g}"
+                    out["effective step"].append(run(name, "effective step", args))
+    paper = spec.get("paper protocol")
+    if paper:
+        out["paper protocol"] = []
+        variants = _ch10_variants(("infonce",)) + [("anchor", *ANCHOR_ONLY)]
+        for prefix, loss, kwargs in variants:
+            for eta in paper["lrs"]:
+                args = _ch10_args(
+                    spec, loss, kwargs, eta, paper["batch"], paper["track"]
+                )
+                args.update(
+                    epochs=paper["epochs"],
+                    weight_decay=0.0,
+                    augment_kwargs=dict(WEAK_AUGMENT),
+                )
+                name = f"paper_{prefix}_lr{eta:g}"
+                out["paper protocol"].append(
+                    run(name, "paper protocol", args, paper["track"])
+                )
+    return out
 
 
 def _eta(run: PlannedRun) -> float:
@@ -551,11 +671,14 @@ def _ch11_run(
     tau: float | None = None,
     dataset: str = "cifar10",
     epochs: int | None = None,
+    gamma: float | None = None,
 ) -> PlannedRun:
     spec = _tier(tier)["ch11"]
     recipe = spec.get("recipe", "ours")
-    loss, kwargs = SUPERVISED if key == "supcon" else LOSSES[key]
+    loss, kwargs = SUPERVISED if key == "supcon" else {**LOSSES, **MORE_LOSSES}[key]
     kwargs = dict(kwargs, **({} if tau is None else {"tau": tau}))
+    if gamma is not None:  # KCL's energy weight (its default, 16, keeps the name)
+        kwargs["gamma"] = gamma
     b, size = batch_size or spec["batch"], dict(spec["size"])
     main_epochs = size["epochs"]
     if dataset == "tiny-imagenet-32":  # twice CIFAR's images: its own size
@@ -574,6 +697,7 @@ def _ch11_run(
     if track:
         args["eval_every"] = track  # the main runs: kNN along training
     tag = f"_t{kwargs['tau']:g}" if "tau" in kwargs else ""
+    tag += f"_g{gamma:g}" if gamma is not None and gamma != 16 else ""
     tag += f"_e{size['epochs']}" if size["epochs"] != main_epochs else ""
     prefix = {"cifar10": "", "tiny-imagenet-32": "tiny_", "cifar100": "c100_"}[dataset]
     sub = _HEADLINE_ORDER.index(key) / 100 if key in _HEADLINE_ORDER else 0.0
@@ -609,7 +733,7 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
         ],
         "tau": [
             _ch11_run(tier, k, "tau", tau=t)
-            for k in ("simclr", "dhel")
+            for k in spec.get("tau_losses", ("simclr", "dhel"))
             for t in spec.get("taus", ())
         ],
         "tiny": [
@@ -632,6 +756,29 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
             )
             for k in ("simclr", "dhel")
             for b in spec["batch_steps"]
+        ]
+    kcl = spec.get("kcl")
+    if kcl:  # KCL's batch sweep (fixed epochs, fixed steps) and its gamma
+        sections["kcl batch"] = [
+            _ch11_run(tier, "kcl", "kcl batch", batch_size=b, epochs=be)
+            for b in kcl["batches"]
+        ]
+        sections["kcl batch steps"] = [
+            _ch11_run(
+                tier,
+                "kcl",
+                "kcl batch steps",
+                batch_size=b,
+                epochs=_fixed_steps_epochs(be, b, spec["batch"]),
+            )
+            for b in spec["batch_steps"]
+        ]
+        sections["kcl gamma"] = [
+            _ch11_run(tier, "kcl", "kcl gamma", gamma=g) for g in kcl["gammas"]
+        ]
+    if spec.get("non-contrastive"):
+        sections["non-contrastive"] = [
+            _ch11_run(tier, k, "non-contrastive") for k in spec["non-contrastive"]
         ]
     if spec.get("length"):  # the main runs, trained longer
         sections["length"] = [

@@ -629,7 +629,12 @@ def geometry_snapshot(
     - ``effective_rank_features`` / ``effective_rank_z`` (RankMe; 0 for a zero matrix);
     - with ``views``: ``uniformity`` of the (un-augmented) $z$ and ``alignment`` between
       two augmented views of the same images (Wang & Isola 2020, eqs. 4--5);
-    - with ``spectra``: the singular values of the *centred* $h$ and $z$, largest first.
+    - with ``spectra``: the singular values of the *centred* $h$ and $z$, largest first;
+    - ``class_mean_collinearity_features`` / ``_z``: chapter 1's over-fusion diagnostic
+      (:func:`~cl_lib.experiments.toy.class_mean_collinearity`: 1 when the class means
+      lie on one line, $1/C$ for orthogonal means);
+    - ``conv_weight_norms``: $\lVert W_l \rVert_F$ of each convolution of the backbone
+      (with BatchNorm after it, the step it takes is $\eta / \lVert W_l \rVert^2$).
 
     Args:
         model: a :class:`~cl_lib.models.ContrastiveModel`.
@@ -646,6 +651,7 @@ def geometry_snapshot(
 
     from cl_lib.data import balanced_subset, load_dataset
     from cl_lib.evaluate import extract_features, heldout_metrics
+    from cl_lib.experiments.toy import class_mean_collinearity
     from cl_lib.profile import mix_seed
     from cl_lib.train import make_augment
 
@@ -662,11 +668,10 @@ def geometry_snapshot(
         )
         augment = make_augment(config, config.image_size or int(test_x.shape[-1]))
     # splits are stored sorted by class: a class-balanced subset, not the first images
-    test_x = test_x[
-        balanced_subset(
-            test_y.cpu(), min(max_points, test_x.shape[0]), seed=config.seed
-        )
-    ]
+    idx = balanced_subset(
+        test_y.cpu(), min(max_points, test_x.shape[0]), seed=config.seed
+    )
+    test_x, test_y = test_x[idx], test_y.cpu()[idx]
     device = next(model.parameters()).device
     h = extract_features(
         model.backbone, test_x, device=device, preprocess=augment.eval_transform
@@ -697,6 +702,15 @@ def geometry_snapshot(
         "effective_rank_features": m["effective_rank_features"],
         "effective_rank_z": m["effective_rank"],
     }
+    # chapter 1's over-fusion diagnostic, and the scale of the weights that BatchNorm
+    # makes irrelevant to the function but not to the step (eta / ||w||^2)
+    out["class_mean_collinearity_features"] = class_mean_collinearity(h, test_y)
+    out["class_mean_collinearity_z"] = class_mean_collinearity(z, test_y)
+    out["conv_weight_norms"] = [
+        float(mod.weight.detach().norm())
+        for mod in model.backbone.modules()
+        if isinstance(mod, torch.nn.Conv2d)
+    ]
     if views:
         out.update(uniformity=m["uniformity"], alignment=m["alignment"])
     if spectra:
