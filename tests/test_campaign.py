@@ -8,6 +8,7 @@ folders in pytest's tmp_path (never book/results/); it needs the CIFAR-10 archiv
 
 import copy
 import json
+import shlex
 import subprocess
 import sys
 import tarfile
@@ -158,7 +159,7 @@ def test_cpu_study_grid_has_baselines_seeds_and_fits_the_cpu():
     )
     # chapter 11's sweeps, three seeds each: tau for three losses, KCL over batch
     # sizes (fixed epochs, fixed steps) and gamma, Barlow Twins and VICReg
-    assert len(ch11["tau"]) == 3 * 5 * 3
+    assert len(ch11["tau seeds"]) == 3 * 5 * 3
     assert {r.args["batch_size"] for r in ch11["kcl batch"]} == {64, 128, 256, 512}
     assert (
         len(
@@ -438,3 +439,14 @@ def test_lanes_split_the_pending_runs_without_overlap(tmp_path):
     )
     assert bad.returncode == 2 and "--lane 3/2" in bad.stderr
     assert not (tmp_path / "o").exists()
+
+
+def test_wrap_command_keeps_lines_short_and_pastable():
+    """A flag and a long value go on two lines rather than past the width; the
+    wrapped command splits back into the same words."""
+    value = '{"scale":[0.8,1],"jitter":[0.2,0.2,0.2,0.1],"jitter_p":1,"gray_p":0}'
+    command = f"python -m cl_lib.train --epochs 3 --augment-kwargs '{value}' --lr 1"
+    wrapped = G.wrap_command(command, width=80)
+    assert all(len(line) <= 80 for line in wrapped.splitlines())
+    assert shlex.split(wrapped.replace("\\\n", " ")) == shlex.split(command)
+    assert "--epochs 3" in wrapped  # short pairs still share a line

@@ -109,9 +109,7 @@ MORE_LOSSES = {
 ANCHOR_ONLY = ("cloa", {"base": "none"})
 # The CLOA paper's augmentations (its Sec. 5: ColorJitter 0.2/0.2/0.2/0.1, crops of
 # scale 0.8-1), applied to every image; flips as in SimCLR
-WEAK_AUGMENT = dict(
-    scale=[0.8, 1.0], jitter=[0.2, 0.2, 0.2, 0.1], jitter_p=1.0, gray_p=0.0
-)
+WEAK_AUGMENT = dict(scale=[0.8, 1], jitter=[0.2, 0.2, 0.2, 0.1], jitter_p=1, gray_p=0)
 # The supervised reference of the cpu-study tier: supervised contrastive learning
 # (Khosla et al. 2020) with every training label, the same network, data and budget.
 SUPERVISED = ("supcon", {"tau": 0.5})
@@ -217,7 +215,7 @@ TIERS: dict[str, dict] = {
             "anchor only",
             "effective step",
             "paper protocol",
-            "tau",
+            "tau seeds",
             "kcl batch",
             "kcl batch steps",
             "kcl gamma",
@@ -286,10 +284,13 @@ TIERS: dict[str, dict] = {
             # ... and fixed steps (epochs = 12 B / 256) at the batches up to the main
             # one (512 would need 24 epochs: beyond the CPU budget)
             "batch_steps": [64, 128, 256],
-            # chapter 4's prediction: DHEL's lead grows as tau falls; one- and two-view
-            # DHEL separate tau from the two-view energy
-            "taus": [0.1, 0.2, 0.3, 0.5, 1.0],
-            "tau_losses": ("simclr", "dhel", "dhel2v"),
+            "taus": [0.1, 0.5, 1.0],
+            # chapter 4's prediction, with seeds: DHEL's lead grows as tau falls; one-
+            # and two-view DHEL separate tau from the two-view energy
+            "tau seeds": {
+                "taus": [0.1, 0.2, 0.3, 0.5, 1.0],
+                "losses": ("simclr", "dhel", "dhel2v"),
+            },
             # chapter 5's claim on images: KCL over batch sizes (fixed epochs and fixed
             # steps) and over its energy weight gamma at the main batch
             "kcl": {"batches": [64, 128, 256, 512], "gammas": [1.0, 4.0, 16.0]},
@@ -357,6 +358,7 @@ PRIORITY = {
     # the sweeps that test Parts I-III on images (cpu-study)
     ("ch10", "anchor only"): 1.2,
     ("ch10", "effective step"): 1.5,
+    ("ch11", "tau seeds"): 4.2,
     ("ch11", "kcl batch"): 4.5,
     ("ch11", "kcl batch steps"): 4.6,
     ("ch11", "kcl gamma"): 4.7,
@@ -733,7 +735,7 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
         ],
         "tau": [
             _ch11_run(tier, k, "tau", tau=t)
-            for k in spec.get("tau_losses", ("simclr", "dhel"))
+            for k in ("simclr", "dhel")
             for t in spec.get("taus", ())
         ],
         "tiny": [
@@ -756,6 +758,12 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
             )
             for k in ("simclr", "dhel")
             for b in spec["batch_steps"]
+        ]
+    if spec.get("tau seeds"):
+        sections["tau seeds"] = [
+            _ch11_run(tier, k, "tau seeds", tau=t)
+            for k in spec["tau seeds"]["losses"]
+            for t in spec["tau seeds"]["taus"]
         ]
     kcl = spec.get("kcl")
     if kcl:  # KCL's batch sweep (fixed epochs, fixed steps) and its gamma
@@ -1037,7 +1045,7 @@ def wrap_command(command: str, width: int = 88) -> str:
     lines, line = [], ""
     words = shlex.split(command)
     quoted = [shlex.quote(w) if w not in ("&&",) else w for w in words]
-    units: list[str] = []  # a flag stays on one line with its value
+    units: list[str] = []  # a flag stays on one line with its value (if they fit)
     for word in quoted:
         if (
             units
@@ -1045,6 +1053,7 @@ def wrap_command(command: str, width: int = 88) -> str:
             and units[-1] != "--"
             and " " not in units[-1]
             and not word.startswith("--")
+            and len(units[-1]) + 1 + len(word) <= width - 6
         ):
             units[-1] += " " + word
         else:
