@@ -11,7 +11,11 @@ modules import the engine freely.
 - ``theory``          -- NSCL gap, CDNV, negative-sample bounds, LDA, alpha-CL (chapters
   6-8)
 - ``results``         -- load, tabulate and plot the results JSON files of
-  ``book/results/``
+  ``book/results/``; seed summaries and the book's verdicts
+- ``grid``            -- the planned runs of chapters 10-12 by tier, their commands
+  and time estimates
+- ``study``           -- a chapter's results joined to its plan: groups, keys,
+  what is missing (chapters 10-12)
 - ``viz``             -- ``show_plotly``: interactive figures that work live, in HTML
   and under nbval
 """

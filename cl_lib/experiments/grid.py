@@ -417,6 +417,11 @@ class PlannedRun:
         lease: whether it fits one GPU lease (ImageNet-100 runs do not).
         recipe: the optimisation recipe, a key of :data:`RECIPES` (``"ours"``: SGD +
             cosine; ``"authors"``: the DHEL/KCL authors' LARS setting).
+        key: what was trained, in the chapter's words: a key of :data:`LOSSES` or
+            :data:`MORE_LOSSES`, ``"supcon"``, ``"anchor"`` (CLOA's term alone),
+            chapter 10's ``"infonce"``/``"cloa"``/``"dcl"``/``"cloa_dcl"``, or
+            ``"untrained"``/``"untrained_bn"`` for the references. Written at
+            planning, so nothing reads it back out of a name.
     """
 
     name: str
@@ -428,6 +433,7 @@ class PlannedRun:
     priority: float = 0.0
     lease: bool = True
     recipe: str = "ours"
+    key: str = ""
 
     def __post_init__(self):
         if (
@@ -445,9 +451,10 @@ class PlannedRun:
 
     def metadata(self) -> dict:
         """What a results file records about its place in the grid: ``{"name", "tier",
-        "chapter", "section", "recipe", "seed"}``."""
+        "chapter", "section", "recipe", "seed", "key"}``."""
         return {
             "name": self.name,
+            "key": self.key,
             "tier": self.tier,
             "chapter": self.chapter,
             "section": self.section,
@@ -502,7 +509,14 @@ def _baseline(
         args.pop(key, None)
     return [
         PlannedRun(
-            name + tag, a, chapter, tier, "baseline", 0, PRIORITY[(chapter, "baseline")]
+            name + tag,
+            a,
+            chapter,
+            tier,
+            "baseline",
+            0,
+            PRIORITY[(chapter, "baseline")],
+            key="untrained" + tag,
         )
         for tag, a in (("", args), ("_bn", dict(args, bn_recalibrate=True)))
     ]
@@ -550,6 +564,7 @@ def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
                     section,
                     track,
                     PRIORITY[("ch10", section)] + sub / 10,
+                    key=prefix,
                 )
             )
     long = spec.get("long")
@@ -566,6 +581,7 @@ def _ch10(tier: str) -> dict[str, list[PlannedRun]]:
                         "long",
                         long["track"],
                         PRIORITY[("ch10", "long")] + 0.5,
+                        key=run.key,
                     )
                 )
     # definition order of the quick grid: losses outer, rates inner
@@ -614,15 +630,15 @@ def _ch10_sweeps(
     rate against weight decay, and the CLOA paper's protocol."""
     out: dict[str, list[PlannedRun]] = {}
 
-    def run(name, section, args, every=track):
-        return PlannedRun(
-            name, args, "ch10", tier, section, every, PRIORITY[("ch10", section)]
-        )
+    def run(name, key, section, args, every=track):
+        priority = PRIORITY[("ch10", section)]
+        return PlannedRun(name, args, "ch10", tier, section, every, priority, key=key)
 
     if spec.get("anchor only"):
         out["anchor only"] = [
             run(
                 f"anchor_lr{eta:g}",
+                "anchor",
                 "anchor only",
                 _ch10_args(spec, *ANCHOR_ONLY, eta, batch, track),
             )
@@ -637,7 +653,9 @@ def _ch10_sweeps(
                     args = _ch10_args(spec, loss, kwargs, eta, batch, track)
                     args["weight_decay"] = wd
                     name = f"step_{prefix}_lr{eta:g}_wd{wd:g}"
-                    out["effective step"].append(run(name, "effective step", args))
+                    out["effective step"].append(
+                        run(name, prefix, "effective step", args)
+                    )
     paper = spec.get("paper protocol")
     if paper:
         out["paper protocol"] = []
@@ -654,7 +672,7 @@ def _ch10_sweeps(
                 )
                 name = f"paper_{prefix}_lr{eta:g}"
                 out["paper protocol"].append(
-                    run(name, "paper protocol", args, paper["track"])
+                    run(name, prefix, "paper protocol", args, paper["track"])
                 )
     return out
 
@@ -712,6 +730,7 @@ def _ch11_run(
         track,
         PRIORITY[("ch11", section)] + sub,
         recipe=recipe,
+        key=key,
     )
 
 
@@ -837,6 +856,7 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
                 0,
                 PRIORITY[("ch12", "imagenette")] + (0 if i < 2 else 0.5) + i / 100,
                 recipe=recipe,
+                key=key,
             )
         )
     if _tier(tier).get("baseline"):
@@ -867,6 +887,7 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
                 PRIORITY[("ch12", "imagenet100")],
                 lease=False,
                 recipe=recipe,
+                key=key,
             )
             for arch in ("resnet18", "resnet50")
             for key in ("simclr", "dhel", "kcl")
