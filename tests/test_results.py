@@ -369,6 +369,9 @@ def test_train_and_record_end_to_end(tmp_path):
     # of each of small_cnn's four convolutions, whose step is eta / ||W||^2
     for key in ("class_mean_collinearity_features", "class_mean_collinearity_z"):
         assert 0.5 - 1e-6 <= final[key] <= 1 + 1e-6
+        # two centred class means are always on one line
+        centred = key.replace("collinearity_", "collinearity_centred_")
+        assert final[centred] == pytest.approx(1.0)
     assert len(final["conv_weight_norms"]) == 4
     assert all(n > 0 for n in final["conv_weight_norms"])
     track = loaded["extra"]["tracking"]
@@ -400,7 +403,6 @@ CHAPTERS = [
 ]
 
 
-
 def test_retrieval_reuses_the_final_features(tmp_path):
     """retrieval_snapshot takes the final evaluation's features (no second pass over
     the training split) and finds the same neighbours as a fresh pass would."""
@@ -422,6 +424,7 @@ def test_retrieval_reuses_the_final_features(tmp_path):
     assert reused["neighbour_index"] == fresh["neighbour_index"]
     flat = [[c for row in r["cosine"] for c in row] for r in (reused, fresh)]
     assert flat[0] == pytest.approx(flat[1], abs=1e-4)
+
 
 def _code_cells(nb_path):
     nbformat = pytest.importorskip("nbformat")

@@ -158,6 +158,11 @@ def test_class_mean_collinearity():
     v = torch.tensor([[1.0, 2.0, 0.5]])
     signs = torch.tensor([1.0, -1.0, 1.0])[y][:, None]
     assert toy.class_mean_collinearity(signs * v, y) == pytest.approx(1.0)
+    # non-negative features: a shared offset makes the uncentred means look fused,
+    # the centred measure sees three equally separated classes (two directions)
+    offset = torch.eye(3)[y] + 5.0
+    assert toy.class_mean_collinearity(offset, y) > 0.98
+    assert toy.class_mean_collinearity(offset, y, centred=True) == pytest.approx(0.5)
 
 
 def test_last_layer_hessian_saddle_and_dead_features():

@@ -632,7 +632,9 @@ def geometry_snapshot(
     - with ``spectra``: the singular values of the *centred* $h$ and $z$, largest first;
     - ``class_mean_collinearity_features`` / ``_z``: chapter 1's over-fusion diagnostic
       (:func:`~cl_lib.experiments.toy.class_mean_collinearity`: 1 when the class means
-      lie on one line, $1/C$ for orthogonal means);
+      lie on one line, $1/C$ for orthogonal means), and ``_centred_`` the same after
+      subtracting the mean of the class means (features after a ReLU are
+      non-negative: their uncentred means always share one direction);
     - ``conv_weight_norms``: $\lVert W_l \rVert_F$ of each convolution of the backbone
       (with BatchNorm after it, the step it takes is $\eta / \lVert W_l \rVert^2$).
 
@@ -704,8 +706,11 @@ def geometry_snapshot(
     }
     # chapter 1's over-fusion diagnostic, and the scale of the weights that BatchNorm
     # makes irrelevant to the function but not to the step (eta / ||w||^2)
-    out["class_mean_collinearity_features"] = class_mean_collinearity(h, test_y)
-    out["class_mean_collinearity_z"] = class_mean_collinearity(z, test_y)
+    for name, x in (("features", h), ("z", z)):
+        out[f"class_mean_collinearity_{name}"] = class_mean_collinearity(x, test_y)
+        out[f"class_mean_collinearity_centred_{name}"] = class_mean_collinearity(
+            x, test_y, centred=True
+        )
     out["conv_weight_norms"] = [
         float(mod.weight.detach().norm())
         for mod in model.backbone.modules()

@@ -218,18 +218,27 @@ def _heldout(
     )
 
 
-def class_mean_collinearity(z: torch.Tensor, y: torch.Tensor) -> float:
+def class_mean_collinearity(
+    z: torch.Tensor, y: torch.Tensor, centred: bool = False
+) -> float:
     r"""How close the class means of the normalised embeddings are to one line through
     0: $\sigma_1^2 / \sum_k \sigma_k^2$ of the (uncentred) matrix of the $C$ class means
     $m_c = \operatorname{mean}_{y_i=c} z_i/\lVert z_i\rVert$. It is 1 when all means lie
     on one line $\pm v$ (the paper's picture of over-fusion) and $1/C$ for orthogonal
-    means of equal norm."""
+    means of equal norm.
+
+    With ``centred``, the mean of the class means is subtracted first: then it measures
+    whether the classes differ along one direction only. Use it for features that are
+    non-negative (after a ReLU), whose uncentred means share one large common direction
+    whatever the network has learned."""
     if z.ndim != 2 or y.ndim != 1 or len(z) != len(y):
         raise ValueError(
             f"need z (N, d) and y (N,), got {tuple(z.shape)}, {tuple(y.shape)}"
         )
     u = F.normalize(z.detach().double(), dim=1)
     means = torch.stack([u[y == c].mean(0) for c in torch.unique(y)])
+    if centred:
+        means = means - means.mean(0)
     s2 = torch.linalg.svdvals(means).pow(2)
     return float(s2[0] / s2.sum())
 
