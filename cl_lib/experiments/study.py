@@ -91,7 +91,7 @@ class Study:
 
     def missing(self, *sections: str) -> list[G.PlannedRun]:
         """Planned runs of the sections with no results file yet."""
-        return [run for run in self.runs(*sections) if run.name not in self._record]
+        return G.missing_runs(self.runs(*sections), self.records)
 
     def unplanned(self) -> list[str]:
         """Names of results files that no planned run of this study makes."""
