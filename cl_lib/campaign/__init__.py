@@ -79,7 +79,7 @@ __all__ = [
     "LOG",
 ]
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 MANIFEST, ARCHIVE, LOG = "campaign.json", "results.tar.gz", "campaign.log"
 _RESERVE_S = 10.0  # kept free at the end: packing the results
 _DEFAULT_OVERHEAD_S = 30.0  # per run, until measured: start-up, data, evaluation
@@ -862,7 +862,3 @@ def main(argv: Sequence[str] | None = None) -> int:
     else:
         _plan(args.tier, args.views_per_s)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
