@@ -7,6 +7,7 @@ folders in pytest's tmp_path (never book/results/); it needs the CIFAR-10 archiv
 """
 
 import copy
+import dataclasses
 import json
 import shlex
 import subprocess
@@ -186,18 +187,19 @@ def test_cpu_study_grid_has_baselines_seeds_and_fits_the_cpu():
 
 
 def test_cpu_long_tier_plans_chapter_11_on_all_of_cifar10():
-    """The cpu-long tier: chapter 11 only, every training and test image of CIFAR-10,
+    """The cpu-long tier, chapter 11: every training and test image of CIFAR-10,
     the untrained network in both forms and the four headline losses with three seeds
     each, SupCon once, DCL and one-view DHEL last; every run within 45 min."""
     runs = G.planned_runs("cpu-long")
-    assert {r.chapter for r in runs} == {"ch11"} and all(
+    assert {r.chapter for r in runs} == {"ch11", "ch12"} and all(
         r.tier == "cpu-long" for r in runs
     )
     assert G.planned_runs("cpu-long", "ch10") == []
-    assert all(
-        r.args["subset"] == 50_000 and r.args["test_subset"] == 10_000 for r in runs
-    )
     assert all(G.cpu_seconds(r) <= G.CPU_LONG_RUN_LIMIT_S for r in runs)
+    cifar = [r for r in runs if r.chapter == "ch11"]
+    assert all(
+        r.args["subset"] == 50_000 and r.args["test_subset"] == 10_000 for r in cifar
+    )
     ch11 = G.chapter_grid("ch11", "cpu-long")
     seeds = lambda rs: sorted(r.args.get("seed", 0) for r in rs)  # noqa: E731
     assert seeds(ch11["baseline"]) == [0, 0, 1, 1, 2, 2]
@@ -213,6 +215,40 @@ def test_cpu_long_tier_plans_chapter_11_on_all_of_cifar10():
     assert last == {r.name for r in ch11["more losses"]}  # if time allows
     speed = {(r.args["bf16"], r.args["channels_last"]) for r in runs}
     assert speed == {(True, True)}
+
+
+def test_cpu_long_tier_plans_chapter_12_on_all_of_imagenette_at_64_px():
+    """The cpu-long tier, chapter 12: every Imagenette training and validation image
+    at 64 px, SimCLR and DHEL with three seeds and kNN along training, the untrained
+    network in both forms with three seeds; before DCL and one-view DHEL."""
+    ch12 = G.chapter_grid("ch12", "cpu-long")
+    assert set(ch12) == {"baseline", "imagenette"}
+    every = [r for rs in ch12.values() for r in rs]
+    assert all(
+        r.args["dataset"] == "imagenette-96"
+        and r.args["subset"] == G.DATASET_TRAIN_SIZE["imagenette-96"]
+        and r.args["test_subset"] == 3_925
+        and r.args["image_size"] == 64
+        and G.image_side(r.args) == 64
+        for r in every
+    )
+    seeds = lambda rs: sorted(r.args.get("seed", 0) for r in rs)  # noqa: E731
+    assert seeds(ch12["baseline"]) == [0, 0, 1, 1, 2, 2]
+    by_loss = {}
+    for r in ch12["imagenette"]:
+        by_loss.setdefault(r.args["loss"], []).append(r)
+    assert set(by_loss) == {"infonce", "dhel"}
+    assert all(seeds(rs) == [0, 1, 2] for rs in by_loss.values())
+    assert all(r.track_every == 5 == r.args["eval_every"] for r in ch12["imagenette"])
+    order = [r.name for r in G.planned_runs("cpu-long")]
+    more = G.chapter_grid("ch11", "cpu-long")["more losses"]
+    assert max(order.index(r.name) for r in ch12["imagenette"]) < min(
+        order.index(r.name) for r in more
+    )
+    # pixels cost in the estimate: a 64 px run costs about 4x a 32 px one per image
+    run = ch12["imagenette"][0]
+    at_32 = dataclasses.replace(run, args=dict(run.args, image_size=32))
+    assert 3.5 < G.cpu_seconds(run) / G.cpu_seconds(at_32) < 4.1
 
 
 def test_bench_views_per_s_reads_the_end_to_end_file(tmp_path):

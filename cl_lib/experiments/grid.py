@@ -329,7 +329,7 @@ TIERS: dict[str, dict] = {
         "profile": "quick",
         "device": "cpu",
         "seeds": (0, 1, 2),
-        "seeded": ("baseline", "losses"),
+        "seeded": ("baseline", "losses", "imagenette"),
         "baseline": True,
         # source images/s on 2 idle cores for this tier's network and speed options
         "images_per_s": CPU_LONG_IMAGES_PER_S,
@@ -341,6 +341,23 @@ TIERS: dict[str, dict] = {
             "more losses": ("dcl", "dhel"),  # after everything else, one seed
             "supervised": True,
             "cifar100": False,
+        },
+        # Chapter 12's question on a CPU: at the study's size (4,000 images at 96 px,
+        # 10 epochs) Imagenette's trained encoders are not told apart from the
+        # untrained one. Here every training and validation image at 64 px and 30
+        # epochs, kNN every 5: the epoch at which (if any) they part
+        "ch12": {
+            "size": dict(
+                CPU_LONG_SIZE,
+                subset=9_469,
+                test_subset=3_925,
+                epochs=30,
+                image_size=64,
+                batch_size=128,  # as the study's: twice the steps of 256 on 9k images
+            ),
+            "track": 5,
+            "losses": ("simclr", "dhel"),
+            "imagenet100": False,
         },
     },
 }
@@ -845,6 +862,9 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
         args = _with_recipe(args, recipe)
         if loss == "cloa":
             args["label_fraction"] = 0.1
+        track = spec.get("track", 0)
+        if track:  # kNN along training
+            args["eval_every"] = track
         # SimCLR and DHEL first: the comparison the chapter draws
         sections["imagenette"].append(
             PlannedRun(
@@ -853,7 +873,7 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
                 "ch12",
                 tier,
                 "imagenette",
-                0,
+                track,
                 PRIORITY[("ch12", "imagenette")] + (0 if i < 2 else 0.5) + i / 100,
                 recipe=recipe,
                 key=key,
@@ -1137,6 +1157,13 @@ def batch_efficiency(batch_size: int) -> float:
     return min(1.0, math.sqrt(batch_size / REFERENCE_BATCH))
 
 
+def image_side(args: Mapping[str, Any]) -> int:
+    """The side of the views a run's network sees: its ``image_size`` if set, else
+    its data set's native side."""
+    native = DATASET_IMAGE_SIDE.get(args.get("dataset", "cifar10"), 32)
+    return int(args.get("image_size") or native)
+
+
 def estimate_seconds(
     run: PlannedRun,
     gflops: float,
@@ -1158,7 +1185,7 @@ def estimate_seconds(
     if gflops <= 0:
         raise ValueError(f"gflops must be > 0, got {gflops}")
     a = run.args
-    side = DATASET_IMAGE_SIDE.get(a.get("dataset", "cifar10"), 32)
+    side = image_side(a)
     cost = gflop_per_view(a.get("arch", "resnet18"), side, a.get("width", 16))
     rate = gflops * batch_efficiency(int(a.get("batch_size", REFERENCE_BATCH)))
     epochs = int(a.get("epochs", PAPER_EPOCHS))
@@ -1191,7 +1218,7 @@ def cpu_seconds(
     if images_per_s <= 0:
         raise ValueError(f"images_per_s must be > 0, got {images_per_s}")
     a = run.args
-    pixels = (DATASET_IMAGE_SIDE.get(a.get("dataset", "cifar10"), 32) / 32) ** 2
+    pixels = (image_side(a) / 32) ** 2
     step_cost = 1.1 if int(a.get("batch_size", 256)) < 128 else 1.0
     train = views_per_run(run) / 2 * pixels * step_cost / images_per_s
     epochs = int(a.get("epochs", PAPER_EPOCHS))
