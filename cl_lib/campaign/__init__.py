@@ -299,9 +299,10 @@ class _Log:
 
 
 def _write_atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    """``data`` into ``path`` through :func:`cl_lib.io.write_atomic` (fsync, rename)."""
+    from cl_lib.io import write_atomic
+
+    write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
 # ----------------------------------------------------------------------------- planning
@@ -380,7 +381,7 @@ class _Rates:
             )
         if rate:
             a = run.args
-            side = G.DATASET_IMAGE_SIDE.get(a.get("dataset", "cifar10"), 32)
+            side = G.image_side(a)
             cost = G.gflop_per_view(a.get("arch", "resnet18"), side, a.get("width", 16))
             gflops = (
                 2
@@ -393,6 +394,14 @@ class _Rates:
         train_s = sum(h.get("epoch_time_s", 0.0) for h in history)
         if train_s > 0:
             self.overheads.append(max(wall_s - train_s, 0.0))
+
+    def summary(self) -> dict:
+        """The rates as the manifest records them."""
+        return {
+            "gflops": {k: round(v, 1) for k, v in self.gflops.items()},
+            "sources": self.sources,
+            "overhead_s": round(max(self.overheads), 1) if self.overheads else None,
+        }
 
     def estimate(self, run) -> float | None:
         arch = run.args.get("arch", "resnet18")
@@ -461,40 +470,11 @@ def run_campaign(
     """
     t_start = time.perf_counter()
     deadline = t_start + float(budget_s)
-    if budget_s <= 0:
-        raise ValueError(f"budget_s must be > 0, got {budget_s}")
-    if device not in ("cuda", "cpu"):
-        raise ValueError(f"device must be 'cuda' or 'cpu', got {device!r}")
-    if tier not in G.TIERS:
-        raise ValueError(f"unknown tier {tier!r}; choose one of {sorted(G.TIERS)}")
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    extra = [p.name for p in out.iterdir() if p.name not in (MANIFEST, ARCHIVE, LOG)]
-    if extra:
-        raise ValueError(
-            f"--out {out} must be empty or a previous campaign's folder; it "
-            f"holds {extra[:3]}"
-        )
+    out = _check_campaign_args(budget_s, device, tier, out)
     results_root = Path(results_root) if results_root else REPO / "book" / "results"
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="cl_campaign_"))
     log = _Log(out / LOG)
-
-    env = environment(device)
-    log(f"== environment ({env['date_utc']})")
-    for k in (
-        "device",
-        "gpu",
-        "gpu_memory_gib",
-        "cpu_count",
-        "python",
-        "torch",
-        "torchvision",
-        "cuda",
-        "commit",
-        "library_dirty",
-        "commit_source",
-    ):
-        log(f"   {k}: {env.get(k)}")
+    env = _log_environment(device, log)
     manifest: dict = {
         "schema_version": 1,
         "kind": "cl_lib.campaign",
@@ -520,31 +500,7 @@ def run_campaign(
     bench_budget = max(
         0.0, min(bench_budget_s, deadline - time.perf_counter() - _RESERVE_S)
     )
-    log(f"== benchmarks (<= {bench_budget:.0f} s)")
-    manifest["benchmark"] = _run_bench(device, bench_budget, work / "bench", log)
-    measured = bench_views_per_s(work / "bench", device)
-    if measured is None:  # an earlier lease's benchmark, filed into the repository
-        measured = bench_views_per_s(REPO / "benchmarks" / "results", device)
-        if measured:
-            measured["file"] = "benchmarks/results/" + measured["file"]
-    if measured:
-        manifest["benchmark"]["end_to_end"] = measured
-        rates.set_from_views(
-            measured["arch"],
-            measured["views_per_s"],
-            measured["batch_size"],
-            32,
-            f"benchmark {measured['file']}",
-        )
-        log(
-            f"   end-to-end: {measured['views_per_s']:,.0f} views/s "
-            f"({measured['arch']}, batch {measured['batch_size']}, {measured['file']})"
-        )
-    else:
-        log(
-            "   no end-to-end rate measured: "
-            "the first run's own throughput will be used"
-        )
+    manifest["benchmark"] = _benchmark(device, bench_budget, work, rates, log)
     _pack(out, work)
     save_manifest()
 
@@ -558,76 +514,16 @@ def run_campaign(
     started = 0
     for run in runs:
         left = deadline - time.perf_counter() - _RESERVE_S
-        est = rates.estimate(run)
-        entry = {
-            "name": run.name,
-            "chapter": run.chapter,
-            "section": run.section,
-            "estimate_s": None if est is None else round(est, 1),
-        }
-        if max_runs is not None and started >= max_runs:
-            entry.update(status="skipped", reason=f"--max-runs {max_runs} reached")
-        elif left <= 1 or (est is not None and est > left):  # None: the timing run
-            entry.update(
-                status="skipped", reason=f"does not fit the {max(left, 0):.0f} s left"
-            )
-        if "status" in entry:
-            manifest["runs"].append(entry)
-            continue
-        save = work / "runs" / run.chapter / f"{run.name}.json"
-        save.parent.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "cl_lib.experiments.results", str(save)]
-        cmd += ["--track-every", str(run.track_every)] if run.track_every else []
-        cmd += ["--"] + G.train_flags(run) + ["--device", device]
-        ckpt = work / "checkpoints" / run.chapter / run.name
-        if device == "cpu":  # long CPU runs: a stopped campaign resumes mid-run
-            cmd += ["--out", str(ckpt), "--resume"]
-        what = "unknown (no rate yet)" if est is None else f"{est:.0f} s"
-        log(
-            f"-- {run.name} ({run.chapter}, {run.section}): "
-            f"estimate {what}, {left:.0f} s left"
-        )
-        started += 1
-        t0, cpu0 = time.perf_counter(), _children_cpu_s()
-        entry["load_average"] = _load_average()
-        status, rc = _stream(cmd, timeout=left, prefix=f"[{run.name}] ", log=log)
-        wall = time.perf_counter() - t0
-        entry.update(
-            wall_s=round(wall, 1),
-            cpu_time_s=round(_children_cpu_s() - cpu0, 1),
-            finished_utc=_now(),
-            returncode=rc,
-            command=" ".join(G.cli_command(run).split()),
-        )
-        record = None
-        if status == "ok" and save.is_file():
-            try:
-                record = json.loads(save.read_text())
-            except json.JSONDecodeError:
-                status = "failed"
-        if status == "ok" and record is not None:
-            entry["status"] = "diverged" if record.get("diverged") else "finished"
-            rates.update_from_record(run, record, wall)
-            if into_book:
-                dest = results_root / tier / run.chapter / f"{run.name}.json"
-                dest.parent.mkdir(parents=True, exist_ok=True)
-                doc = _filed(record, entry, manifest, run)
-                _write_atomic_bytes(dest, (json.dumps(doc, indent=1) + "\n").encode())
-                entry["filed"] = str(dest)
-                log(f"   filed {dest}")
-            shutil.rmtree(ckpt, ignore_errors=True)
-        else:
-            entry["status"] = "cut off" if status == "cut off" else "failed"
-            save.unlink(missing_ok=True)  # a cut-off run leaves no results file
-        log(f"   {entry['status']} after {wall:.0f} s")
+        entry = _entry_if_skipped(run, rates.estimate(run), left, started, max_runs)
+        if entry["status"] is None:
+            started += 1
+            dest = results_root / tier / run.chapter if into_book else None
+            _run_one(run, entry, left, work, device, rates, dest, manifest, log)
         manifest["runs"].append(entry)
-        manifest["rates"] = {
-            "gflops": {k: round(v, 1) for k, v in rates.gflops.items()},
-            "sources": rates.sources,
-            "overhead_s": round(max(rates.overheads), 1) if rates.overheads else None,
-        }
-        _pack(out, work)
-        save_manifest()
+        if entry.pop("ran", False):
+            manifest["rates"] = rates.summary()
+            _pack(out, work)
+            save_manifest()
     manifest["runs"] += skipped
     done = [
         r["name"] for r in manifest["runs"] if r["status"] in ("finished", "diverged")
@@ -639,6 +535,151 @@ def run_campaign(
     _pack(out, work)
     save_manifest()
     return manifest
+
+
+def _check_campaign_args(budget_s: float, device: str, tier: str, out) -> Path:
+    """Refuse a bad budget, device or tier, and an ``out`` folder that holds anything
+    but a previous campaign's files; returns ``out``, created."""
+    if budget_s <= 0:
+        raise ValueError(f"budget_s must be > 0, got {budget_s}")
+    if device not in ("cuda", "cpu"):
+        raise ValueError(f"device must be 'cuda' or 'cpu', got {device!r}")
+    if tier not in G.TIERS:
+        raise ValueError(f"unknown tier {tier!r}; choose one of {sorted(G.TIERS)}")
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    extra = [p.name for p in out.iterdir() if p.name not in (MANIFEST, ARCHIVE, LOG)]
+    if extra:
+        raise ValueError(
+            f"--out {out} must be empty or a previous campaign's folder; it "
+            f"holds {extra[:3]}"
+        )
+    return out
+
+
+_ENV_KEYS = (
+    "device",
+    "gpu",
+    "gpu_memory_gib",
+    "cpu_count",
+    "python",
+    "torch",
+    "torchvision",
+    "cuda",
+    "commit",
+    "library_dirty",
+    "commit_source",
+)
+
+
+def _log_environment(device: str, log) -> dict:
+    env = environment(device)
+    log(f"== environment ({env['date_utc']})")
+    for k in _ENV_KEYS:
+        log(f"   {k}: {env.get(k)}")
+    return env
+
+
+def _benchmark(device: str, budget_s: float, work: Path, rates: _Rates, log) -> dict:
+    """Run the benchmarks within ``budget_s`` and set the training rate from the
+    end-to-end throughput (this call's, else an earlier lease's filed one); returns
+    the manifest's ``"benchmark"`` entry."""
+    log(f"== benchmarks (<= {budget_s:.0f} s)")
+    bench = _run_bench(device, budget_s, work / "bench", log)
+    measured = bench_views_per_s(work / "bench", device)
+    if measured is None:  # an earlier lease's benchmark, filed into the repository
+        measured = bench_views_per_s(REPO / "benchmarks" / "results", device)
+        if measured:
+            measured["file"] = "benchmarks/results/" + measured["file"]
+    if not measured:
+        log(
+            "   no end-to-end rate measured: "
+            "the first run's own throughput will be used"
+        )
+        return bench
+    bench["end_to_end"] = measured
+    rates.set_from_views(
+        measured["arch"],
+        measured["views_per_s"],
+        measured["batch_size"],
+        32,
+        f"benchmark {measured['file']}",
+    )
+    log(
+        f"   end-to-end: {measured['views_per_s']:,.0f} views/s "
+        f"({measured['arch']}, batch {measured['batch_size']}, {measured['file']})"
+    )
+    return bench
+
+
+def _entry_if_skipped(run, est, left: float, started: int, max_runs) -> dict:
+    """A run's manifest entry, with ``status`` set when it is not started (over
+    ``--max-runs``, or its estimate does not fit the time left), else None."""
+    entry = {
+        "name": run.name,
+        "chapter": run.chapter,
+        "section": run.section,
+        "estimate_s": None if est is None else round(est, 1),
+        "status": None,
+    }
+    if max_runs is not None and started >= max_runs:
+        entry.update(status="skipped", reason=f"--max-runs {max_runs} reached")
+    elif left <= 1 or (est is not None and est > left):  # None: the timing run
+        entry.update(
+            status="skipped", reason=f"does not fit the {max(left, 0):.0f} s left"
+        )
+    return entry
+
+
+def _run_one(run, entry, left, work, device, rates, dest_dir, manifest, log) -> None:
+    """Train one planned run in a subprocess (at most ``left`` seconds), fill its
+    manifest ``entry`` and, with ``dest_dir``, file its results into the book."""
+    save = work / "runs" / run.chapter / f"{run.name}.json"
+    save.parent.mkdir(parents=True, exist_ok=True)
+    cmd = [sys.executable, "-m", "cl_lib.experiments.results", str(save)]
+    cmd += ["--track-every", str(run.track_every)] if run.track_every else []
+    cmd += ["--"] + G.train_flags(run) + ["--device", device]
+    ckpt = work / "checkpoints" / run.chapter / run.name
+    if device == "cpu":  # long CPU runs: a stopped campaign resumes mid-run
+        cmd += ["--out", str(ckpt), "--resume"]
+    est = entry["estimate_s"]
+    what = "unknown (no rate yet)" if est is None else f"{est:.0f} s"
+    log(
+        f"-- {run.name} ({run.chapter}, {run.section}): estimate {what}, {left:.0f} s left"
+    )
+    t0, cpu0 = time.perf_counter(), _children_cpu_s()
+    entry["load_average"] = _load_average()
+    status, rc = _stream(cmd, timeout=left, prefix=f"[{run.name}] ", log=log)
+    wall = time.perf_counter() - t0
+    entry.update(
+        wall_s=round(wall, 1),
+        cpu_time_s=round(_children_cpu_s() - cpu0, 1),
+        finished_utc=_now(),
+        returncode=rc,
+        command=" ".join(G.cli_command(run).split()),
+        ran=True,
+    )
+    record = None
+    if status == "ok" and save.is_file():
+        try:
+            record = json.loads(save.read_text())
+        except json.JSONDecodeError:
+            status = "failed"
+    if status == "ok" and record is not None:
+        entry["status"] = "diverged" if record.get("diverged") else "finished"
+        rates.update_from_record(run, record, wall)
+        if dest_dir is not None:
+            dest = dest_dir / f"{run.name}.json"
+            dest.parent.mkdir(parents=True, exist_ok=True)
+            doc = _filed(record, entry, manifest, run)
+            _write_atomic_bytes(dest, (json.dumps(doc, indent=1) + "\n").encode())
+            entry["filed"] = str(dest)
+            log(f"   filed {dest}")
+        shutil.rmtree(ckpt, ignore_errors=True)
+    else:
+        entry["status"] = "cut off" if status == "cut off" else "failed"
+        save.unlink(missing_ok=True)  # a cut-off run leaves no results file
+    log(f"   {entry['status']} after {wall:.0f} s")
 
 
 # ------------------------------------------------------------------------------- unpack
