@@ -486,6 +486,87 @@ def balanced_subset(labels: torch.Tensor, n: int, seed: int = 0) -> torch.Tensor
     return torch.sort(chosen).values
 
 
+def _source(key, name, split, root, cache, image_size, workers):
+    """Where a split comes from: ``(cache tag, source stamp, split tag, build)``, with
+    ``build()`` decoding the split from its source (see :func:`load_dataset`)."""
+    split_tag = split.replace("+", "-")
+    if key.startswith("imagefolder:"):
+        path = Path(key[len("imagefolder:") :]).expanduser()
+        tag = (
+            "imagefolder-" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
+        )
+        if path.is_file():
+            build = functools.partial(
+                read_archive_split, path, split, None, image_size, workers
+            )
+            return tag, _source_stamp(path), split_tag, build
+        stamp = _source_stamp(path / split) if (path / split).is_dir() else None
+        build = functools.partial(
+            read_image_folder, path / split, None, image_size, workers
+        )
+        return tag, stamp, split_tag, build
+    if key == "imagenet100":
+        return _imagenet100_source(split, root, image_size, workers)
+    if key in ARCHIVES:
+        return _archive_source(key, split, root, cache, image_size, workers)
+    if key in TORCHVISION_SPLITS:
+        tv_root = Path(root).expanduser() if root is not None else cache / "torchvision"
+        build = functools.partial(_torchvision_dataset, key, split, tv_root)
+        return key, None, split_tag, build
+    raise ValueError(
+        f"unknown data set {name!r}; choose from {DATASETS} or 'imagefolder:<path>'"
+    )
+
+
+def _imagenet100_source(split, root, image_size, workers):
+    """:func:`_source` for ImageNet-100 (an ImageFolder tree of ILSVRC-2012)."""
+    if root is None and not os.environ.get("CL_LIB_IMAGENET"):
+        raise FileNotFoundError(
+            "imagenet100 needs the ImageNet (ILSVRC-2012) ImageFolder tree: pass "
+            "root=<dir with train/ and val/ of wnid folders> or set CL_LIB_IMAGENET"
+        )
+    base = (
+        Path(root)
+        if root is not None
+        else Path(os.environ.get("CL_LIB_IMAGENET", "")).expanduser()
+    )
+    if split not in IMAGENET100_SPLITS:
+        raise ValueError(
+            f"imagenet100 has splits {sorted(IMAGENET100_SPLITS)}, got {split!r}"
+        )
+    # ImageNet has no public test labels: "test" is the val/ folder, as for the
+    # archives
+    split_tag = IMAGENET100_SPLITS[split]
+    build = functools.partial(
+        read_image_folder, base / split_tag, imagenet100_classes(), image_size, workers
+    )
+    return "imagenet100", None, split_tag, build
+
+
+def _archive_source(key, split, root, cache, image_size, workers):
+    """:func:`_source` for the offline archives (CIFAR-10 falls back to
+    torchvision's copy when its archive is absent)."""
+    fname, splits = ARCHIVES[key]
+    base = Path(root).expanduser() if root is not None else data_dir()
+    archive = base / fname if base is not None else None
+    if split not in splits:
+        raise ValueError(f"{key} has splits {sorted(splits)}, got {split!r}")
+    if archive is not None and archive.is_file():  # "test" = the "val" folder
+        build = functools.partial(
+            read_archive_split, archive, splits[split], None, image_size, workers
+        )
+        return key, _source_stamp(archive), splits[split], build
+    if key == "cifar10":  # fall back to torchvision's CIFAR-10
+        tv_root = Path(root).expanduser() if root is not None else cache / "torchvision"
+        build = functools.partial(_torchvision_dataset, "cifar10", split, tv_root)
+        return "cifar10-torchvision", None, split.replace("+", "-"), build
+    where = f"{base}" if base is not None else "$CL_LIB_DATA (unset)"
+    raise FileNotFoundError(
+        f"{key}: expected the archive {fname} in {where}; set the env var "
+        f"CL_LIB_DATA to the directory holding {fname} (or pass root=...)"
+    )
+
+
 def load_dataset(
     name: str,
     split: str = "train",
@@ -523,86 +604,12 @@ def load_dataset(
     )
     if subset is not None and (not isinstance(subset, int) or subset <= 0):
         raise ValueError(f"subset must be a positive int or None, got {subset!r}")
+    if key == "imagenet100" and image_size is None:
+        image_size = 224
     size_tag = f"_{image_size}px" if image_size is not None else ""
-    split_tag = split.replace("+", "-")
-
-    if key.startswith("imagefolder:"):
-        path = Path(key[len("imagefolder:") :]).expanduser()
-        tag = (
-            "imagefolder-" + hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-        )
-        if path.is_file():
-            stamp = _source_stamp(path)
-            build = functools.partial(
-                read_archive_split, path, split, None, image_size, workers
-            )
-        else:
-            stamp = _source_stamp(path / split) if (path / split).is_dir() else None
-            build = functools.partial(
-                read_image_folder, path / split, None, image_size, workers
-            )
-    elif key == "imagenet100":
-        base = (
-            Path(root)
-            if root is not None
-            else Path(os.environ.get("CL_LIB_IMAGENET", "")).expanduser()
-        )
-        if root is None and not os.environ.get("CL_LIB_IMAGENET"):
-            raise FileNotFoundError(
-                "imagenet100 needs the ImageNet (ILSVRC-2012) ImageFolder tree: pass "
-                "root=<dir with train/ and val/ of wnid folders> or set CL_LIB_IMAGENET"
-            )
-        image_size = 224 if image_size is None else image_size
-        size_tag = f"_{image_size}px"
-        if split not in IMAGENET100_SPLITS:
-            raise ValueError(
-                f"imagenet100 has splits {sorted(IMAGENET100_SPLITS)}, got {split!r}"
-            )
-        # ImageNet has no public test labels: "test" is the val/ folder, as for the
-        # archives
-        tag, stamp, split_tag = "imagenet100", None, IMAGENET100_SPLITS[split]
-        wnids = imagenet100_classes()
-        build = functools.partial(
-            read_image_folder, base / split_tag, wnids, image_size, workers
-        )
-    elif key in ARCHIVES:
-        fname, splits = ARCHIVES[key]
-        base = Path(root).expanduser() if root is not None else data_dir()
-        archive = base / fname if base is not None else None
-        if split not in splits:
-            raise ValueError(f"{key} has splits {sorted(splits)}, got {split!r}")
-        if archive is not None and archive.is_file():
-            # "test" = "val" folder
-            tag, stamp, split_tag = (
-                key,
-                _source_stamp(archive),
-                splits[split],
-            )
-            # noqa: E731
-            build = lambda: read_archive_split(
-                archive, splits[split], None, image_size, workers
-            )
-        elif key == "cifar10":  # fall back to torchvision's CIFAR-10
-            tv_root = (
-                Path(root).expanduser() if root is not None else cache / "torchvision"
-            )
-            tag, stamp = "cifar10-torchvision", None
-            build = functools.partial(_torchvision_dataset, "cifar10", split, tv_root)
-        else:
-            where = f"{base}" if base is not None else "$CL_LIB_DATA (unset)"
-            raise FileNotFoundError(
-                f"{key}: expected the archive {fname} in {where}; set the env var "
-                f"CL_LIB_DATA to the directory holding {fname} (or pass root=...)"
-            )
-    elif key in TORCHVISION_SPLITS:
-        tv_root = Path(root).expanduser() if root is not None else cache / "torchvision"
-        tag, stamp = key, None
-        build = lambda: _torchvision_dataset(key, split, tv_root)  # noqa: E731
-    else:
-        raise ValueError(
-            f"unknown data set {name!r}; choose from {DATASETS} or 'imagefolder:<path>'"
-        )
-
+    tag, stamp, split_tag, build = _source(
+        key, name, split, root, cache, image_size, workers
+    )
     cache_file = cache / f"{tag}_{split_tag}{size_tag}.pt"
     loaded = _load_cache(cache_file, stamp)
     if loaded is None:
