@@ -294,6 +294,44 @@ def knn_correct(
     return pred.cpu() == test_labels.cpu()
 
 
+def _fit_linear(clf, x_tr, y_tr, method, weight_decay, steps, lr, batch_size, g):
+    """Fit :func:`linear_probe`'s classifier ``clf`` in place: full-batch L-BFGS or
+    mini-batch Adam (batches drawn from the generator ``g``)."""
+
+    def objective(x, y):
+        return F.cross_entropy(clf(x), y) + 0.5 * weight_decay * clf.weight.pow(2).sum()
+
+    with torch.enable_grad():
+        if method == "lbfgs":
+            opt = torch.optim.LBFGS(
+                clf.parameters(),
+                lr=lr or 1.0,
+                max_iter=steps,
+                history_size=20,
+                line_search_fn="strong_wolfe",
+                tolerance_grad=1e-7,
+                tolerance_change=1e-10,
+            )
+
+            def closure():
+                opt.zero_grad()
+                loss = objective(x_tr, y_tr)
+                loss.backward()
+                return loss
+
+            opt.step(closure)
+            return
+        opt = torch.optim.Adam(clf.parameters(), lr=lr or 1e-3)
+        n, device = x_tr.shape[0], x_tr.device
+        for _ in range(steps):
+            perm = torch.randperm(n, generator=g).to(device)
+            for start in range(0, n, batch_size):
+                idx = perm[start : start + batch_size]
+                opt.zero_grad()
+                objective(x_tr[idx], y_tr[idx]).backward()
+                opt.step()
+
+
 def linear_probe(
     train_feats: torch.Tensor,
     train_labels: torch.Tensor,
@@ -360,38 +398,7 @@ def linear_probe(
         )
         clf.bias.zero_()
 
-    def objective(x, y):
-        return F.cross_entropy(clf(x), y) + 0.5 * weight_decay * clf.weight.pow(2).sum()
-
-    with torch.enable_grad():
-        if method == "lbfgs":
-            opt = torch.optim.LBFGS(
-                clf.parameters(),
-                lr=lr or 1.0,
-                max_iter=steps,
-                history_size=20,
-                line_search_fn="strong_wolfe",
-                tolerance_grad=1e-7,
-                tolerance_change=1e-10,
-            )
-
-            def closure():
-                opt.zero_grad()
-                loss = objective(x_tr, y_tr)
-                loss.backward()
-                return loss
-
-            opt.step(closure)
-        else:
-            opt = torch.optim.Adam(clf.parameters(), lr=lr or 1e-3)
-            n = x_tr.shape[0]
-            for _ in range(steps):
-                perm = torch.randperm(n, generator=g).to(device)
-                for start in range(0, n, batch_size):
-                    idx = perm[start : start + batch_size]
-                    opt.zero_grad()
-                    objective(x_tr[idx], y_tr[idx]).backward()
-                    opt.step()
+    _fit_linear(clf, x_tr, y_tr, method, weight_decay, steps, lr, batch_size, g)
     with torch.no_grad():
         train_acc = float((clf(x_tr).argmax(1) == y_tr).float().mean())
         correct = (clf(x_te).argmax(1) == y_te).cpu()
@@ -525,20 +532,32 @@ def heldout_metrics(
     if bank is not None:
         if query is None or labels is None or bank_labels is None:
             raise ValueError("kNN needs bank, bank_labels, query and labels together")
-        correct = knn_correct(
-            bank, bank_labels, query, labels, k=knn_k, t=knn_t, num_classes=num_classes
+        out.update(
+            _read_outs(
+                bank, bank_labels, query, labels, knn_k, knn_t, probe, num_classes
+            )
         )
-        out["knn_acc"] = float(correct.float().mean())
-        if per_image:
-            out["knn_correct"] = encode_correct(correct.numpy())
-        if probe is not None:
-            fit = linear_probe(
-                bank, bank_labels, query, labels, num_classes=num_classes, **probe
-            )
-            out["linear_probe_acc"], out["linear_probe_train_acc"] = (
-                fit["acc"],
-                fit["train_acc"],
-            )
-            if per_image:
-                out["linear_probe_correct"] = encode_correct(fit["correct"].numpy())
+        if not per_image:
+            out.pop("knn_correct")
+            out.pop("linear_probe_correct", None)
+    return out
+
+
+def _read_outs(bank, bank_labels, query, labels, knn_k, knn_t, probe, num_classes):
+    """kNN and (with ``probe``) linear-probe accuracy of ``query`` against ``bank``,
+    with the per-image correctness of each (see :func:`heldout_metrics`)."""
+    correct = knn_correct(
+        bank, bank_labels, query, labels, k=knn_k, t=knn_t, num_classes=num_classes
+    )
+    out = {
+        "knn_acc": float(correct.float().mean()),
+        "knn_correct": encode_correct(correct.numpy()),
+    }
+    if probe is not None:
+        fit = linear_probe(
+            bank, bank_labels, query, labels, num_classes=num_classes, **probe
+        )
+        out["linear_probe_acc"] = fit["acc"]
+        out["linear_probe_train_acc"] = fit["train_acc"]
+        out["linear_probe_correct"] = encode_correct(fit["correct"].numpy())
     return out

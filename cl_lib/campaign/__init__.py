@@ -644,9 +644,8 @@ def _run_one(run, entry, left, work, device, rates, dest_dir, manifest, log) -> 
         cmd += ["--out", str(ckpt), "--resume"]
     est = entry["estimate_s"]
     what = "unknown (no rate yet)" if est is None else f"{est:.0f} s"
-    log(
-        f"-- {run.name} ({run.chapter}, {run.section}): estimate {what}, {left:.0f} s left"
-    )
+    where = f"{run.name} ({run.chapter}, {run.section})"
+    log(f"-- {where}: estimate {what}, {left:.0f} s left")
     t0, cpu0 = time.perf_counter(), _children_cpu_s()
     entry["load_average"] = _load_average()
     status, rc = _stream(cmd, timeout=left, prefix=f"[{run.name}] ", log=log)
