@@ -1,0 +1,179 @@
+"""Tests for cl_lib.experiments.benchmark_report: chapter 11's tables and figures, on
+the stored results of book/results and on small synthetic records."""
+
+from pathlib import Path
+
+import matplotlib
+import pytest
+
+matplotlib.use("Agg")  # before pyplot: the figures are drawn, never shown
+
+import matplotlib.pyplot as plt
+
+from cl_lib.experiments import benchmark_report as B
+from cl_lib.experiments import results as R
+from cl_lib.experiments.study import Study
+
+BOOK_RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
+
+
+@pytest.fixture(scope="module")
+def cpu():
+    return Study("ch11", "cpu-study", root=BOOK_RESULTS)
+
+
+@pytest.fixture(autouse=True)
+def close_figures():
+    yield
+    plt.close("all")
+
+
+def _record(knn, probe=None, seed=0, name="run", **extra):
+    """A synthetic results record with the fields the report reads."""
+    final = {"knn_acc": knn, "linear_probe_acc": knn if probe is None else probe}
+    return {
+        "source": f"x/{name}.json",
+        "config": {"seed": seed},
+        "final": final,
+    } | extra
+
+
+def test_headline_table_and_verdicts_of_the_stored_study(cpu):
+    head, means = B.headline(cpu)
+    assert set(means) == set(B.HEADLINE)  # every loss and both references present
+    assert means["simclr"][0].n == 5 and means["supcon"][0].n == 1
+    table = B.headline_table(means)
+    assert all(B.LABEL[k] in table for k in B.HEADLINE) and "pending" not in table
+    found = B.verdicts(head, [("simclr", "untrained"), ("simclr", "simclr")])
+    assert list(found) == [
+        ("simclr", "untrained", "kNN"),
+        ("simclr", "untrained", "probe"),
+    ]
+    assert all(d.verdict == R.HIGHER for d in found.values())
+    rows = B.difference_table(found)
+    assert "SimCLR vs untrained, kNN" in rows and "above" in rows
+    # a pair with a group absent is left out; none present: no table
+    assert B.verdicts(head, [("simclr", "no such loss")]) == {}
+
+
+def test_headline_table_says_pending_and_verdicts_of_synthetic_groups():
+    groups = {
+        "untrained": [_record(0.30, seed=s) for s in range(3)],
+        "simclr": [_record(v, seed=s) for s, v in enumerate((0.40, 0.41, 0.42))],
+    }
+    means = {
+        k: (B.summary(g), B.summary(g, "final.linear_probe_acc"))
+        for k, g in groups.items()
+    }
+    table = B.headline_table(means)
+    assert "pending" in table and "+11.0" in table  # 0.41 - 0.30, in points
+    found = B.verdicts(groups, [("simclr", "untrained")], {"kNN": "final.knn_acc"})
+    assert B.word(found[("simclr", "untrained", "kNN")]) == "above"
+    words = B.verdict_words(
+        {("simclr", "kNN"): found[("simclr", "untrained", "kNN")]}, ["simclr"], ["kNN"]
+    )
+    assert "SimCLR" in words and "above" in words
+    assert B.seed_values(groups, ("simclr", "dcl")) == {"simclr": [0.40, 0.41, 0.42]}
+    lines = B.gain_lines({"simclr": [0.40, 0.41]}, 0.30)
+    assert "+10.0 points over the better untrained reference" in lines
+    assert B.summary(None) is None
+
+
+def test_sweep_points_group_seeds_over_all_records(cpu):
+    """The shared main point (B = 256) has the five seeds of the losses section."""
+    pts = B.sweep_points(cpu, "batch")
+    simclr = {x: s for x, s, _ in pts["simclr"]}
+    assert sorted(simclr) == [64, 128, 256, 512]
+    assert simclr[256].n == 5 and simclr[64].n == 1
+    steps = {x: st for x, _, st in B.sweep_points(cpu, "batch steps")["simclr"]}
+    assert set(steps.values()) == {468}
+    assert B.drawable(pts) and not B.drawable({"simclr": pts["simclr"][:1]})
+    spread, verdict, best, worst = B.extremes(pts["simclr"])
+    assert spread > 0 and verdict == R.ONE_SEED and best != worst
+    assert B.sweep_extremes(cpu, "tau")["dhel"][3] == 1  # tau = 1: DHEL's lowest
+    tables = B.sweep_tables(cpu)
+    assert all(f"{s}:" in tables for s in B.SWEEPS) and "BN re-est." in tables
+    diffs = B.sweep_differences(pts)
+    assert set(diffs) == {64, 128, 256, 512} and diffs[256].verdict == R.UNDECIDED
+
+
+def test_geometry_many_classes_and_listings(cpu):
+    head, means = B.headline(cpu)
+    geo = B.geometry(head, means)
+    assert set(geo["simclr"]) == set(B.GEOM)
+    table = B.geometry_table(geo)
+    assert table.splitlines()[0].split()[:3] == ["loss", "rank", "h"]
+    tiny = B.many_class_groups(cpu, "tiny", "tiny-imagenet-32")
+    assert {"untrained", "untrained_bn", "simclr", "dhel"} <= set(tiny)
+    assert "pending" in B.many_class_table(tiny, ("untrained", "kcl"))
+    listing = B.pending_commands(cpu)
+    assert listing.startswith("== baseline: ") and "python -m" in listing
+    prov = B.provenance_listing({"cpu-study": cpu}).splitlines()
+    assert prov[0] == f"== cpu-study (results/cpu-study/ch11): {len(cpu.records)} files"
+    assert B.presence({"cpu-study": cpu}).startswith("cpu-study: ")
+
+
+def test_the_full_grid_is_planned_and_redrawn_while_empty(tmp_path, capsys):
+    full = Study("ch11", "full", root=tmp_path)  # no results files
+    assert B.grid_shapes(full)["losses"] == {(100, 512)}
+    status = B.grid_status(full)
+    assert status.startswith(f"full-grid runs present: 0 of {len(full.plan)};")
+    assert "pending; for example:" in status
+    assert 0 < B.longest_run_s(full) <= 360
+    B.redraw(full, "empty")  # the headline table, every row pending; no figure
+    assert capsys.readouterr().out.count("pending") == len(B.HEADLINE)
+    assert not plt.get_fignums()
+
+
+def test_search_helpers_and_recipe():
+    run = _record(
+        0.55,
+        name="w16",
+        config={"arch": "small_cnn", "width": 16, "epochs": 30, "optimizer": "sgd"},
+        history=[{"epoch": 25, "knn_acc": 0.54}, {"epoch": 28}],
+    )
+    assert B.search_label(run) == "small_cnn 16, 30 ep., sgd"
+    assert B.last_tracked_knn(run) == 0.54
+    assert B.search_best(run).endswith("the goal of 0.65: not reached")
+    assert B.search_table([]).endswith("pending: no search run")
+    wrong = B.recipe_mismatches(run)
+    assert "config.arch" not in wrong and "config.width" not in wrong
+    assert "config.optimizer" not in wrong and "dataset.train_size" in wrong
+
+
+def test_tracking_mean_keeps_the_epochs_all_seeds_share():
+    recs = [
+        {"extra": {"tracking": [{"epoch": e, "knn_acc": e / 10} for e in (0, 4, 8)]}},
+        {"extra": {"tracking": [{"epoch": e, "knn_acc": e / 20} for e in (4, 8)]}},
+    ]
+    epochs, mean = B.tracking_mean(recs)
+    assert epochs == [4, 8] and mean == pytest.approx([0.3, 0.6])
+    assert B.with_retrieval(recs) is None and B.with_retrieval(None) is None
+
+
+def test_the_figures_draw_from_the_stored_results(cpu, capsys):
+    head, means = B.headline(cpu)
+    B.plot_headline(means, "headline")
+    assert B.plot_sweeps(cpu, "sweeps") == list(B.SWEEPS)
+    B.plot_spectra(head, B.HEADLINE, "spectra")
+    B.plot_tracking(head, B.HEADLINE, "geometry")
+    B.plot_length(head, cpu.by_key("length"), means["untrained"][0], ["simclr"], "t")
+    long = Study("ch11", "cpu-long", root=BOOK_RESULTS)
+    long_head, long_means = B.headline(long)
+    along = B.plot_seed_tracks(long_head, long_means)
+    assert "simclr" in along and len(along["simclr"][0]) == len(along["simclr"][1])
+    B.plot_search(B.search_runs(BOOK_RESULTS), long_means)
+    assert len(plt.get_fignums()) == 7
+    assert B.show_best_retrieval({}, {}) is None  # pending: nothing to show
+    assert "pending" in capsys.readouterr().out
+    lines = B.seed_mean_lines(means, B.HEADLINE[2:]).splitlines()
+    assert lines[0].startswith("untrained network: kNN") and len(lines) == 8
+    found = B.verdicts(head, [("dhel2v", "simclr")])
+    assert "DHEL (auth.) - SimCLR, kNN" in B.difference_lines(found, ["dhel2v"])
+    text = B.length_report(
+        cpu.by_key("length")["simclr"],
+        means["simclr"][0],
+        means["untrained"][0],
+        means["untrained_bn"][0],
+    )
+    assert text.startswith("SimCLR 12 epochs") and "along the longer run" in text
