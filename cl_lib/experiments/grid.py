@@ -757,28 +757,10 @@ def _fixed_steps_epochs(epochs: int, batch: int, main_batch: int) -> int:
     return max(1, round(epochs * batch / main_batch))
 
 
-def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
-    spec = _tier(tier)["ch11"]
+def _ch11_optional(tier: str, spec: Mapping[str, Any]) -> dict[str, list[PlannedRun]]:
+    """The sections of chapter 11 that only some tiers plan, in the chapter's order."""
     be = spec.get("batch_epochs")
-    sections = {
-        "losses": [
-            _ch11_run(tier, k, "losses") for k in spec.get("losses", tuple(LOSSES))
-        ],
-        "batch": [
-            _ch11_run(tier, k, "batch", batch_size=b, epochs=be)
-            for k in ("simclr", "dhel")
-            for b in spec.get("batches", ())
-        ],
-        "tau": [
-            _ch11_run(tier, k, "tau", tau=t)
-            for k in ("simclr", "dhel")
-            for t in spec.get("taus", ())
-        ],
-        "tiny": [
-            _ch11_run(tier, k, "tiny", dataset="tiny-imagenet-32")
-            for k in spec.get("tiny", {}).get("losses", ())
-        ],
-    }
+    sections: dict[str, list[PlannedRun]] = {}
     if spec.get("more losses"):  # the losses a tier runs only if time allows
         sections["more losses"] = [
             _ch11_run(tier, k, "more losses") for k in spec["more losses"]
@@ -831,6 +813,32 @@ def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
         ]
     if spec.get("supervised"):  # the same network and budget, with every label
         sections["supervised"] = [_ch11_run(tier, "supcon", "supervised")]
+    return sections
+
+
+def _ch11(tier: str) -> dict[str, list[PlannedRun]]:
+    spec = _tier(tier)["ch11"]
+    be = spec.get("batch_epochs")
+    sections = {
+        "losses": [
+            _ch11_run(tier, k, "losses") for k in spec.get("losses", tuple(LOSSES))
+        ],
+        "batch": [
+            _ch11_run(tier, k, "batch", batch_size=b, epochs=be)
+            for k in ("simclr", "dhel")
+            for b in spec.get("batches", ())
+        ],
+        "tau": [
+            _ch11_run(tier, k, "tau", tau=t)
+            for k in ("simclr", "dhel")
+            for t in spec.get("taus", ())
+        ],
+        "tiny": [
+            _ch11_run(tier, k, "tiny", dataset="tiny-imagenet-32")
+            for k in spec.get("tiny", {}).get("losses", ())
+        ],
+    }
+    sections.update(_ch11_optional(tier, spec))
     if _tier(tier).get("baseline"):
         main = sections["losses"][0].args
         tiny = sections["tiny"][0].args if sections["tiny"] else None
