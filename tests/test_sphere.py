@@ -634,3 +634,80 @@ def test_aligned_minimiser_is_simplex_or_cross_polytope(name, m, target):
     assert abs(res.best_energy - float(energy(exact[None]))) < 1e-5
     random_points = uniform_sphere(m, 3, torch.Generator().manual_seed(7), restarts=50)
     assert bool((energy(random_points) > float(energy(exact[None]))).all())
+
+
+# -------------------- helpers of chapters 2 and 3
+def test_coulomb_energy_and_sum_match_thomson_table():
+    x = icosahedron()
+    assert abs(sphere.coulomb_sum(x) - THOMSON_ENERGIES[12]) < 1e-8
+    assert torch.allclose(
+        sphere.coulomb_energy(x[None]), kernel_energy(x, "riesz", s=1.0)[None]
+    )
+    with pytest.raises(ValueError):
+        sphere.coulomb_sum(x[None])
+
+
+def test_square_antiprism_is_unit_and_minimises_at_the_thomson_height():
+    from scipy.optimize import minimize_scalar
+
+    x = sphere.square_antiprism(0.5)
+    assert x.shape == (8, 3) and x.dtype == torch.float64
+    assert torch.allclose(x.norm(dim=1), torch.ones(8, dtype=torch.float64))
+    assert torch.allclose(x[::2, 2], torch.full((4,), 0.5, dtype=torch.float64))
+    best = minimize_scalar(
+        lambda h: sphere.coulomb_sum(sphere.square_antiprism(h)),
+        bounds=(0.1, 0.9),
+        method="bounded",
+        options={"xatol": 1e-10},
+    )
+    assert abs(best.fun - THOMSON_ENERGIES[8]) < 1e-6
+    with pytest.raises(ValueError):
+        sphere.square_antiprism(1.0)
+
+
+@pytest.mark.parametrize("name", ["infonce", "dcl", "dhel"])
+def test_aligned_energy_is_the_loss_of_aligned_views(name):
+    loss = {"infonce": losses.infonce_loss, "dcl": losses.dcl_loss}.get(
+        name, losses.dhel_loss
+    )
+    x = uniform_sphere(7, 4, torch.Generator().manual_seed(0), restarts=3)
+    for tau in (0.2, 1.0):
+        closed = sphere.aligned_energy(name.upper(), tau)(x)
+        assert torch.allclose(closed, sphere.aligned_loss_energy(loss, tau=tau)(x))
+    with pytest.raises(ValueError, match="knows"):
+        sphere.aligned_energy("kcl", 0.5)
+
+
+def test_symmetric_pair_loss_averages_both_anchor_views():
+    g = torch.Generator().manual_seed(1)
+    x = F.normalize(torch.randn(2, 8, 3, generator=g, dtype=torch.float64), dim=-1)
+    sym = sphere.symmetric_pair_loss("dhel", 4, tau=0.3)(x)
+    u, v = x[:, :4], x[:, 4:]
+    uv = sphere.batched_loss("dhel", u, v, tau=0.3)
+    vu = sphere.batched_loss("dhel", v, u, tau=0.3)
+    assert sym.shape == (2,) and torch.allclose(sym, (uv + vu) / 2)
+    assert not torch.allclose(uv, vu)  # DHEL is not symmetric in its views
+    with pytest.raises(ValueError, match="rows"):
+        sphere.symmetric_pair_loss("dhel", 3)(x)
+
+
+def test_inner_product_counts_fingerprint():
+    tetra = regular_simplex(4, 3)
+    assert sphere.inner_product_counts(tetra) == {-0.333: 6}
+    assert sphere.inner_product_counts(_scramble(octahedron())) == {-1.0: 3, 0.0: 12}
+
+
+def test_five_point_shapes():
+    assert sphere.five_point_shape(_scramble(bipyramid(3))) == "bipyramid"
+    h = 0.2  # a square at height -h and the north pole: a square pyramid
+    r = math.sqrt(1 - h * h)
+    square = [[r, 0, -h], [0, r, -h], [-r, 0, -h], [0, -r, -h]]
+    pyramid = torch.tensor([[0.0, 0.0, 1.0], *square], dtype=torch.float64)
+    assert sphere.is_square_pyramid(_scramble(pyramid))
+    assert sphere.five_point_shape(pyramid) == "square pyramid"
+    rect = pyramid.clone()
+    rect[1:, 0] *= 0.9  # a rhombus, not a square
+    rect = F.normalize(rect, dim=1)
+    assert sphere.five_point_shape(rect) == "other"
+    with pytest.raises(ValueError):
+        sphere.is_square_pyramid(pyramid[:4])

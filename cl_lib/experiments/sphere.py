@@ -19,7 +19,8 @@ Contents, top to bottom:
   :mod:`cl_lib.kernels`) and :func:`logsumexp_energy`;
 - contrastive losses over free points: :func:`batched_loss` (InfoNCE, DCL, DHEL and KCL
   for a stack of restarts, equal to ``cl_lib.losses`` restart by restart),
-  :func:`pair_loss_energy`, :func:`aligned_loss_energy`;
+  :func:`pair_loss_energy`, :func:`aligned_loss_energy`, and their aligned-view energy
+  in closed form, :func:`aligned_energy` (weights :data:`ALIGNED_WEIGHTS`);
 - :func:`minimise` -- the one free-point optimiser: many restarts at once, Riemannian
   gradient descent with an adaptive step (``method="rgd"``) or projected Adam
   (``method="adam"``), with an optional per-step record;
@@ -30,6 +31,11 @@ Contents, top to bottom:
 - :func:`class_positive_energy` -- free points whose positives are their class-mates;
 - known configurations: :func:`regular_simplex`, :func:`cross_polytope`,
   :func:`octahedron`, :func:`bipyramid`, :func:`icosahedron`, :data:`THOMSON_ENERGIES`;
+- Thomson's problem: :func:`coulomb_energy`, :func:`coulomb_sum`,
+  :func:`square_antiprism`;
+- :func:`symmetric_pair_loss` -- a two-view loss averaged over both anchor views;
+- shape fingerprints: :func:`inner_product_counts`, :func:`is_square_pyramid`,
+  :func:`five_point_shape`;
 - :func:`config_distance` -- *the* distance between two configurations, up to an
   orthogonal map and a relabelling of the points.
 """
@@ -54,6 +60,8 @@ __all__ = [
     "batched_loss",
     "pair_loss_energy",
     "aligned_loss_energy",
+    "ALIGNED_WEIGHTS",
+    "aligned_energy",
     "minimise",
     "MinimiseResult",
     "gram_gap",
@@ -69,6 +77,13 @@ __all__ = [
     "bipyramid",
     "icosahedron",
     "THOMSON_ENERGIES",
+    "coulomb_energy",
+    "coulomb_sum",
+    "square_antiprism",
+    "symmetric_pair_loss",
+    "inner_product_counts",
+    "is_square_pyramid",
+    "five_point_shape",
     "config_distance",
 ]
 
@@ -154,6 +169,42 @@ def logsumexp_energy(
             per_point, torch.full_like(per_point, math.log(positive_weight) + 1 / tau)
         )
     return per_point.mean(dim=-1)
+
+
+# (positive_weight a, negative_weight b) of logsumexp_energy for which the loss of
+# aligned views U = V = X is E_tau(X; a, b) - 1/tau
+ALIGNED_WEIGHTS: dict[str, tuple[float, float]] = {
+    "infonce": (1.0, 2.0),
+    "dcl": (0.0, 2.0),
+    "dhel": (0.0, 1.0),
+}
+
+
+def aligned_energy(name: str, tau: float) -> Callable[[torch.Tensor], torch.Tensor]:
+    r"""The loss of aligned views in closed form: $X \mapsto E_\tau(X; a, b) - 1/\tau$.
+
+    Equal to :func:`aligned_loss_energy` of the loss (checked in the tests), but one
+    :func:`logsumexp_energy` call for all restarts.
+
+    Args:
+        name: ``"infonce"``, ``"dcl"`` or ``"dhel"`` (any case); the weights $(a, b)$
+            are :data:`ALIGNED_WEIGHTS` ``[name]``.
+        tau: temperature.
+
+    Returns:
+        A function ``(M, d) -> ()`` or ``(R, M, d) -> (R,)``.
+    """
+    key = name.lower()
+    if key not in ALIGNED_WEIGHTS:
+        raise ValueError(
+            f"aligned_energy knows {sorted(ALIGNED_WEIGHTS)}, got {name!r}"
+        )
+    a, b = ALIGNED_WEIGHTS[key]
+
+    def energy(x: torch.Tensor) -> torch.Tensor:
+        return logsumexp_energy(x, tau, positive_weight=a, negative_weight=b) - 1 / tau
+
+    return energy
 
 
 # -------------------- losses on free points
@@ -273,6 +324,36 @@ def aligned_loss_energy(
         x = _check_points(x)
         return torch.stack(
             [loss_fn(xr, xr, **loss_kwargs) for xr in x.reshape(-1, *x.shape[-2:])]
+        )
+
+    return energy
+
+
+def symmetric_pair_loss(
+    name: str, m: int, **hyper
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    r"""A :func:`batched_loss` averaged over both anchor views, for :func:`minimise`.
+
+    $\tfrac12\big(\mathcal L(U, V) + \mathcal L(V, U)\big)$ with rows $0..M-1$ of each
+    configuration as $U$ and rows $M..2M-1$ as $V$: for a loss that is not symmetric in
+    its two views (DHEL repels the anchors' view only) this treats the views alike.
+
+    Args:
+        name: a :func:`batched_loss` name; ``hyper``: its hyper-parameters.
+        m: points per view.
+
+    Returns:
+        A function ``(R, 2M, d) -> (R,)``.
+    """
+
+    def energy(x: torch.Tensor) -> torch.Tensor:
+        x = _check_points(x)
+        if x.shape[-2] != 2 * m:
+            raise ValueError(f"expected {2 * m} rows (U then V), got {x.shape[-2]}")
+        x = x.reshape(-1, 2 * m, x.shape[-1])
+        u, v = x[:, :m], x[:, m:]
+        return 0.5 * (
+            batched_loss(name, u, v, **hyper) + batched_loss(name, v, u, **hyper)
         )
 
     return energy
@@ -698,6 +779,126 @@ THOMSON_ENERGIES: dict[int, float] = {
     11: 40.596450510,
     12: 49.165253058,
 }
+
+
+# -------------------- Thomson's problem
+def coulomb_energy(x: torch.Tensor) -> torch.Tensor:
+    r"""Mean Coulomb energy: the Riesz kernel with $s = 1$ of :mod:`cl_lib.kernels`.
+
+    Args:
+        x: points, ``(M, d)`` or ``(R, M, d)``.
+
+    Returns:
+        A scalar, or shape ``(R,)``: the **mean** of $1/\lVert x_i - x_j\rVert$ over
+        the pairs $i < j$.
+    """
+    return kernel_energy(x, "riesz", s=1.0)
+
+
+def coulomb_sum(x: torch.Tensor) -> float:
+    r"""Coulomb energy as Thomson's table states it: the **sum** over the pairs $i<j$.
+
+    Args:
+        x: one configuration, ``(M, d)``.
+
+    Returns:
+        A float, $\binom{M}{2}$ times :func:`coulomb_energy`; compare with
+        :data:`THOMSON_ENERGIES`.
+    """
+    x = _check_points(x)
+    if x.ndim != 2:
+        raise ValueError(f"coulomb_sum takes one configuration (M, d), got {x.ndim}-D")
+    return float(coulomb_energy(x)) * math.comb(x.shape[-2], 2)
+
+
+def square_antiprism(h: float) -> torch.Tensor:
+    r"""Eight points on $S^2$: two squares at heights $\pm h$, turned by 45 degrees.
+
+    Point $k$ sits at azimuth $k \cdot 45^\circ$, at height $+h$ for even $k$ and $-h$
+    for odd $k$ (Thomson's minimiser for $M = 8$ is such an antiprism).
+
+    Args:
+        h: height of the squares, ``0 < h < 1``.
+
+    Returns:
+        Shape ``(8, 3)``, float64, unit rows.
+    """
+    if not 0 < h < 1:
+        raise ValueError(f"need 0 < h < 1, got {h}")
+    k = torch.arange(8)
+    ang = k.double() * (math.pi / 4)
+    z = torch.where(k % 2 == 0, h, -h).double()
+    rho = math.sqrt(1 - h * h)
+    return torch.stack([rho * torch.cos(ang), rho * torch.sin(ang), z], dim=1)
+
+
+# -------------------- shape fingerprints
+def inner_product_counts(x: torch.Tensor, decimals: int = 3) -> dict[float, int]:
+    r"""The multiset of rounded inner products $x_i^\top x_j$, $i < j$.
+
+    A fingerprint invariant under rotations, reflections and relabellings: congruent
+    configurations have the same counts.
+
+    Args:
+        x: one configuration, ``(M, d)``.
+        decimals: rounding of the inner products.
+
+    Returns:
+        ``{value: count}`` in increasing order of value; the counts sum to
+        $\binom{M}{2}$.
+    """
+    x = _check_points(x)
+    if x.ndim != 2:
+        raise ValueError(f"expected one configuration (M, d), got {x.ndim}-D")
+    i, j = torch.triu_indices(len(x), len(x), offset=1)
+    values, counts = np.unique(
+        np.round((x[i] * x[j]).sum(1).detach().cpu().numpy(), decimals) + 0.0,
+        return_counts=True,
+    )
+    return {float(v): int(c) for v, c in zip(values, counts)}
+
+
+def is_square_pyramid(x: torch.Tensor, tol: float = 1e-3) -> bool:
+    r"""Whether five points form a square pyramid (up to ``tol``).
+
+    Four of the points are coplanar and form a square (four equal sides, diagonals
+    $\sqrt2$ times longer); the fifth (the apex) is equidistant from them.
+
+    Args:
+        x: five points, ``(5, d)``.
+
+    Returns:
+        A bool.
+    """
+    x = _check_points(x)
+    if x.shape != (5, x.shape[-1]) or x.ndim != 2:
+        raise ValueError(f"expected five points (5, d), got {tuple(x.shape)}")
+    subsets = [[j for j in range(5) if j != k] for k in range(5)]
+    flat = [float(torch.linalg.svdvals(x[s] - x[s].mean(0))[-1]) for s in subsets]
+    k = int(np.argmin(flat))
+    sides = torch.pdist(x[subsets[k]]).sort().values
+    return bool(
+        flat[k] < tol
+        and float(sides[:4].std()) < tol
+        and abs(float(sides[4:].mean() / sides[:4].mean()) - math.sqrt(2)) < tol
+        and float((x[subsets[k]] - x[k]).norm(dim=1).std()) < tol
+    )
+
+
+def five_point_shape(x: torch.Tensor, tol: float = 1e-3) -> str:
+    """Name the shape of five points on $S^2$.
+
+    Args:
+        x: five points, ``(5, 3)``.
+        tol: tolerance of :func:`config_distance` and :func:`is_square_pyramid`.
+
+    Returns:
+        ``"bipyramid"`` (the triangular bipyramid, up to rotation and relabelling),
+        ``"square pyramid"`` or ``"other"``.
+    """
+    if config_distance(x, bipyramid(3)) < tol:
+        return "bipyramid"
+    return "square pyramid" if is_square_pyramid(x, tol) else "other"
 
 
 # -------------------- the configuration distance

@@ -12,11 +12,13 @@ Read top to bottom; every function computes one quantity of one paper.
    few-shot bound of the
    paper's form). On learned features: :func:`load_book_dataset`,
    :func:`train_contrastive` (a small SimCLR loop that records measurements at
-   checkpoints), :func:`embed_views`, :func:`gap_similarity_ratio`.
+   checkpoints), :func:`embed_views`, :func:`backbone_features`,
+   :func:`gap_similarity_ratio`, :func:`gap_and_bound`, :func:`subset_losses`. The
+   NSCL minimisers on free points: :func:`nscl_free_points`, :func:`simplex_view`.
 3. Negative sample size (Bao, Nagano & Nozawa 2022, arXiv:2110.02501):
    :func:`contrastive_loss_mc`, :func:`mean_classifier_loss`, :func:`surrogate_bounds`.
 4. Fisher LDA vs PCA (Bansal, Kavis & Sanghavi 2024): :func:`lda_subspace`,
-   :func:`pca_subspace`, :func:`principal_angles`.
+   :func:`pca_subspace`, :func:`principal_angles`, :func:`train_linear_infonce`.
 5. alpha-CL (Tian 2022): :func:`alpha_weights`, :func:`alpha_entropy`,
    :func:`min_player_objective`.
 
@@ -43,6 +45,11 @@ __all__ = [
     "embed_views",
     "train_contrastive",
     "gap_similarity_ratio",
+    "gap_and_bound",
+    "subset_losses",
+    "backbone_features",
+    "nscl_free_points",
+    "simplex_view",
     "collapse_metrics",
     "simplex_etf_cosine",
     "class_means",
@@ -60,6 +67,7 @@ __all__ = [
     "pca_subspace",
     "orthonormal_basis",
     "principal_angles",
+    "train_linear_infonce",
     "alpha_weights",
     "alpha_entropy",
     "min_player_objective",
@@ -665,6 +673,147 @@ def gap_similarity_ratio(gap: float, n_per_class: int, num_classes: int) -> floa
     return math.expm1(gap) * (num_classes - 1) * n_per_class / (n_per_class - 1)
 
 
+def gap_and_bound(
+    views: torch.Tensor, labels: torch.Tensor, tau: float = 1.0
+) -> tuple[float, float, float, float]:
+    """The two global losses of :func:`global_dcl_nscl`, their gap and its bound.
+
+    Args:
+        views: ``(N, K, d)`` raw embeddings (normalised inside).
+        labels: ``(N,)`` class labels.
+        tau: temperature.
+
+    Returns:
+        ``(L_DCL, L_NSCL, L_DCL - L_NSCL, bound)`` as floats, the bound from
+        :func:`cl_nscl_gap_bound` for these labels.
+    """
+    dcl, nscl = global_dcl_nscl(views, labels, tau)
+    bound = cl_nscl_gap_bound(labels, tau)
+    return float(dcl), float(nscl), float(dcl - nscl), bound
+
+
+def subset_losses(
+    views: torch.Tensor, labels: torch.Tensor, subsets: dict, tau: float = 1.0
+) -> dict:
+    """:func:`global_dcl_nscl` on class subsets, averaged over the subsets of each size.
+
+    Args:
+        views: ``(N, K, d)`` embeddings.
+        labels: ``(N,)`` class labels.
+        subsets: ``{C: [classes, ...]}``, each entry a 1-D tensor of class labels.
+        tau: temperature.
+
+    Returns:
+        ``{C: array([L_DCL, L_NSCL])}``: float64 numpy arrays of shape ``(2,)``, the
+        mean over the subsets of the losses on the samples of the subset's classes.
+    """
+    import numpy as np
+
+    _check_matrix(views, "views", ndim=3)
+    out = {}
+    for c, chosen in subsets.items():
+        pairs = []
+        for s in chosen:
+            keep = torch.isin(labels, torch.as_tensor(s))
+            pairs.append(
+                [float(v) for v in global_dcl_nscl(views[keep], labels[keep], tau)]
+            )
+        out[c] = np.mean(pairs, axis=0)
+    return out
+
+
+def backbone_features(
+    model: torch.nn.Module, images: torch.Tensor, transform, batch_size: int = 512
+) -> torch.Tensor:
+    """Backbone features $h$ of ``images`` through ``model.backbone`` (eval mode).
+
+    Args:
+        model: a :class:`cl_lib.models.ContrastiveModel` (any parameter dtype).
+        images: ``(N, C, H, W)`` images.
+        transform: the deterministic preprocessing, e.g. an augment's
+            ``eval_transform``; its output is cast to the model's dtype.
+        batch_size: images per forward pass.
+
+    Returns:
+        ``(N, F)`` float64 features.
+    """
+    from cl_lib.evaluate import extract_features
+
+    dtype = _placement(model)["dtype"]
+    return extract_features(
+        model.backbone,
+        images,
+        batch_size=batch_size,
+        preprocess=lambda x: transform(x).to(dtype),
+    ).double()
+
+
+def nscl_free_points(
+    num_classes: int,
+    n_per_class: int = 5,
+    num_views: int = 2,
+    dim: int = 6,
+    tau: float = 1.0,
+    steps: int = 300,
+    lr: float = 0.05,
+    seed: int = 0,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Minimise the global NSCL loss over free points with Adam (no encoder).
+
+    The points start i.i.d. standard normal (float64, seeded generator); each step is
+    one Adam step on the NSCL value of :func:`global_dcl_nscl`.
+
+    Args:
+        num_classes: $C$; samples are labelled ``0..C-1`` in blocks of ``n_per_class``.
+        n_per_class, num_views, dim: $n$, $K$ and $d$.
+        tau, steps, lr, seed: temperature, Adam steps, learning rate and seed.
+
+    Returns:
+        ``(start, end, labels)``: the points before and after, ``(C n, K, d)`` each,
+        and the labels ``(C n,)``.
+    """
+    if num_classes < 2 or n_per_class < 1 or num_views < 1 or dim < 1 or steps < 0:
+        raise ValueError("need num_classes >= 2, positive sizes and steps >= 0")
+    labels = torch.arange(num_classes).repeat_interleave(n_per_class)
+    g = torch.Generator().manual_seed(seed)
+    shape = (num_classes * n_per_class, num_views, dim)
+    pts = torch.randn(*shape, generator=g, dtype=torch.float64, requires_grad=True)
+    start, adam = pts.detach().clone(), torch.optim.Adam([pts], lr=lr)
+    for _ in range(steps):
+        _, value = global_dcl_nscl(pts, labels, tau)
+        adam.zero_grad()
+        value.backward()
+        adam.step()
+    return start, pts.detach(), labels
+
+
+def simplex_view(
+    points: torch.Tensor, labels: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Views in the $(C-1)$-dim span of their class means, and the matching simplex.
+
+    The views are normalised, the class means of the per-sample mean views taken, and
+    everything expressed in the top $C-1$ right singular vectors of the means. The
+    regular simplex (unit ETF rows) is rotated onto the means by orthogonal Procrustes.
+
+    Args:
+        points: ``(N, K, d)`` raw views; labels ``0..C-1``, shape ``(N,)``.
+
+    Returns:
+        ``(views, means, simplex)``: ``(N K, C-1)``, ``(C, C-1)`` and ``(C, C-1)``.
+    """
+    _check_matrix(points, "points", ndim=3)
+    labels = _check_labels(labels, points.shape[0])
+    c = int(labels.max()) + 1
+    unit = F.normalize(points, dim=-1)
+    mu = class_means(unit.mean(1), labels)
+    basis = torch.linalg.svd(mu, full_matrices=False).Vh[: c - 1].T  # (d, C-1)
+    ref = math.sqrt(c / (c - 1)) * (torch.eye(c, dtype=torch.float64) - 1 / c)
+    ref = ref @ torch.linalg.svd(ref).Vh[: c - 1].T  # (C, C-1), unit ETF rows
+    u, _, vh = torch.linalg.svd(ref.T @ (mu @ basis))
+    return (unit @ basis).reshape(-1, c - 1), mu @ basis, ref @ (u @ vh)
+
+
 # --------------------------------------------------------------------------------------
 # 3. Negative sample size K (Bao, Nagano & Nozawa 2022)
 # --------------------------------------------------------------------------------------
@@ -876,6 +1025,52 @@ def principal_angles(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         raise ValueError("a and b must live in the same ambient dimension")
     sv = torch.linalg.svdvals(qa.T @ qb).clamp(-1.0, 1.0)
     return torch.arccos(sv).sort().values
+
+
+def train_linear_infonce(
+    x: torch.Tensor,
+    x_pos: torch.Tensor,
+    out_dim: int,
+    steps: int = 300,
+    batch_size: int = 256,
+    lr: float = 0.01,
+    tau: float = 0.5,
+    seed: int = 0,
+) -> torch.Tensor:
+    r"""Train a linear encoder $z = W^\top x$ (no bias) with InfoNCE; return $W$.
+
+    Each step draws ``batch_size`` pair indices with replacement (seeded generator) and
+    takes one Adam step on ``cl_lib.losses.infonce_loss`` of the encoded pairs. The
+    encoder is float64; :func:`cl_lib.profile.seed_everything` seeds its
+    initialisation.
+
+    Args:
+        x, x_pos: ``(N, D)`` anchors and their positives.
+        out_dim: $k$, the embedding dimension.
+        steps, batch_size, lr, tau, seed: training length, batch, Adam's learning
+            rate, temperature and seed.
+
+    Returns:
+        ``(D, k)``: the encoder's weight transposed; its columns span the learned
+        subspace (compare with :func:`principal_angles`).
+    """
+    from cl_lib.losses import infonce_loss
+    from cl_lib.profile import seed_everything
+
+    _check_matrix(x, "x")
+    if x_pos.shape != x.shape or out_dim < 1 or steps < 0 or batch_size < 1:
+        raise ValueError("need x_pos like x, out_dim >= 1, steps >= 0, batch_size >= 1")
+    seed_everything(seed)
+    enc = torch.nn.Linear(x.shape[1], out_dim, bias=False).double()
+    opt = torch.optim.Adam(enc.parameters(), lr=lr)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        idx = torch.randint(len(x), (batch_size,), generator=g)
+        loss = infonce_loss(enc(x[idx]), enc(x_pos[idx]), tau=tau)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    return enc.weight.detach().T
 
 
 # --------------------------------------------------------------------------------------

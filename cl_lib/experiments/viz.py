@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import re
 
+import numpy as np
 import plotly.graph_objects as go
 import plotly.io as pio
 from IPython.display import display
@@ -71,6 +72,61 @@ def show_plotly(fig: go.Figure, name: str | None = None) -> None:
         "text/plain": f"<plotly figure: {title}>",
     }
     display(bundle, raw=True)
+
+
+def hull_traces(x, visible: bool = True) -> list[go.Scatter3d]:
+    """A configuration on $S^2$ as plotly traces: its convex hull's edges, its points.
+
+    Used by chapter 2's slider of Thomson minimisers (one pair of traces per $M$).
+    Coordinates are rounded to 4 decimals to keep the notebook small.
+
+    Args:
+        x: points, ``(M, 3)`` (a torch tensor or an array); with fewer than 4 points
+            every pair is joined.
+        visible: the traces' initial visibility.
+
+    Returns:
+        ``[edges, points]``: a ``lines`` and a ``markers`` ``go.Scatter3d``.
+    """
+    from scipy.spatial import ConvexHull
+
+    pts = np.asarray(x, dtype=float)
+    if pts.ndim != 2 or pts.shape[1] != 3:
+        raise ValueError(f"expected points of shape (M, 3), got {pts.shape}")
+    if len(pts) >= 4:
+        edges = {
+            tuple(sorted((int(s[a]), int(s[b]))))
+            for s in ConvexHull(pts).simplices
+            for a, b in ((0, 1), (1, 2), (0, 2))
+        }
+    else:
+        edges = {(i, j) for i in range(len(pts)) for j in range(i + 1, len(pts))}
+    lines = [[], [], []]
+    for i, j in sorted(edges):
+        for k in range(3):
+            lines[k] += [round(float(pts[i, k]), 4), round(float(pts[j, k]), 4), None]
+    return [
+        go.Scatter3d(
+            x=lines[0],
+            y=lines[1],
+            z=lines[2],
+            mode="lines",
+            visible=visible,
+            line={"color": "steelblue", "width": 3},
+            hoverinfo="skip",
+            showlegend=False,
+        ),
+        go.Scatter3d(
+            x=pts[:, 0].round(4),
+            y=pts[:, 1].round(4),
+            z=pts[:, 2].round(4),
+            mode="markers",
+            visible=visible,
+            marker={"size": 7, "color": "crimson"},
+            name="points",
+            showlegend=False,
+        ),
+    ]
 
 
 def draw_pipeline(images=None, figsize=(10, 3.4)):
@@ -183,5 +239,64 @@ def draw_book_arc(seed: int = 0, figsize=(10, 3.2)):
         ax.set_yticks([])
         for side in ax.spines.values():
             side.set_visible(False)
+    fig.tight_layout()
+    return fig
+
+
+def plot_nscl_minimisers(triangle, tetrahedron, cosines, figsize=(9.5, 4.4)):
+    """Chapter 6's figure of the NSCL minimisers, in the span of their class means.
+
+    Left: the $C = 3$ views in 2-D on the regular simplex (a triangle); middle: the
+    $C = 4$ views in 3-D with the edges of their simplex (a tetrahedron); right: the
+    cosines of the $C = 4$ class means as a heat map.
+
+    Args:
+        triangle: ``(views, means, simplex, labels)`` for $C = 3$, as
+            :func:`cl_lib.experiments.theory.simplex_view` returns them plus the
+            ``(N,)`` labels: shapes ``(N K, 2)``, ``(3, 2)``, ``(3, 2)``.
+        tetrahedron: the same for $C = 4$, in 3-D.
+        cosines: ``(4, 4)`` cosines of the $C = 4$ class means.
+
+    Returns:
+        The matplotlib figure (not shown).
+    """
+    import matplotlib.pyplot as plt
+
+    pts, mu, ref, lab = triangle
+    pts4, _, ref4, lab4 = tetrahedron
+    k = len(pts) // len(lab)  # views per sample
+    fig = plt.figure(figsize=figsize)
+    ax2 = fig.add_subplot(1, 3, 1)
+    ax3 = fig.add_subplot(1, 3, 2, projection="3d")
+    axc = fig.add_subplot(1, 3, 3)
+    ax2.add_patch(plt.Circle((0, 0), 1, fill=False, color="gray", ls=":"))
+    ax2.fill(*ref.T, alpha=0.15, color="k", label="regular simplex")
+    ax2.scatter(
+        *pts.T,
+        c=lab.repeat_interleave(k),
+        cmap="tab10",
+        vmax=9,
+        s=60,
+        label="all views (NSCL minimiser)",
+    )
+    ax2.scatter(*mu.T, marker="x", color="k", s=60, label="class means")
+    ax2.set(
+        aspect="equal", xlim=(-1.6, 1.6), ylim=(-1.2, 2.3), title="C = 3: a triangle"
+    )
+    ax2.legend(loc="upper center", bbox_to_anchor=(0.5, -0.12))  # below the axes
+    for i in range(len(ref4)):
+        for j in range(i + 1, len(ref4)):
+            ax3.plot(*ref4[[i, j]].T, color="k", alpha=0.4)
+    k4 = len(pts4) // len(lab4)
+    ax3.scatter(*pts4.T, c=lab4.repeat_interleave(k4), cmap="tab10", vmax=9, s=40)
+    ax3.set(title="C = 4: a tetrahedron")
+    cos = np.asarray(cosines)
+    axc.imshow(cos, vmin=-1, vmax=1, cmap="RdBu_r")
+    for i in range(len(cos)):
+        for j in range(len(cos)):
+            color = "white" if i == j else "black"
+            axc.text(j, i, f"{cos[i, j]:.2f}", ha="center", va="center", color=color)
+    n = len(cos)
+    axc.set(title="cosines of the C = 4 class means", xticks=range(n), yticks=range(n))
     fig.tight_layout()
     return fig
