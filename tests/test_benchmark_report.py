@@ -12,7 +12,14 @@ import matplotlib.pyplot as plt
 
 from cl_lib.experiments import benchmark_report as B
 from cl_lib.experiments import results as R
-from cl_lib.experiments.study import Study
+from cl_lib.experiments.study import (
+    Study,
+    difference_table,
+    presence,
+    provenance_listing,
+    summary,
+    verdicts,
+)
 
 BOOK_RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
 
@@ -44,16 +51,16 @@ def test_headline_table_and_verdicts_of_the_stored_study(cpu):
     assert means["simclr"][0].n == 5 and means["supcon"][0].n == 1
     table = B.headline_table(means)
     assert all(B.LABEL[k] in table for k in B.HEADLINE) and "pending" not in table
-    found = B.verdicts(head, [("simclr", "untrained"), ("simclr", "simclr")])
+    found = verdicts(head, [("simclr", "untrained"), ("simclr", "simclr")])
     assert list(found) == [
         ("simclr", "untrained", "kNN"),
         ("simclr", "untrained", "probe"),
     ]
     assert all(d.verdict == R.HIGHER for d in found.values())
-    rows = B.difference_table(found)
+    rows = difference_table(found, B.SHORT)
     assert "SimCLR vs untrained, kNN" in rows and "above" in rows
     # a pair with a group absent is left out; none present: no table
-    assert B.verdicts(head, [("simclr", "no such loss")]) == {}
+    assert verdicts(head, [("simclr", "no such loss")]) == {}
 
 
 def test_headline_table_says_pending_and_verdicts_of_synthetic_groups():
@@ -62,12 +69,11 @@ def test_headline_table_says_pending_and_verdicts_of_synthetic_groups():
         "simclr": [_record(v, seed=s) for s, v in enumerate((0.40, 0.41, 0.42))],
     }
     means = {
-        k: (B.summary(g), B.summary(g, "final.linear_probe_acc"))
-        for k, g in groups.items()
+        k: (summary(g), summary(g, "final.linear_probe_acc")) for k, g in groups.items()
     }
     table = B.headline_table(means)
     assert "pending" in table and "+11.0" in table  # 0.41 - 0.30, in points
-    found = B.verdicts(groups, [("simclr", "untrained")], {"kNN": "final.knn_acc"})
+    found = verdicts(groups, [("simclr", "untrained")], {"kNN": "final.knn_acc"})
     assert B.word(found[("simclr", "untrained", "kNN")]) == "above"
     words = B.verdict_words(
         {("simclr", "kNN"): found[("simclr", "untrained", "kNN")]}, ["simclr"], ["kNN"]
@@ -76,7 +82,7 @@ def test_headline_table_says_pending_and_verdicts_of_synthetic_groups():
     assert B.seed_values(groups, ("simclr", "dcl")) == {"simclr": [0.40, 0.41, 0.42]}
     lines = B.gain_lines({"simclr": [0.40, 0.41]}, 0.30)
     assert "+10.0 points over the better untrained reference" in lines
-    assert B.summary(None) is None
+    assert summary(None) is None
 
 
 def test_sweep_points_group_seeds_over_all_records(cpu):
@@ -106,11 +112,11 @@ def test_geometry_many_classes_and_listings(cpu):
     tiny = B.many_class_groups(cpu, "tiny", "tiny-imagenet-32")
     assert {"untrained", "untrained_bn", "simclr", "dhel"} <= set(tiny)
     assert "pending" in B.many_class_table(tiny, ("untrained", "kcl"))
-    listing = B.pending_commands(cpu)
+    listing = cpu.pending(by_section=True)
     assert listing.startswith("== baseline: ") and "python -m" in listing
-    prov = B.provenance_listing({"cpu-study": cpu}).splitlines()
+    prov = provenance_listing({"cpu-study": cpu}, headers=True).splitlines()
     assert prov[0] == f"== cpu-study (results/cpu-study/ch11): {len(cpu.records)} files"
-    assert B.presence({"cpu-study": cpu}).startswith("cpu-study: ")
+    assert presence({"cpu-study": cpu}).startswith("cpu-study: ")
 
 
 def test_the_full_grid_is_planned_and_redrawn_while_empty(tmp_path, capsys):
@@ -119,7 +125,7 @@ def test_the_full_grid_is_planned_and_redrawn_while_empty(tmp_path, capsys):
     status = B.grid_status(full)
     assert status.startswith(f"full-grid runs present: 0 of {len(full.plan)};")
     assert "pending; for example:" in status
-    assert 0 < B.longest_run_s(full) <= 360
+    assert 0 < full.longest_run_s() <= 360
     B.redraw(full, "empty")  # the headline table, every row pending; no figure
     assert capsys.readouterr().out.count("pending") == len(B.HEADLINE)
     assert not plt.get_fignums()
@@ -141,14 +147,10 @@ def test_search_helpers_and_recipe():
     assert "config.optimizer" not in wrong and "dataset.train_size" in wrong
 
 
-def test_tracking_mean_keeps_the_epochs_all_seeds_share():
-    recs = [
-        {"extra": {"tracking": [{"epoch": e, "knn_acc": e / 10} for e in (0, 4, 8)]}},
-        {"extra": {"tracking": [{"epoch": e, "knn_acc": e / 20} for e in (4, 8)]}},
-    ]
-    epochs, mean = B.tracking_mean(recs)
-    assert epochs == [4, 8] and mean == pytest.approx([0.3, 0.6])
-    assert B.with_retrieval(recs) is None and B.with_retrieval(None) is None
+def test_with_retrieval_needs_a_snapshot():
+    recs = [{"extra": {"tracking": []}}, {"extra": {"retrieval": {"k": 1}}}]
+    assert B.with_retrieval(recs) is recs[1]
+    assert B.with_retrieval(recs[:1]) is None and B.with_retrieval(None) is None
 
 
 def test_the_figures_draw_from_the_stored_results(cpu, capsys):
@@ -168,7 +170,7 @@ def test_the_figures_draw_from_the_stored_results(cpu, capsys):
     assert "pending" in capsys.readouterr().out
     lines = B.seed_mean_lines(means, B.HEADLINE[2:]).splitlines()
     assert lines[0].startswith("untrained network: kNN") and len(lines) == 8
-    found = B.verdicts(head, [("dhel2v", "simclr")])
+    found = verdicts(head, [("dhel2v", "simclr")])
     assert "DHEL (auth.) - SimCLR, kNN" in B.difference_lines(found, ["dhel2v"])
     text = B.length_report(
         cpu.by_key("length")["simclr"],

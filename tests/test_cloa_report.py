@@ -8,6 +8,7 @@ import pytest
 
 from cl_lib.experiments import cloa_report as C
 from cl_lib.experiments import results as R
+from cl_lib.experiments.study import interval
 
 matplotlib.use("Agg")
 BOOK_RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
@@ -38,21 +39,12 @@ def test_formatting_helpers():
     s = _summary([0.30, 0.32, 0.34])
     assert C.pm(s) == "0.320 ± 0.020"
     assert C.pm(_summary([0.3])) == "0.300"
-    assert C.show(_summary([0.3])) == "0.300 (one seed)"
-    assert C.show(s).startswith("0.320 [") and C.show(s).endswith("]")
-    assert C.log_interval(_summary([0.5], "x.v")) == "0.50 (1 seed)"
-    assert C.log_interval(_summary([1.0, 1.0, 1.0], "x.v"), log=True) == "[10, 10]"
+    # the variance table's intervals: one seed shows its value alone
+    assert interval(_summary([0.5], "x.v"), 2, one_seed=C.ONE) == "0.50 (1 seed)"
+    assert interval(_summary([1.0, 1.0, 1.0], "x.v"), 2, log=True) == "[10, 10]"
     recs = [{"x": {"v": v}} for v in (18.0, 3.4, 5.3)]
     assert C.per_seed(recs, "x.v") == "3.4, 5.3, 18"
     assert C.log_var({"extra": {"final": {"embedding_variance_features": 100.0}}}) == 2
-
-
-def test_along_averages_the_epochs_every_seed_has():
-    recs = [
-        {"extra": {"tracking": [{"epoch": 2, "k": 1.0}, {"epoch": 4, "k": 3.0}]}},
-        {"extra": {"tracking": [{"epoch": 2, "k": 3.0}]}},
-    ]
-    assert C.along(recs, "k") == ([2], [2.0])
 
 
 def test_beats_in_reads_both_references():

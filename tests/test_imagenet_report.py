@@ -12,7 +12,7 @@ import pytest
 
 from cl_lib.experiments import imagenet_report as IR
 from cl_lib.experiments import results as R
-from cl_lib.experiments.study import Study
+from cl_lib.experiments.study import Study, presence, seed_stats
 
 BOOK_RESULTS = Path(__file__).resolve().parent.parent / "book" / "results"
 
@@ -45,7 +45,7 @@ def _groups():
 
 def test_recipe_settings_and_ratios_come_from_the_plan(studies):
     assert IR.NUM_CLASSES == {"imagenette-96": 10, "imagenet100": 100}
-    lines = IR.coverage(studies).splitlines()
+    lines = presence(studies, 2, "planned runs have results files").splitlines()
     assert [line.split(":")[0].strip() for line in lines] == list(IR.TIERS)
     assert lines[2].endswith("planned runs have results files")
     recipes = IR.recipes()
@@ -64,7 +64,7 @@ def test_recipe_settings_and_ratios_come_from_the_plan(studies):
 
 def test_summary_table_marks_references_and_pending_groups():
     groups = _groups()
-    stats = IR.seed_stats(groups)
+    stats = seed_stats(groups)
     assert set(stats) == {(g, m) for g in groups for m in IR.METRICS}
     labels = {"base": "untrained", "loss": "SimCLR", "absent": "DHEL"}
     table = IR.summary_table(groups, stats, labels, base="base", references={"base"})
@@ -76,7 +76,7 @@ def test_summary_table_marks_references_and_pending_groups():
 
 
 def test_verdict_tables_use_the_books_rule():
-    stats = IR.seed_stats(_groups())
+    stats = seed_stats(_groups())
     verdicts = IR.reference_verdicts(stats, ["loss", "absent"], ["base"])
     assert set(verdicts) == {("loss", "kNN", "base"), ("loss", "probe", "base")}
     assert {d.verdict for d in verdicts.values()} == {R.HIGHER}
@@ -90,7 +90,7 @@ def test_verdict_tables_use_the_books_rule():
 
 def test_plot_groups_draws_a_panel_per_read_out_and_marks_pending():
     groups = _groups()
-    stats = IR.seed_stats(groups)
+    stats = seed_stats(groups)
     labels = {"base": "untrained", "loss": "SimCLR", "absent": "DHEL"}
     fig = IR.plot_groups(groups, stats, labels, 0.1, "title", base="base")
     assert len(fig.axes) == 2
@@ -116,17 +116,8 @@ def test_full_grid_report_tables_present_groups_and_lists_the_rest(tmp_path, cap
     table = out.split("Imagenette, resnet18:")[1].splitlines()
     assert table[3].split()[:2] == ["untrained", "1"]  # plan order: untrained first
     assert table[4].split()[:2] == ["simclr", "1"]  # the full grid plans one seed
-    listing = IR.pending(study)
+    listing = study.pending(label=IR.TIER_LABEL[study.tier])
     assert listing.startswith(f"{len(study.missing())} pending full-grid runs")
     assert "- in100_resnet50_kcl (GPU server: hours)" in listing
     assert "- imagenette_kcl\n" in listing  # a lease: no GPU-server note
     assert "--dataset imagenette-96" in listing
-
-
-def test_provenance_is_one_wrapped_line_per_file_in_name_order(studies):
-    records = studies["cpu-study"].records
-    text = IR.provenance(records, width=60)
-    firsts = [line for line in text.splitlines() if not line.startswith("    ")]
-    assert firsts == sorted(firsts) and len(firsts) == len(records)
-    assert max(len(line) for line in text.splitlines()) <= 60
-    assert IR.provenance([]) == ""

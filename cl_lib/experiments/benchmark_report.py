@@ -7,15 +7,16 @@ questions, short calls and the asserts that check its text:
 
 - the chapter's words for what was trained (:data:`LABEL`, :data:`SHORT`) and its
   headline table (:func:`headline`, :func:`headline_table`);
-- tables of verdicts between seed groups (:func:`verdicts`,
-  :func:`difference_table`), the book's rule of :mod:`cl_lib.stats`;
+- words for verdicts between seed groups (:func:`verdict_words`; the tables
+  themselves: :func:`study.verdicts`, :func:`study.difference_table`);
 - the figures: training views (:func:`plot_views`), the recipe search
   (:func:`plot_search`), seed tracks (:func:`plot_seed_tracks`), retrieval
   (:func:`show_retrieval`), the headline (:func:`plot_headline`), longer training
   (:func:`plot_length`), the sweeps (:func:`plot_sweeps`), spectra
   (:func:`plot_spectra`) and geometry along training (:func:`plot_tracking`);
 - the sweeps' points and tables, the geometry table, many-class tables, the full
-  grid's redraw, the pending runs and the provenance listing.
+  grid's status and redraw. Seed summaries, means along training, the pending runs
+  and the provenance listing are :mod:`cl_lib.experiments.study`'s.
 
 Every function reads records; none trains. Figures are drawn with matplotlib and shown
 (``plt.show()``) where the chapter shows them.
@@ -29,16 +30,20 @@ from collections.abc import Iterable, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
-from cl_lib import stats as S
 from cl_lib.experiments import grid as G
 from cl_lib.experiments import results as R
 from cl_lib.experiments.study import (
     KNN,
     PROBE,
+    READOUTS,
     Study,
-    difference_rows,
+    along,
+    error_bar,
     interval,
+    interval_band,
+    mean_interval,
     points,
+    summary,
     word,
 )
 
@@ -66,7 +71,7 @@ SHORT = dict(  # the same, short enough for a legend or a table's first column
 REFS = ("untrained", "untrained_bn")  # the network with random weights, two forms
 SELF_SUPERVISED = ("simclr", "dcl", "dhel", "dhel2v", "kcl")
 HEADLINE = REFS + SELF_SUPERVISED + ("cloa", "supcon")
-READ = {"kNN": KNN, "probe": PROBE}  # the two read-outs of every table
+READ = READOUTS  # the two read-outs of every table
 SWEEPS = {  # section: (x field, axis label)
     "batch": ("config.batch_size", "batch size $B$ (12 epochs)"),
     "batch steps": ("config.batch_size", "batch size $B$ (468 steps)"),
@@ -99,27 +104,6 @@ SEARCH_GOAL = 0.65  # the kNN accuracy the recipe search aimed at
 def studies(root: str = "results", tiers: Sequence[str] = TIERS) -> dict[str, Study]:
     """The chapter's :class:`Study` of each tier, ``{tier: study}``."""
     return {tier: Study(CHAPTER, tier, root=root) for tier in tiers}
-
-
-def presence(by_tier: Mapping[str, Study]) -> str:
-    """One line per tier: how many of its planned runs have a results file."""
-    lines = []
-    for tier, s in by_tier.items():
-        have = len(s.plan) - len(s.missing())
-        lines.append(f"{tier:>9}: {have:3d} of {len(s.plan):3d} planned runs present")
-    return "\n".join(lines)
-
-
-def pending(study: Study, *sections: str) -> list:
-    """Print how many runs of some sections are present (and a command for one that
-    is not); return the missing runs."""
-    print(study.status(*sections))
-    return study.missing(*sections)
-
-
-def summary(recs: Sequence[Mapping] | None, metric: str = KNN):
-    """:func:`results.seed_summary` of a seed group, None for an absent group."""
-    return R.seed_summary(recs, metric) if recs else None
 
 
 def headline(study: Study):
@@ -156,40 +140,6 @@ def headline_table(means: Mapping) -> str:
     return R.format_table(rows, ["loss", "kNN", "linear probe", "+kNN", "+probe"])
 
 
-def verdicts(
-    groups: Mapping[str, Sequence[Mapping]],
-    pairs: Iterable[tuple[str, str]],
-    reads: Mapping[str, str] = READ,
-    margin: float | None = S.MARGIN,
-) -> dict:
-    """The verdicts of one table (Holm over it, :func:`results.compare_table`).
-
-    Args:
-        groups: key -> seed group.
-        pairs: ``(a, b)`` keys to compare, in the table's order; a pair with a
-            group absent (or ``a == b``) is left out.
-        reads: read-out name -> metric; each pair is compared on each.
-        margin: the equivalence margin (None: no equivalence verdict).
-
-    Returns:
-        ``{(a, b, read-out): Difference}`` ({} when no pair is present).
-    """
-    table = {
-        (a, b, r): (summary(groups[a], key), summary(groups[b], key))
-        for a, b in pairs
-        if a != b and groups.get(a) and groups.get(b)
-        for r, key in reads.items()
-    }
-    return R.compare_table(table, margin=margin) if table else {}
-
-
-def difference_table(found: Mapping, names: Mapping = SHORT, **kwargs) -> str:
-    """:func:`study.difference_rows` of :func:`verdicts`, rows "a vs b, read-out"."""
-    return difference_rows(
-        found, lambda t: f"{names[t[0]]} vs {names[t[1]]}, {t[2]}", **kwargs
-    )
-
-
 def verdict_words(found: Mapping, keys: Sequence[str], cols: Sequence[str]) -> str:
     """A table of verdict words, one row per key, one column per read-out
     (``found``: ``{(key, column): Difference}``)."""
@@ -223,11 +173,11 @@ def seed_mean_lines(means: Mapping, keys: Iterable[str]) -> str:
     """The untrained network's kNN and, for each key present, its kNN with interval,
     gain over the untrained network and number of seeds."""
     base = means["untrained"][0]
-    lines = [f"untrained network: kNN {base.mean:.3f} {interval(base)}"]
+    lines = [f"untrained network: kNN {mean_interval(base)}"]
     for k in [k for k in keys if k in means]:
         knn = means[k][0]
         lines.append(
-            f"{LABEL[k]:>20}: kNN {knn.mean:.3f} {interval(knn)}, "
+            f"{LABEL[k]:>20}: kNN {mean_interval(knn)}, "
             f"{points(knn, base):+.1f} points, n={knn.n}"
         )
     return "\n".join(lines)
@@ -362,16 +312,6 @@ def plot_search(search: Sequence[Mapping], refs: Mapping) -> None:
 
 
 # ------------------------------------------------------------------ along training
-def tracking_mean(recs: Sequence[Mapping], key: str = "knn_acc"):
-    """Epochs and the mean over seeds of a tracked quantity (seeds sharing epochs)."""
-    tracks = [R.lookup(r, "extra.tracking", default=[]) for r in recs]
-    epochs = sorted(set.intersection(*[{t["epoch"] for t in tr} for tr in tracks]))
-    vals = [
-        [next(t[key] for t in tr if t["epoch"] == e) for tr in tracks] for e in epochs
-    ]
-    return epochs, [float(np.mean(v)) for v in vals]
-
-
 def plot_seed_tracks(
     head: Mapping,
     refs: Mapping,
@@ -384,7 +324,7 @@ def plot_seed_tracks(
         ``{key: (epochs, mean kNN over the seeds)}`` of the losses drawn.
     """
     _, ax = plt.subplots(figsize=(7, 4.6))
-    along = {}
+    drawn = {}
     for i, k in enumerate(keys):
         tracks = [r["extra"]["tracking"] for r in head.get(k, [])]
         if not tracks:
@@ -393,7 +333,7 @@ def plot_seed_tracks(
         seeds = np.array([[t["knn_acc"] for t in tr] for tr in tracks])
         for row in seeds:  # each seed, thin
             ax.plot(epochs, row, color=f"C{i}", lw=0.8, alpha=0.5)
-        along[k] = (epochs, seeds.mean(0))
+        drawn[k] = (epochs, seeds.mean(0))
         ax.plot(
             epochs,
             seeds.mean(0),
@@ -412,7 +352,7 @@ def plot_seed_tracks(
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.18), ncol=3)
     plt.tight_layout()
     plt.show()
-    return along
+    return drawn
 
 
 def plot_length(
@@ -426,10 +366,10 @@ def plot_length(
         base.low, base.high, color="grey", alpha=0.3, label="untrained network (95%)"
     )
     for k in keys:
-        ep, acc = tracking_mean(head[k])
+        ep, acc = along(head[k])
         ax.plot(ep, acc, "o-", lw=1, ms=4, label=f"{LABEL[k]}, 12 epochs")
     if long.get("simclr"):
-        ep, acc = tracking_mean(long["simclr"])
+        ep, acc = along(long["simclr"])
         n_ep = long["simclr"][0]["config"]["epochs"]
         ax.plot(ep, acc, "k*-", lw=2, ms=9, label=f"SimCLR, {n_ep} epochs")
     ax.set(
@@ -447,13 +387,13 @@ def length_report(long_recs: Sequence[Mapping], s12, base, base_bn) -> str:
     over both untrained references, their difference and the longer run's track."""
     s_long, n_long = summary(long_recs), long_recs[0]["config"]["epochs"]
     lines = [
-        f"SimCLR {n_ep} epochs: kNN {s.mean:.3f} {interval(s)}, n={s.n}; over "
+        f"SimCLR {n_ep} epochs: kNN {mean_interval(s)}, n={s.n}; over "
         f"untrained {points(s, base):+.1f} points,\n  over BN re-est. "
         f"{points(s, base_bn):+.1f} points"
         for n_ep, s in ((12, s12), (n_long, s_long))
     ]
     lines.append(f"{n_long} against 12 epochs: {R.difference(s_long, s12).interval()}")
-    ep, acc = tracking_mean(long_recs)
+    ep, acc = along(long_recs)
     track = ", ".join(f"epoch {e} {a:.3f}" for e, a in zip(ep, acc))
     return "\n".join(lines + ["along the longer run: " + track])
 
@@ -544,14 +484,13 @@ def plot_headline(means: Mapping, title: str) -> None:
         ax.errorbar(  # one seed: the point alone, no interval
             x + (i - 0.5) * 0.2,
             [v.mean for v in s],
-            yerr=[v.halfwidth if v.n > 1 else 0 for v in s],
+            yerr=[error_bar(v) for v in s],
             fmt=marker,
             capsize=3,
             label=f"{label} (95% interval over seeds)",
         )
-        if "untrained" in means and means["untrained"][i].n > 1:
-            u = means["untrained"][i]
-            ax.axhspan(u.low, u.high, color=f"C{i}", alpha=0.15)
+        if "untrained" in means:
+            interval_band(ax, means["untrained"][i], color=f"C{i}", alpha=0.15)
     ax.set_xticks(x)
     ax.set_xticklabels([SHORT[k] for k in keys], rotation=30, ha="right")
     ax.set(ylabel="test accuracy", title=title)
@@ -603,7 +542,7 @@ def plot_sweeps(study: Study, title: str) -> list[str]:
             ax.errorbar(
                 [p[0] for p in pts],
                 [p[1].mean for p in pts],
-                yerr=[p[1].halfwidth if p[1].n > 1 else 0 for p in pts],
+                yerr=[error_bar(p[1]) for p in pts],
                 marker="o",
                 ls="-" if k == "simclr" else "--",
                 capsize=3,
@@ -656,13 +595,13 @@ def _sweep_rows(study: Study, section: str, pts: Mapping):
         if head.get(ref):
             s = summary(head[ref])
             rows[name] = {x_col: name, "steps": 0} | {
-                col[k]: f"{s.mean:.3f} {interval(s)}" for k in pts
+                col[k]: mean_interval(s) for k in pts
             }
     diffs = sweep_differences(pts)
     for k, v in pts.items():
         for x, s, steps in v:
             row = rows.setdefault(x, {x_col: f"{x:g}", "steps": steps})
-            row[col[k]] = f"{s.mean:.3f} {interval(s)}"
+            row[col[k]] = mean_interval(s)
             if x in diffs:
                 row["DHEL - SimCLR"] = f"{diffs[x].interval(unit='')}"
     order = [n for n in refs.values() if n in rows]
@@ -765,9 +704,9 @@ def plot_tracking(head: Mapping, order: Sequence[str], title: str) -> None:
     trained_keys = [k for k in order if not k.startswith("untrained")]
     for k in [k for k in trained_keys if head.get(k)]:
         recs = head[k]
-        _, unif = tracking_mean(recs, "uniformity")
-        _, align = tracking_mean(recs, "alignment")
-        ep, rank = tracking_mean(recs, "effective_rank_z")
+        _, unif = along(recs, "uniformity")
+        _, align = along(recs, "alignment")
+        ep, rank = along(recs, "effective_rank_z")
         (line,) = axes[0].plot(unif, align, "o-", ms=4, label=SHORT[k])
         axes[0].plot(unif[-1:], align[-1:], "o", ms=8, color=line.get_color())
         axes[1].plot(ep, rank, "o-", ms=4, label=SHORT[k])
@@ -829,26 +768,15 @@ def grid_shapes(study: Study) -> dict[str, set[tuple[int, int]]]:
     }
 
 
-def longest_run_s(study: Study, speed: float = G.TARGET_VIEWS_PER_S) -> float:
-    """The longest estimated run of the plan, in seconds at ``speed`` views per
-    second (ResNet-18: 0.56 GFLOP per view)."""
-    return max(G.estimate_seconds(run, speed * 0.56) for run in study.plan)
-
-
 def grid_status(study: Study) -> str:
     """How many runs of a GPU tier are present, the longest run's estimated time,
     and the command of one pending run."""
-    missing = study.missing()
-    have = len(study.plan) - len(missing)
-    minutes = longest_run_s(study) / 60
+    minutes = study.longest_run_s() / 60
     lines = [
-        f"{study.tier}-grid runs present: {have} of {len(study.plan)};",
+        f"{study.tier}-grid runs present: {study.present()} of {len(study.plan)};",
         f"estimated time per run at the target speed: at most {minutes:.1f} min",
     ]
-    if missing:
-        lines += ["pending; for example:"]
-        lines += [G.wrap_command(G.cli_command(missing[0]), width=80)]
-    return "\n".join(lines)
+    return "\n".join(lines + study.example(width=80))
 
 
 def redraw(study: Study, title: str) -> None:
@@ -871,28 +799,3 @@ def redraw(study: Study, title: str) -> None:
         groups = many_class_groups(study, section, dataset)
         if groups:
             print(f"{name}:\n{many_class_table(groups, groups)}")
-
-
-# ------------------------------------------------------------------ listings
-def pending_commands(study: Study, width: int = 80) -> str:
-    """Every planned run without a results file, by section, with its command."""
-    lines = []
-    for section, runs in study.sections.items():
-        missing = G.missing_runs(runs, study.records)
-        lines.append(f"== {section}: {len(runs) - len(missing)} of {len(runs)} present")
-        lines += [G.wrap_command(G.cli_command(run), width=width) for run in missing]
-    return "\n".join(lines)
-
-
-def provenance_listing(by_tier: Mapping[str, Study], width: int = 80) -> str:
-    """One wrapped line per results file (:func:`results.provenance`), by tier."""
-    lines = []
-    for tier, study in by_tier.items():
-        records = study.records
-        folder = f"results/{tier}/{study.chapter}"
-        lines.append(f"== {tier} ({folder}): {len(records)} files")
-        lines += [
-            textwrap.fill(R.provenance(r), width, subsequent_indent="    ")
-            for r in sorted(records, key=R.run_name)
-        ]
-    return "\n".join(lines)

@@ -16,7 +16,6 @@ Every function takes the :class:`CloaData` of :func:`load` and returns a string
 from __future__ import annotations
 
 import math
-import statistics
 import textwrap
 from collections.abc import Mapping, Sequence
 
@@ -27,7 +26,21 @@ from matplotlib.lines import Line2D
 from cl_lib import get_profile
 from cl_lib.experiments import grid as G
 from cl_lib.experiments import results as R
-from cl_lib.experiments.study import Study, difference_rows
+from cl_lib.experiments.study import (
+    READOUTS,
+    Study,
+    along,
+    command,
+    difference_table,
+    error_bar,
+    interval,
+    interval_band,
+    mean_interval,
+    verdicts,
+)
+from cl_lib.experiments.study import (
+    provenance_listing as listing,
+)
 
 __all__ = [
     "ACC",
@@ -58,7 +71,7 @@ REFS = {"untrained": "untrained", "untrained_bn": "untrained, BN re-est."}
 ORDER = [*REFS, *NAMES]
 PAIRS = [("infonce", "cloa"), ("dcl", "cloa_dcl")]  # (base loss, base + anchor)
 KEY_RATES = (1.0, 1e-3)  # the paper's "strong" and "mild" learning
-ACC = {"kNN": "final.knn_acc", "probe": "final.linear_probe_acc"}
+ACC = READOUTS  # kNN and probe accuracy
 RANK = "extra.final.effective_rank_features"
 VAR_RAW = "extra.final.embedding_variance_features"
 VAR_SPHERE = "extra.final.embedding_variance_sphere"
@@ -96,36 +109,9 @@ def pm(s: R.SeedSummary, digits: int = 3) -> str:
     return f"{s.mean:.{digits}f} ± {s.sd:.{digits}f}"
 
 
-def show(s: R.SeedSummary) -> str:
-    """'mean [low, high]' of a summary (its 95% interval; one seed has none)."""
-    if s.n == 1:
-        return f"{s.mean:.3f} (one seed)"
-    return f"{s.mean:.3f} [{s.low:.3f}, {s.high:.3f}]"
-
-
-def log_interval(s: R.SeedSummary, digits: int = 2, log: bool = False) -> str:
-    """'[low, high]' (of ``10**x`` with ``log``); one seed of a metric with no
-    sampling model has no interval, so its value is shown alone."""
-    f = (lambda v: f"{10**v:.{digits}g}") if log else (lambda v: f"{v:.{digits}f}")
-    if not math.isfinite(s.halfwidth):
-        return f"{f(s.mean)} (1 seed)"
-    return f"[{f(s.low)}, {f(s.high)}]"
-
-
 def per_seed(recs: Sequence[Mapping], key) -> str:
     """The values of a metric over the seeds, smallest first: '3.4, 5.3, 18'."""
     return ", ".join(f"{v:.2g}" for v in sorted(R.lookup(r, key) for r in recs))
-
-
-def along(recs: Sequence[Mapping], key: str) -> tuple[list, list]:
-    """Epochs and the seed-mean of a tracked quantity at the epochs all seeds have."""
-    tracks = [R.lookup(r, "extra.tracking", default=[]) for r in recs]
-    epochs = sorted(set.intersection(*({t["epoch"] for t in tr} for tr in tracks)))
-    values = [
-        statistics.fmean(t[key] for tr in tracks for t in tr if t["epoch"] == e)
-        for e in epochs
-    ]
-    return epochs, values
 
 
 class CloaData:
@@ -239,13 +225,12 @@ def plan_report(d: CloaData) -> str:
             f"{R.lookup(ex, 'steps_per_epoch')} steps per epoch"
         )
     for section, runs in plan.items():
-        have = len(runs) - len(study.missing(section))
+        have = study.present(section)
         state = "pending" if have == 0 else f"{have} of {len(runs)} runs present"
         lines.append(f"CPU study, {section}: {state}")
         if have == 0:
             lines.append("  for example:")
-            command = G.wrap_command(G.cli_command(runs[0]), WIDTH - 2)
-            lines.append(textwrap.indent(command, "  "))
+            lines.append(textwrap.indent(command(runs[0], WIDTH - 2), "  "))
     lines.append("every stored file matches its planned command" if d.cpu else "")
     return "\n".join(lines)
 
@@ -279,12 +264,8 @@ def pending_runs(d: CloaData) -> str:
 def provenance_listing(d: CloaData) -> str:
     """One line per results file (:func:`results.provenance`), then the pending
     runs: the chapter's one collapsed provenance block."""
-    lines = [
-        fill(R.provenance(r))
-        for records in (d.cpu, d.quick, d.full)
-        for r in sorted(records, key=R.run_name)
-    ]
-    return "\n".join([*lines, "", "planned runs with no file yet:", pending_runs(d)])
+    lines = [listing(d.studies, WIDTH), "", "planned runs with no file yet:"]
+    return "\n".join([*lines, pending_runs(d)])
 
 
 # ---------------------------------------------------------- Section 2: did it train?
@@ -292,17 +273,9 @@ def against_refs(d: CloaData, groups: Mapping, refs: Sequence) -> dict:
     """The verdicts of one accuracy table: every run against every reference on both
     accuracies, Holm over the table. ``{(name, reference index, short): Difference}``.
     """
-    pairs = {}
-    for name, recs in groups.items():
-        if d.loss_of(name) in REFS:
-            continue
-        for j, ref in enumerate(refs):
-            for short, key in ACC.items():
-                pairs[(name, j, short)] = (
-                    R.seed_summary(recs, key),
-                    R.seed_summary(ref, key),
-                )
-    return R.compare_table(pairs)
+    runs = [name for name in groups if d.loss_of(name) not in REFS]
+    pairs = [(name, j) for name in runs for j in range(len(refs))]
+    return verdicts({**groups, **dict(enumerate(refs))}, pairs, ACC)
 
 
 def beats_in(verdicts: Mapping, name: str, n_refs: int) -> str:
@@ -351,8 +324,10 @@ def accuracy_report(d: CloaData) -> str:
     lines = [
         f"{d.studies['cpu-study'].hardware()}: test accuracy (mean ± sd over n seeds)",
         accuracy_table(d, d.groups, d.untrained, d.references),
-        "Δ: against the untrained network as initialised; "
-        "beats: above both references",
+        (
+            "Δ: against the untrained network as initialised; "
+            "beats: above both references"
+        ),
     ]
     if d.diverged:
         lines.append(
@@ -374,9 +349,9 @@ def plot_accuracy(d: CloaData, groups: Mapping, base, title: str, rates=ALL_RATE
     95% intervals over seeds and the untrained network's interval in grey."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.0))
     for ax, (short, key) in zip(axes, ACC.items()):
-        if base is not None and len(base) > 1:
-            s0 = R.seed_summary(base, key)
-            ax.axhspan(s0.low, s0.high, color="grey", alpha=0.3, label="untrained")
+        if base is not None:
+            style = {"color": "grey", "alpha": 0.3, "label": "untrained"}
+            interval_band(ax, R.seed_summary(base, key), **style)
         for i, loss in enumerate(NAMES):
             pts = sorted(
                 [
@@ -393,7 +368,7 @@ def plot_accuracy(d: CloaData, groups: Mapping, base, title: str, rates=ALL_RATE
             ax.errorbar(
                 x,
                 [s.mean for _, s in pts],
-                yerr=[s.halfwidth if s.n > 1 else 0 for _, s in pts],
+                yerr=[error_bar(s) for _, s in pts],
                 capsize=3,
                 label=NAMES[loss],
                 **STYLE[loss],
@@ -436,8 +411,8 @@ def headline_report(d: CloaData, ref_v: Mapping) -> str:
             R.seed_summary(g, ACC[short]) for g in (d.untrained_bn, d.untrained)
         )
         lines.append(
-            f"references, {short}: untrained, BN re-est. {show(s_bn)},\n  untrained "
-            f"{show(s0)}: difference {x.interval()}, {x.verdict}"
+            f"references, {short}: untrained, BN re-est. {mean_interval(s_bn)},\n"
+            f"  untrained {mean_interval(s0)}: difference {x.interval()}, {x.verdict}"
         )
     knn_bn, knn0, knn_lr1 = (
         R.seed_summary(g, ACC["kNN"]) for g in (d.untrained_bn, d.untrained, head)
@@ -719,6 +694,7 @@ def rank_report(d: CloaData, final_rank: Mapping, courses: Mapping) -> str:
 
 # ------------------------------------------------------- Section 4: the variance
 VARIANCES = (("raw variance", VAR_RAW, log_var), ("sphere", VAR_SPHERE, VAR_SPHERE))
+ONE = "{} (1 seed)"  # a variance of one seed: its value alone (no interval)
 
 
 def variance_table(d: CloaData) -> str:
@@ -732,8 +708,8 @@ def variance_table(d: CloaData) -> str:
                 "run": NAMES.get(loss, REFS.get(loss, loss)),
                 "lr": "--" if loss in REFS else f"{rate(recs):g}",
                 "n": len(recs),
-                "var raw (95%)": log_interval(raw, 2, log=True),
-                "var sphere (95%)": log_interval(sph),
+                "var raw (95%)": interval(raw, 2, log=True, one_seed=ONE),
+                "var sphere (95%)": interval(sph, 2, one_seed=ONE),
                 "eff. rank": pm(R.seed_summary(recs, RANK), 1),
             }
         )
@@ -967,13 +943,7 @@ def attribution_verdicts(d: CloaData) -> dict:
         ("anchor alone", "InfoNCE"),
         ("CLOA-InfoNCE", "anchor alone"),
     )
-    return R.compare_table(
-        {
-            (a, b, short): (R.seed_summary(g[a], key), R.seed_summary(g[b], key))
-            for a, b in pairs
-            for short, key in ACC.items()
-        }
-    )
+    return verdicts(g, pairs, ACC)
 
 
 def attribution_report(d: CloaData, verdicts: Mapping) -> str:
@@ -990,7 +960,7 @@ def attribution_report(d: CloaData, verdicts: Mapping) -> str:
         f"{len(g['CLOA-InfoNCE'])}, InfoNCE {len(g['InfoNCE'])}, untrained (BN "
         f"re-est.) {len(g['BN re-est.'])}"
     )
-    lines.append(difference_rows(verdicts, lambda t: f"{t[0]} vs {t[1]}, {t[2]}"))
+    lines.append(difference_table(verdicts))
     return "\n".join(lines)
 
 
@@ -1109,17 +1079,10 @@ def quick_rank_report(d: CloaData) -> str:
 
 
 # ------------------------------------------------------- Section 8: the full grid
-def longest_full_run(d: CloaData) -> float:
-    """Estimated seconds of the longest full-grid run at the target speed."""
-    plan = d.studies["full"].plan
-    return max(G.estimate_seconds(run, G.TARGET_VIEWS_PER_S * 0.56) for run in plan)
-
-
 def full_grid_report(d: CloaData) -> str:
     """Print the full grid's accuracy table and draw its figures once runs exist;
     return how many runs are present and the command of a missing one."""
-    plan = d.studies["full"].plan
-    missing = G.missing_runs(plan, d.full)
+    study = d.studies["full"]
     groups = d.seed_groups("full")
     lines = []
     if groups:
@@ -1132,13 +1095,11 @@ def full_grid_report(d: CloaData) -> str:
         plot_accuracy(d, groups, base, title, rates=G.TIERS["full"]["ch10"]["lrs"])
         plot_along(d, groups, base, title, base_bn)
     lines.append(
-        f"full-grid runs present: {len(plan) - len(missing)} of "
-        f"{len(plan)}; estimated time per run\nat the target speed: at most "
-        f"{longest_full_run(d) / 60:.1f} min"
+        f"full-grid runs present: {study.present()} of "
+        f"{len(study.plan)}; estimated time per run\nat the target speed: at most "
+        f"{study.longest_run_s() / 60:.1f} min"
     )
-    if missing:
-        lines += ["for example:", G.wrap_command(G.cli_command(missing[0]), WIDTH)]
-    return "\n".join(lines)
+    return "\n".join(lines + study.example(width=WIDTH, lead="for example:"))
 
 
 # ------------------------------------------------------- Section 9: the answer
@@ -1154,9 +1115,9 @@ def answer_report(d: CloaData, top: Mapping, anchor: Mapping, rate_v: Mapping) -
     ]
     for what, key in (*ACC.items(), ("sphere var.", VAR_SPHERE)):
         s, s0, s1 = (R.seed_summary(g, key) for g in (head, *d.references))
-        lines.append(f"  {what:<11} {show(s)}")
-        lines.append(f"    vs untrained {show(s0)},")
-        lines.append(f"       untrained, BN re-est. {show(s1)}")
+        lines.append(f"  {what:<11} {mean_interval(s)}")
+        lines.append(f"    vs untrained {mean_interval(s0)},")
+        lines.append(f"       untrained, BN re-est. {mean_interval(s1)}")
     for (anchored, base, eta, short), x in anchor.items():
         a, b = d.find(anchored, eta), d.find(base, eta)
         note = "" if d.trained(a) and d.trained(b) else " (a run has not trained)"

@@ -4,13 +4,14 @@ Book layer. Chapter 12 (``book/12_imagenet100.ipynb``) keeps its claims and asse
 this module keeps the plumbing that prints them: the recipe and the settings as
 tables, the CPU study's seed summaries, its verdict tables (the book's rule,
 :func:`results.compare_table`) and its figure, the full grid's tables and figures
-(drawn once its files exist), and the collapsed block of provenance and pending runs.
-Everything reads a :class:`~cl_lib.experiments.study.Study` or the seed groups and
-:class:`~cl_lib.experiments.results.SeedSummary` objects built from one.
+(drawn once its files exist). Everything reads a
+:class:`~cl_lib.experiments.study.Study` or the seed groups and
+:class:`~cl_lib.experiments.results.SeedSummary` objects built from one; the runs
+present, seed summaries, commands, pending runs and provenance are
+:mod:`cl_lib.experiments.study`'s.
 
-Generic helpers (not specific to Chapter 12): :func:`say`, :func:`command`,
-:func:`seed_stats`, :func:`plot_groups`, :func:`pair_table`, :func:`pending`,
-:func:`provenance`.
+Generic helpers (not specific to Chapter 12): :func:`say`, :func:`plot_groups`,
+:func:`pair_table`.
 """
 
 from __future__ import annotations
@@ -24,7 +25,13 @@ import numpy as np
 from cl_lib.data import imagenet100_classes
 from cl_lib.experiments import grid as G
 from cl_lib.experiments import results as R
-from cl_lib.experiments.study import KNN, PROBE, Study
+from cl_lib.experiments.study import (
+    READOUTS,
+    Study,
+    error_bar,
+    interval_band,
+    seed_stats,
+)
 
 __all__ = [
     "CAMPAIGN",
@@ -35,20 +42,15 @@ __all__ = [
     "TIER_LABEL",
     "WIDTH",
     "answer",
-    "command",
-    "coverage",
     "data_and_model",
     "full_grid_report",
     "pair_table",
-    "pending",
     "plot_groups",
-    "provenance",
     "ratio_table",
     "recipes",
     "reference_table",
     "reference_verdicts",
     "say",
-    "seed_stats",
     "setting_ratios",
     "settings",
     "settings_table",
@@ -57,7 +59,7 @@ __all__ = [
 
 WIDTH = 80  # printed lines fit the page
 TIERS = ("quick", "cpu-study", "full")
-METRICS = {"kNN": KNN, "probe": PROBE}  # the two read-outs, in the order printed
+METRICS = READOUTS  # the two read-outs, in the order printed
 NUM_CLASSES = {"imagenette-96": 10, "imagenet100": len(imagenet100_classes())}
 DATA_LABEL = {"imagenette-96": "Imagenette", "imagenet100": "ImageNet-100"}
 # the four settings of the chapter (Section 1's table): label, tier, planned run
@@ -81,20 +83,6 @@ CAMPAIGN = (
 def say(text: str, width: int = WIDTH) -> None:
     """Print a sentence wrapped to the page width."""
     print(textwrap.fill(text, width))
-
-
-def command(run: G.PlannedRun, width: int = WIDTH) -> str:
-    """The trainer command of a planned run, wrapped to the page width."""
-    return G.wrap_command(G.cli_command(run), width=width)
-
-
-def coverage(studies: Mapping[str, Study]) -> str:
-    """One line per tier: ``"cpu-study: 12 of 12 planned runs have results files"``."""
-    return "\n".join(
-        f"{tier:>9}: {len(s.records):2d} of {len(s.plan):2d} "
-        "planned runs have results files"
-        for tier, s in studies.items()
-    )
 
 
 # ------------------------------------------------------------------- the recipe
@@ -179,17 +167,6 @@ def ratio_table(big: G.PlannedRun, small: G.PlannedRun, num_params: int) -> str:
 
 
 # ------------------------------------------------------------------ seed summaries
-def seed_stats(
-    groups: Mapping[str, Sequence[Mapping]], metrics: Mapping[str, str] = METRICS
-) -> dict[tuple[str, str], R.SeedSummary]:
-    """``{(group, metric label): seed summary}`` for every group and read-out."""
-    return {
-        (g, m): R.seed_summary(recs, key)
-        for g, recs in groups.items()
-        for m, key in metrics.items()
-    }
-
-
 def data_and_model(record: Mapping) -> str:
     """Image side, training and test images, encoder, width and parameters of a run:
     two lines."""
@@ -325,9 +302,9 @@ def answer(
 # ------------------------------------------------------------------------ figures
 def _panel(ax, groups, stats, labels, m, chance, top, base):
     """One read-out: the base's interval as a band, per-seed dots, mean +- 95%."""
-    if base in groups and stats[(base, m)].n > 1:  # one seed: no interval
-        b = stats[(base, m)]
-        ax.axhspan(b.low, b.high, color="0.85", label="untrained, 95% interval")
+    if base in groups:  # one seed: no interval
+        style = {"color": "0.85", "label": "untrained, 95% interval"}
+        interval_band(ax, stats[(base, m)], **style)
     for i, g in enumerate(labels):
         if g not in groups:
             ax.text(i, 0.5 * (chance + top), "pending", ha="center", va="center")
@@ -335,8 +312,7 @@ def _panel(ax, groups, stats, labels, m, chance, top, base):
         seeds = [R.lookup(r, METRICS[m]) for r in groups[g]]
         s = stats[(g, m)]
         ax.plot([i - 0.12] * len(seeds), seeds, "o", color="0.45", ms=4)
-        yerr = s.halfwidth if s.n > 1 else 0
-        ax.errorbar(i + 0.08, s.mean, yerr=yerr, fmt="s", color="C0", capsize=5)
+        ax.errorbar(i + 0.08, s.mean, yerr=error_bar(s), fmt="s", color="C0", capsize=5)
     ax.axhline(chance, color="k", lw=0.8, ls="--", label="chance")
     ax.set_ylim(0, min(1, top + 0.15))
     ticks = [
@@ -423,24 +399,3 @@ def full_grid_report(study: Study) -> None:
     for data in NUM_CLASSES:
         for arch in ("resnet18", "resnet50"):  # one table per data set and encoder
             _full_table(study, groups, stats, data, arch)
-
-
-# ------------------------------------------------------- provenance, pending runs
-def provenance(records: Iterable[Mapping], width: int = WIDTH) -> str:
-    """One wrapped line per results file (:func:`results.provenance`), by name."""
-    return "\n".join(
-        textwrap.fill(R.provenance(r), width, subsequent_indent="    ")
-        for r in sorted(records, key=R.run_name)
-    )
-
-
-def pending(study: Study, width: int = WIDTH) -> str:
-    """Every planned run of a study with no results file, each with its command;
-    runs that do not fit one GPU lease are marked as hours on a GPU server."""
-    missing = study.missing()
-    tier = TIER_LABEL.get(study.tier, study.tier)
-    lines = [f"{len(missing)} pending {tier} runs of this chapter"]
-    for run in missing:
-        lines.append(f"- {run.name}" + ("" if run.lease else " (GPU server: hours)"))
-        lines.append(command(run, width))
-    return "\n".join(lines)

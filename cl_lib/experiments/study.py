@@ -10,7 +10,13 @@ chapters keep only their own tables, figures and asserts. Nothing is read back o
 a file name: a record is matched to its planned run by name, and the planned run
 carries its identity.
 
-The few formatting helpers (:func:`interval`, :func:`points`, :func:`word`,
+Module-level helpers serve the three chapters' seed groups alike: seed summaries
+(:func:`summary`, :func:`seed_stats`), means along training (:func:`along`), tables of
+verdicts between seed groups (:func:`verdicts`, :func:`difference_table`), the listing
+of every results file (:func:`provenance_listing`), the runs present per tier
+(:func:`presence`), a planned run's command (:func:`command`) and the 95% intervals of
+a figure (:func:`error_bar`, :func:`interval_band`). The formatting helpers
+(:func:`interval`, :func:`mean_interval`, :func:`points`, :func:`word`,
 :func:`difference_rows`) print the book's verdicts (:func:`results.compare_table`) in
 one way on every page.
 """
@@ -18,24 +24,40 @@ one way on every page.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import statistics
+import textwrap
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from cl_lib import stats as S
 from cl_lib.experiments import grid as G
 from cl_lib.experiments import results as R
 
 __all__ = [
     "KNN",
     "PROBE",
+    "READOUTS",
     "Study",
+    "along",
+    "command",
     "difference_rows",
+    "difference_table",
+    "error_bar",
     "interval",
+    "interval_band",
+    "mean_interval",
     "points",
+    "presence",
+    "provenance_listing",
+    "seed_stats",
+    "summary",
+    "verdicts",
     "word",
 ]
 
 KNN, PROBE = "final.knn_acc", "final.linear_probe_acc"
+READOUTS = {"kNN": KNN, "probe": PROBE}  # the two read-outs of every chapter's tables
 WORDS = {R.HIGHER: "above", R.LOWER: "below"}
 
 
@@ -110,15 +132,58 @@ class Study:
         """``"<sections>: k of n runs present"`` and, if some are missing, the
         command of the first one (every command: :meth:`missing` and
         :func:`grid.cli_command`)."""
-        runs, missing = self.runs(*sections), self.missing(*sections)
         label = " + ".join(sections) or "all"
-        lines = [f"{label}: {len(runs) - len(missing)} of {len(runs)} runs present"]
-        if missing:
-            lines += [
-                "pending; for example:",
-                G.wrap_command(G.cli_command(missing[0]), width=width),
-            ]
+        n = len(self.runs(*sections))
+        lines = [f"{label}: {self.present(*sections)} of {n} runs present"]
+        return "\n".join(lines + self.example(*sections, width=width))
+
+    def present(self, *sections: str) -> int:
+        """How many planned runs of the sections (all with none) have a results
+        file."""
+        return len(self.runs(*sections)) - len(self.missing(*sections))
+
+    def example(
+        self, *sections: str, width: int = 80, lead: str = "pending; for example:"
+    ) -> list[str]:
+        """``[lead, command]`` of the first missing run of the sections (its
+        :func:`command`), or ``[]`` when none is missing."""
+        missing = self.missing(*sections)
+        return [lead, command(missing[0], width)] if missing else []
+
+    def pending(
+        self, width: int = 80, label: str | None = None, by_section: bool = False
+    ) -> str:
+        """Every planned run with no results file, each with its command.
+
+        Args:
+            width: of the wrapped commands.
+            label: the tier in the heading ``"2 pending <label> runs of this
+                chapter"`` (default: the tier's name); runs that do not fit one GPU
+                lease are marked ``(GPU server: hours)``.
+            by_section: instead, one heading per section,
+                ``"== <section>: k of n present"``, and the commands.
+        """
+        if by_section:
+            lines = []
+            for section, runs in self.sections.items():
+                missing = G.missing_runs(runs, self.records)
+                have = len(runs) - len(missing)
+                lines.append(f"== {section}: {have} of {len(runs)} present")
+                lines += [command(run, width) for run in missing]
+            return "\n".join(lines)
+        missing = self.missing()
+        lines = [f"{len(missing)} pending {label or self.tier} runs of this chapter"]
+        for run in missing:
+            lines.append(
+                f"- {run.name}" + ("" if run.lease else " (GPU server: hours)")
+            )
+            lines.append(command(run, width))
         return "\n".join(lines)
+
+    def longest_run_s(self, speed: float = G.TARGET_VIEWS_PER_S) -> float:
+        """The longest estimated run of the plan, in seconds at ``speed`` views per
+        second (ResNet-18: 0.56 GFLOP per view)."""
+        return max(G.estimate_seconds(run, speed * 0.56) for run in self.plan)
 
     # ------------------------------------------------------------------ the results
     def groups(
@@ -169,13 +234,22 @@ class Study:
         return None
 
     def summary(self, recs: Sequence[Mapping] | None, metric: str = KNN):
-        """:func:`results.seed_summary` of a group, or None for an absent group."""
-        return R.seed_summary(recs, metric) if recs else None
+        """:func:`summary`: :func:`results.seed_summary` of a group, or None for an
+        absent group."""
+        return summary(recs, metric)
 
     def hardware(self) -> str:
         """``"CPU study, 2-core CPU, small convnet"``: the machines of the records."""
         cores = sorted({r["hardware"]["cpu_count"] for r in self.records} or {0})
         return f"CPU study, {'/'.join(map(str, cores))}-core CPU, small convnet"
+
+    def provenance(self, width: int = 80) -> str:
+        """One wrapped line per results file (:func:`results.provenance`), by name;
+        ``""`` without files."""
+        return "\n".join(
+            textwrap.fill(R.provenance(r), width, subsequent_indent="    ")
+            for r in sorted(self.records, key=R.run_name)
+        )
 
 
 def _same(planned: Any, wanted: Any) -> bool:
@@ -187,11 +261,117 @@ def _same(planned: Any, wanted: Any) -> bool:
     return planned == wanted
 
 
+# ------------------------------------------------------------ studies and groups
+def command(run: G.PlannedRun, width: int = 80) -> str:
+    """The trainer command of a planned run (:func:`grid.cli_command`), wrapped to
+    ``width`` with ``\\`` continuations."""
+    return G.wrap_command(G.cli_command(run), width=width)
+
+
+def presence(
+    studies: Mapping[str, Study], digits: int = 3, what: str = "planned runs present"
+) -> str:
+    """One line per tier, ``"cpu-study:  12 of  12 planned runs present"``: its runs
+    with a results file (:meth:`Study.present`), counts padded to ``digits``."""
+    return "\n".join(
+        f"{tier:>9}: {s.present():{digits}d} of {len(s.plan):{digits}d} {what}"
+        for tier, s in studies.items()
+    )
+
+
+def provenance_listing(
+    studies: Mapping[str, Study], width: int = 80, headers: bool = False
+) -> str:
+    """:meth:`Study.provenance` of every tier, in order; with ``headers``, each
+    tier's listing under ``"== <tier> (results/<tier>/<chapter>): n files"``."""
+    lines = []
+    for tier, study in studies.items():
+        if headers:
+            folder = f"results/{tier}/{study.chapter}"
+            lines.append(f"== {tier} ({folder}): {len(study.records)} files")
+        if study.records:
+            lines.append(study.provenance(width))
+    return "\n".join(lines)
+
+
+def summary(recs: Sequence[Mapping] | None, metric: str = KNN):
+    """:func:`results.seed_summary` of a seed group, or None for an absent (None or
+    empty) group."""
+    return R.seed_summary(recs, metric) if recs else None
+
+
+def seed_stats(
+    groups: Mapping[str, Sequence[Mapping]], metrics: Mapping[str, str] = READOUTS
+) -> dict[tuple[str, str], R.SeedSummary]:
+    """``{(group, read-out): seed summary}`` for every group and read-out."""
+    return {
+        (g, m): R.seed_summary(recs, key)
+        for g, recs in groups.items()
+        for m, key in metrics.items()
+    }
+
+
+def along(recs: Sequence[Mapping], key: str = "knn_acc") -> tuple[list, list]:
+    """Epochs and the seed mean of a quantity tracked along training
+    (``extra.tracking``), at the epochs every seed has."""
+    tracks = [R.lookup(r, "extra.tracking", default=[]) for r in recs]
+    epochs = sorted(set.intersection(*({t["epoch"] for t in tr} for tr in tracks)))
+    values = [
+        statistics.fmean(t[key] for tr in tracks for t in tr if t["epoch"] == e)
+        for e in epochs
+    ]
+    return epochs, values
+
+
+def verdicts(
+    groups: Mapping,
+    pairs: Iterable[tuple],
+    reads: Mapping[str, str] = READOUTS,
+    margin: float | None = S.MARGIN,
+) -> dict:
+    """The verdicts of one table of seed groups (Holm over it,
+    :func:`results.compare_table`).
+
+    Args:
+        groups: key -> seed group.
+        pairs: ``(a, b)`` keys to compare, in the table's order; a pair with a
+            group absent (or ``a == b``) is left out.
+        reads: read-out name -> metric; each pair is compared on each.
+        margin: the equivalence margin (None: no equivalence verdict).
+
+    Returns:
+        ``{(a, b, read-out): Difference}`` ({} when no pair is present).
+    """
+    table = {
+        (a, b, r): (summary(groups[a], key), summary(groups[b], key))
+        for a, b in pairs
+        if a != b and groups.get(a) and groups.get(b)
+        for r, key in reads.items()
+    }
+    return R.compare_table(table, margin=margin) if table else {}
+
+
 # ---------------------------------------------------------------------- formatting
-def interval(s: R.SeedSummary) -> str:
-    """The 95% interval of a seed mean, ``"[0.397, 0.415]"``; ``"(one seed)"`` for
-    one seed, which has none."""
-    return "(one seed)" if s.n == 1 else f"[{s.low:.3f}, {s.high:.3f}]"
+def interval(
+    s: R.SeedSummary, digits: int = 3, log: bool = False, one_seed: str = "(one seed)"
+) -> str:
+    """The 95% interval of a seed mean, ``"[0.397, 0.415]"``; for one seed, which
+    has none, ``one_seed`` (formatted with the value: ``"{} (1 seed)"`` shows it).
+
+    Args:
+        digits: decimals, or significant digits with ``log``.
+        log: the summary is of log10 values: show ``10**low``, ``10**high``.
+    """
+    f = (lambda v: f"{10**v:.{digits}g}") if log else (lambda v: f"{v:.{digits}f}")
+    if s.n == 1:
+        return one_seed.format(f(s.mean))
+    return f"[{f(s.low)}, {f(s.high)}]"
+
+
+def mean_interval(s: R.SeedSummary) -> str:
+    """The seed mean and its 95% interval, ``"0.406 [0.397, 0.415]"``
+    (``"0.406 (one seed)"``)."""
+    return f"{s.mean:.3f} {interval(s)}"
 
 
 def points(a: R.SeedSummary, b: R.SeedSummary) -> float:
@@ -224,3 +404,32 @@ def difference_rows(verdicts: Mapping, name, scale: float = 100, digits: int = 1
         for label, d in verdicts.items()
     ]
     return R.format_table(rows)
+
+
+def difference_table(found: Mapping, names: Mapping | None = None, **kwargs) -> str:
+    """:func:`difference_rows` of :func:`verdicts`, rows ``"a vs b, read-out"``
+    (``names``: key -> its name in the rows; the keys themselves without).
+
+    Args:
+        **kwargs: ``scale``, ``digits`` of :func:`difference_rows`.
+    """
+    names = names if names is not None else {}
+    return difference_rows(
+        found,
+        lambda t: f"{names.get(t[0], t[0])} vs {names.get(t[1], t[1])}, {t[2]}",
+        **kwargs,
+    )
+
+
+# ---------------------------------------------------------------------- figures
+def error_bar(s: R.SeedSummary) -> float:
+    """The half-width of a seed mean's 95% interval for an error bar; 0 for one
+    seed (the point alone)."""
+    return s.halfwidth if s.n > 1 else 0
+
+
+def interval_band(ax, s: R.SeedSummary, **style) -> None:
+    """Shade a seed mean's 95% interval across ``ax`` (``style``: of
+    ``ax.axhspan``); nothing for one seed, which has none."""
+    if s.n > 1:
+        ax.axhspan(s.low, s.high, **style)
