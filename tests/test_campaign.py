@@ -186,6 +186,22 @@ def test_cpu_study_grid_has_baselines_seeds_and_fits_the_cpu():
     }
 
 
+def test_cpu_study_plans_chapter_6_on_an_encoder_trained_over_1000_steps():
+    """Chapter 6's runs: SimCLR at 32 px for > 1,000 steps, three seeds, with the
+    untrained network in both forms on the same data and network."""
+    ch06 = G.chapter_grid("ch06", "cpu-study")
+    assert set(ch06) == {"baseline", "classes"}
+    seeds = lambda rs: sorted(r.args.get("seed", 0) for r in rs)  # noqa: E731
+    assert seeds(ch06["classes"]) == [0, 1, 2]
+    assert seeds(ch06["baseline"]) == [0, 0, 1, 1, 2, 2]
+    for run in ch06["classes"]:
+        a = run.args
+        steps = a["epochs"] * (a["subset"] // a["batch_size"])
+        assert steps >= 1000 and G.image_side(a) == 32 and a["loss"] == "infonce"
+    assert {r.args["arch"] for rs in ch06.values() for r in rs} == {"small_cnn"}
+    assert G.chapter_grid("ch06", "quick") == G.chapter_grid("ch06", "cpu-long") == {}
+
+
 def test_cpu_long_tier_plans_chapter_11_on_all_of_cifar10():
     """The cpu-long tier, chapter 11: every training and test image of CIFAR-10,
     the untrained network in both forms and the four headline losses with three seeds

@@ -577,3 +577,30 @@ def test_correctness_reads_per_image_strings():
     rec = {"final": {"knn_acc": bits.mean(), "knn_correct": S.encode_correct(bits)}}
     assert np.array_equal(R.correctness(rec), bits)
     assert R.correctness(rec, "final.linear_probe_correct") is None
+
+
+def test_class_separation_tells_separated_classes_from_mixed_ones():
+    """Chapter 6's measures on features with known geometry: tight, far-apart classes
+    have small CDNVs, few-shot errors near 0 and non-vacuous bounds; labels drawn at
+    random give errors near chance and every pair's Cantelli bound above its error."""
+    import torch
+
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(4).repeat_interleave(50)
+    centres = 10 * torch.eye(4, 16, dtype=torch.float64)
+    tight = centres[labels] + 0.1 * torch.randn(
+        200, 16, generator=g, dtype=torch.float64
+    )
+    sep = R.class_separation(tight, labels, shots=(1, 5), trials=5)
+    assert sep["shots"] == [1, 5] and len(sep["ncc_error"]) == 2
+    assert sep["cdnv"] < 0.01 and sep["directional_cdnv"] < sep["cdnv"]
+    assert max(sep["ncc_error"]) < 0.01 and sep["fewshot_bound_limit"] < 0.1
+    assert len(sep["directional_cdnv_pairs"]) == 12  # ordered pairs, no diagonal
+    mixed = R.class_separation(
+        torch.randn(200, 16, generator=g, dtype=torch.float64), labels, trials=5
+    )
+    assert min(mixed["ncc_error"]) > 0.5 and mixed["cdnv"] > 10 * sep["cdnv"]
+    assert all(
+        e <= b + 1e-12
+        for e, b in zip(mixed["pairwise_ncc_error"], mixed["cantelli_bound"])
+    )

@@ -61,7 +61,7 @@ __all__ = [
     "DATASET_TRAIN_SIZE",
 ]
 
-CHAPTERS = ("ch10", "ch11", "ch12")
+CHAPTERS = ("ch06", "ch10", "ch11", "ch12")
 TARGET_VIEWS_PER_S = 40_000.0  # ResNet-18, CIFAR stem, batch 512, one H200 (issue goal)
 LEASE_RUN_LIMIT_S = 360.0  # a full run must fit a 10-minute command with room
 PAPER_EPOCHS = 200  # the DHEL/KCL paper's and SimCLR's CIFAR setting
@@ -220,6 +220,7 @@ TIERS: dict[str, dict] = {
             "kcl batch steps",
             "kcl gamma",
             "non-contrastive",
+            "classes",
         ),
         # The headline comparisons, whose effects are 1-3 points, get two more seeds
         # (five in all): the anchor on InfoNCE at eta = 1 (chapter 10); DHEL (authors'
@@ -237,6 +238,20 @@ TIERS: dict[str, dict] = {
             },
         },
         "baseline": True,
+        # Chapter 6's class-separation measures (CDNVs, few-shot errors and their
+        # bounds) on an encoder trained for > 1,000 steps: SimCLR at 32 px, 26 epochs
+        # of 10,000 images at batch 256 (1,014 steps), against the untrained network
+        "ch06": {
+            "size": dict(
+                arch="small_cnn",
+                width=16,
+                subset=10_000,
+                test_subset=10_000,
+                epochs=26,
+                batch_size=256,
+            ),
+            "loss": "simclr",
+        },
         "ch10": {
             "size": dict(
                 arch="small_cnn",
@@ -375,6 +390,8 @@ PRIORITY = {
     # the sweeps that test Parts I-III on images (cpu-study)
     ("ch10", "anchor only"): 1.2,
     ("ch10", "effective step"): 1.5,
+    ("ch06", "baseline"): -1,
+    ("ch06", "classes"): 1.6,
     ("ch11", "tau seeds"): 4.2,
     ("ch11", "kcl batch"): 4.5,
     ("ch11", "kcl batch steps"): 4.6,
@@ -537,6 +554,24 @@ def _baseline(
         )
         for tag, a in (("", args), ("_bn", dict(args, bn_recalibrate=True)))
     ]
+
+
+# ---------------------------------------------------------------------------- chapter 6
+def _ch06(tier: str) -> dict[str, list[PlannedRun]]:
+    spec = _tier(tier)["ch06"]
+    loss, kwargs = LOSSES[spec["loss"]]
+    args = dict(dataset="cifar10", loss=loss, loss_kwargs=dict(kwargs), **spec["size"])
+    run = PlannedRun(
+        f"classes_{spec['loss']}",
+        args,
+        "ch06",
+        tier,
+        "classes",
+        0,
+        PRIORITY[("ch06", "classes")],
+        key=spec["loss"],
+    )
+    return {"baseline": _baseline(tier, "ch06", args), "classes": [run]}
 
 
 # --------------------------------------------------------------------------- chapter 10
@@ -934,7 +969,7 @@ def _ch12(tier: str) -> dict[str, list[PlannedRun]]:
     return sections
 
 
-_BUILDERS = {"ch10": _ch10, "ch11": _ch11, "ch12": _ch12}
+_BUILDERS = {"ch06": _ch06, "ch10": _ch10, "ch11": _ch11, "ch12": _ch12}
 
 
 def chapter_grid(chapter: str, tier: str) -> dict[str, list[PlannedRun]]:

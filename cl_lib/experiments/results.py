@@ -84,6 +84,7 @@ __all__ = [
     "run_name",
     "peak_lr",
     "provenance",
+    "class_separation",
     "geometry_snapshot",
     "train_and_record",
     "main",
@@ -610,6 +611,50 @@ def provenance(record: Mapping) -> str:
 # CLI's own flags and an epoch-end callback, and adds these under ``"extra"``.
 
 
+FEWSHOT_SHOTS = (1, 5, 20)
+
+
+def class_separation(h, labels, shots=FEWSHOT_SHOTS, trials: int = 10) -> dict:
+    r"""Chapter 6's measures of how well features separate classes, on one set of
+    features ``h`` (N, F) with ``labels`` (N,) (:mod:`cl_lib.experiments.theory`):
+
+    - ``cdnv`` / ``directional_cdnv``: the mean over ordered class pairs of the CDNV
+      (Galanti et al. 2022) and of the directional CDNV (Luthra et al. 2025);
+    - ``ncc_error`` / ``fewshot_bound``: the ``m``-shot nearest-class-centre error
+      (``trials`` draws of the shots) and its Chebyshev bound, one per ``m`` of
+      ``shots``; ``fewshot_bound_limit``: the bound as $m\to\infty$;
+    - per ordered class pair (row-major, diagonal left out): ``directional_cdnv_pairs``,
+      ``pairwise_ncc_error`` (two-way, exact centres) and ``cantelli_bound``
+      ($\tilde V/(\tilde V+1/4)$, a bound on that error).
+
+    Returns:
+        A dict of floats and lists (rounded to 6 digits).
+    """
+    import torch
+
+    from cl_lib.experiments import theory as th
+
+    h, labels = h.double().cpu(), labels.cpu()
+    c = int(labels.max()) + 1
+    off = ~torch.eye(c, dtype=torch.bool)
+
+    def pairs(m):
+        return [round(float(v), 6) for v in m[off]]
+
+    vdir = th.directional_cdnv(h, labels)
+    return {
+        "shots": list(shots),
+        "cdnv": float(th.cdnv(h, labels)[off].mean()),
+        "directional_cdnv": float(vdir[off].mean()),
+        "ncc_error": [th.ncc_fewshot_error(h, labels, m, trials=trials) for m in shots],
+        "fewshot_bound": [th.fewshot_error_bound(h, labels, m) for m in shots],
+        "fewshot_bound_limit": th.fewshot_bound_terms(h, labels, None)["bound"],
+        "directional_cdnv_pairs": pairs(vdir),
+        "pairwise_ncc_error": pairs(th.pairwise_ncc_error(h, labels)),
+        "cantelli_bound": pairs(th.pairwise_cantelli_bound(h, labels)),
+    }
+
+
 def geometry_snapshot(
     model,
     config,
@@ -617,6 +662,7 @@ def geometry_snapshot(
     views: bool = True,
     spectra: bool = False,
     state=None,
+    classes: bool = False,
 ) -> dict:
     r"""Geometry of a model on a class-balanced subset of ``max_points`` test images of
     its config, computed by :func:`cl_lib.evaluate.heldout_metrics`:
@@ -637,12 +683,14 @@ def geometry_snapshot(
       non-negative: their uncentred means always share one direction);
     - ``conv_weight_norms``: $\lVert W_l \rVert_F$ of each convolution of the backbone
       (with BatchNorm after it, the step it takes is $\eta / \lVert W_l \rVert^2$).
+    - with ``classes``: ``class_separation`` of the backbone features
+      (:func:`class_separation`: chapter 6's CDNVs and few-shot errors and bounds).
 
     Args:
         model: a :class:`~cl_lib.models.ContrastiveModel`.
         config: its :class:`~cl_lib.train.TrainConfig`.
         max_points: held-out images used.
-        views, spectra: what to add (above).
+        views, spectra, classes: what to add (above).
         state: the :class:`~cl_lib.train.TrainState` of the run, whose test split and
             augmentation are used (no data set is loaded); None loads the test split.
 
@@ -721,6 +769,8 @@ def geometry_snapshot(
     if spectra:
         out["singular_values_features"] = m["singular_values_features"]
         out["singular_values_z"] = m["singular_values_z"]
+    if classes:
+        out["class_separation"] = class_separation(h, test_y)
     return out
 
 
@@ -863,7 +913,12 @@ def train_and_record(
         record = result.results
         record["extra"] = {
             "final": geometry_snapshot(
-                result.model, cfg, views=False, spectra=True, state=result.state
+                result.model,
+                cfg,
+                views=False,
+                spectra=True,
+                state=result.state,
+                classes=True,
             ),
             "retrieval": retrieval_snapshot(result.model, result.state),
         }
