@@ -604,3 +604,19 @@ def test_class_separation_tells_separated_classes_from_mixed_ones():
         e <= b + 1e-12
         for e, b in zip(mixed["pairwise_ncc_error"], mixed["cantelli_bound"])
     )
+
+
+def test_separation_values_name_the_numbers_of_one_run():
+    import torch
+
+    g = torch.Generator().manual_seed(1)
+    labels = torch.arange(3).repeat_interleave(40)
+    h = 4 * torch.eye(3, 8, dtype=torch.float64)[labels]
+    h = h + torch.randn(120, 8, generator=g, dtype=torch.float64)
+    record = {"extra": {"final": {"class_separation": R.class_separation(h, labels)}}}
+    v = R.separation_values(record)
+    assert v["ratio"] == pytest.approx(v["cdnv"] / v["directional_cdnv"])
+    assert {"ncc_error_m1", "ncc_error_m5", "ncc_error_m20", "bound_m20"} <= set(v)
+    assert 0 <= v["pairs_cantelli_below_half"] <= 6 and v["cantelli_over_error"] >= 1
+    with pytest.raises(KeyError):
+        R.separation_values({"extra": {"final": {}}})

@@ -85,6 +85,7 @@ __all__ = [
     "peak_lr",
     "provenance",
     "class_separation",
+    "separation_values",
     "geometry_snapshot",
     "train_and_record",
     "main",
@@ -653,6 +654,38 @@ def class_separation(h, labels, shots=FEWSHOT_SHOTS, trials: int = 10) -> dict:
         "pairwise_ncc_error": pairs(th.pairwise_ncc_error(h, labels)),
         "cantelli_bound": pairs(th.pairwise_cantelli_bound(h, labels)),
     }
+
+
+def separation_values(record: Mapping) -> dict[str, float]:
+    r"""One run's :func:`class_separation` (``extra.final.class_separation``) as named
+    numbers: ``cdnv``, ``directional_cdnv``, their ``ratio``, ``ncc_error_m<m>`` and
+    ``bound_m<m>`` per shot count, ``bound_limit`` ($m\to\infty$), ``cantelli_mean``
+    (mean over ordered class pairs), ``cantelli_over_error`` (median over pairs of
+    bound / two-way error, the error floored at 0.001), ``pairs_cantelli_below_half``
+    and ``pairs_dcdnv_below_1_16`` (counts of ordered pairs). Raises KeyError for a
+    record without it (files written before it was recorded)."""
+    import numpy as np
+
+    sep = lookup(record, "extra.final.class_separation", default=None)
+    if sep is None:
+        raise KeyError(f"{run_name(record)}: no extra.final.class_separation")
+    vdir = np.array(sep["directional_cdnv_pairs"])
+    error, bound = np.array(sep["pairwise_ncc_error"]), np.array(sep["cantelli_bound"])
+    out = {
+        "cdnv": sep["cdnv"],
+        "directional_cdnv": sep["directional_cdnv"],
+        "ratio": sep["cdnv"] / sep["directional_cdnv"],
+    }
+    for m, e, b in zip(sep["shots"], sep["ncc_error"], sep["fewshot_bound"]):
+        out[f"ncc_error_m{m}"], out[f"bound_m{m}"] = e, b
+    out.update(
+        bound_limit=sep["fewshot_bound_limit"],
+        cantelli_mean=float(bound.mean()),
+        cantelli_over_error=float(np.median(bound / np.maximum(error, 1e-3))),
+        pairs_cantelli_below_half=int((bound < 0.5).sum()),
+        pairs_dcdnv_below_1_16=int((vdir < 1 / 16).sum()),
+    )
+    return out
 
 
 def geometry_snapshot(
