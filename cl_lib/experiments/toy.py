@@ -11,7 +11,8 @@ Read top to bottom:
 3. **Training** -- :func:`train_toy`: SGD at batch size 128 with any loss of
    :func:`cl_lib.losses.get_loss`, optionally plus the CLOA anchor term (paper, eq. 2)
    on a fraction of labelled samples; returns history, snapshots, final embeddings and
-   metrics.
+   metrics. It is one run of :func:`train_toy_batch`, which trains several seeds and
+   learning rates as one batched network (:class:`_ToyBatch`).
 4. **Evaluation** -- :func:`probe_accuracies` (linear probe and kNN of
    ``cl_lib.evaluate`` on normalised embeddings), :func:`class_mean_collinearity`,
    :func:`dead_relu_fraction`.
@@ -31,43 +32,45 @@ Read top to bottom:
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
+from types import SimpleNamespace
 
 import numpy as np
 import torch
-import torch.nn as nn
 import torch.nn.functional as F
+from torch import nn
 
 from cl_lib import metrics
 
 __all__ = [
-    "make_subspace_data",
-    "augment",
     "ToyEncoder",
     "ToyRun",
-    "train_toy",
-    "probe_accuracies",
-    "dead_relu_fraction",
+    "angular_gradient_norm",
+    "augment",
     "class_mean_collinearity",
-    "sweep_toy",
-    "train_toy_batch",
-    "sweep_toy_batch",
-    "mean_std",
-    "sweep_table",
     "collapsed_configuration",
+    "dead_relu_fraction",
     "infonce_unnormalised",
-    "sphere_gradients",
-    "riemannian_hessian",
-    "tangent_probe",
     "last_layer_hessian",
     "loss_slice",
-    "angular_gradient_norm",
+    "make_subspace_data",
+    "mean_std",
+    "momentum_reset",
+    "plot_embedding_trajectory",
+    "plot_toy_data",
+    "probe_accuracies",
     "rescale_output_layer",
     "revive_dead_units",
-    "momentum_reset",
-    "plot_toy_data",
-    "plot_embedding_trajectory",
+    "riemannian_hessian",
+    "sphere_gradients",
+    "sweep_table",
+    "sweep_toy",
+    "sweep_toy_batch",
+    "tangent_probe",
+    "train_toy",
+    "train_toy_batch",
 ]
 
 
@@ -377,20 +380,20 @@ def _toy_setup(
     g_eval = torch.Generator().manual_seed(3000 + seed)  # not g: training unchanged
     eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
     x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
-    return dict(
-        g=g,
-        x=x,
-        y=y,
-        x_test=x_test,
-        y_test=y_test,
-        num_classes=num_classes,
-        model=model,
-        rng=rng,
-        labels=labels,
-        anchors=anchors,
-        snap_idx=snap_idx,
-        x_eval=x_eval,
-    )
+    return {
+        "g": g,
+        "x": x,
+        "y": y,
+        "x_test": x_test,
+        "y_test": y_test,
+        "num_classes": num_classes,
+        "model": model,
+        "rng": rng,
+        "labels": labels,
+        "anchors": anchors,
+        "snap_idx": snap_idx,
+        "x_eval": x_eval,
+    }
 
 
 def _final_metrics(
@@ -414,21 +417,21 @@ def _final_metrics(
     )
     nan = float("nan")
     held = _heldout(z, y, z_test, y_test, views=(z1, z2)) if finite else {}
-    out = dict(
-        variance=held.get("embedding_variance", nan),
-        variance_sphere=_sphere_variance(z),
-        effective_rank=held.get("effective_rank", nan),
-        effective_rank_sphere=held.get("effective_rank_sphere", nan),
-        alignment=held.get("alignment", nan),
-        uniformity=held.get("uniformity", nan),
-        linear_probe=held.get("linear_probe_acc", nan),
-        knn=held.get("knn_acc", nan),
-        mean_norm=float(z.norm(dim=1).mean()) if finite else nan,
-        class_mean_collinearity=class_mean_collinearity(z, y) if finite else nan,
-        dead_relu=dead_relu_fraction(model, x),
-        grad_norm=nan,
-        diverged=diverged,
-    )
+    out = {
+        "variance": held.get("embedding_variance", nan),
+        "variance_sphere": _sphere_variance(z),
+        "effective_rank": held.get("effective_rank", nan),
+        "effective_rank_sphere": held.get("effective_rank_sphere", nan),
+        "alignment": held.get("alignment", nan),
+        "uniformity": held.get("uniformity", nan),
+        "linear_probe": held.get("linear_probe_acc", nan),
+        "knn": held.get("knn_acc", nan),
+        "mean_norm": float(z.norm(dim=1).mean()) if finite else nan,
+        "class_mean_collinearity": class_mean_collinearity(z, y) if finite else nan,
+        "dead_relu": dead_relu_fraction(model, x),
+        "grad_norm": nan,
+        "diverged": diverged,
+    }
     # gradient reaching the weights at the end: one training-mode batch (done last: it
     # moves BN stats)
     model.train()
@@ -470,6 +473,7 @@ def train_toy(
     r"""Train :class:`ToyEncoder` on the toy with SGD (batch size 128, as in the paper;
     the paper
     gives neither the width nor the momentum: we use 16 hidden units and momentum 0.9).
+    One run of :func:`train_toy_batch` (the library's one toy trainer).
 
     Loss per batch: ``get_loss(loss_name)(z1, z2)`` on two augmented views, plus, when
     ``label_fraction > 0``, ``anchor_weight`` times the CLOA anchor regression (paper
@@ -497,120 +501,20 @@ def train_toy(
     loss) and ``angular_grad`` (:func:`angular_gradient_norm`: 0 exactly at a critical
     point of a scale-invariant loss, such as a collapsed state).
 
+    ``snapshots``: with ``snapshot_every > 0``, ``(epoch, normalised embeddings)`` of
+    ``n_snapshot`` fixed training points (eval mode) at epoch 0, every
+    ``snapshot_every`` epochs and at epoch ``epochs``.
+
     Interventions: ``intervention(model, x)`` (e.g. :func:`revive_dead_units`) is called
     once, after epoch ``intervene_at``, before training goes on (one marked by
-    :func:`momentum_reset` also zeroes SGD's momentum); ``stop_when(history)``
+    :func:`momentum_reset` also zeroes SGD's momentum; its return value is kept in
+    ``config["intervention_value"]``); ``stop_when(history)``
     ends training after any epoch for which it returns True. Neither draws from the
     training generator, so a run with an intervention sees the same batches and
     augmentations as one without.
     """
-    from cl_lib.losses import cloa_anchor_term
-
-    if lr <= 0 or epochs < 0 or batch_size < 2:
-        raise ValueError(
-            "need lr > 0, epochs >= 0, batch_size >= 2; "
-            f"got {lr}, {epochs}, {batch_size}"
-        )
-    if not 0 <= label_fraction <= 1:
-        raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction}")
-    config = dict(
-        loss_name=loss_name,
-        lr=lr,
-        epochs=epochs,
-        seed=seed,
-        label_fraction=label_fraction,
-        tau=tau,
-        n_per_class=n_per_class,
-        batch_size=batch_size,
-        hidden=hidden,
-        momentum=momentum,
-        anchor_weight=anchor_weight,
-    )
-    base_loss = _toy_base_loss(loss_name, tau, loss_kwargs)
-    setup = _toy_setup(
-        seed,
-        n_per_class,
-        noise,
-        hidden,
-        out_dim,
-        label_fraction,
-        batch_size,
-        aug_noise,
-        n_snapshot,
-    )
-    g, x, y, x_test, y_test = (setup[k] for k in ("g", "x", "y", "x_test", "y_test"))
-    model, labels, anchors = setup["model"], setup["labels"], setup["anchors"]
-    snap_idx, x_eval = setup["snap_idx"], setup["x_eval"]
-    opt = torch.optim.SGD(model.parameters(), lr=lr, momentum=momentum)
-    history = {k: [] for k in _HISTORY_KEYS}
-    snapshots = []
-
-    def batch_loss(xb, lb):
-        z1, z2 = (
-            model(augment(xb, aug_noise, generator=g)),
-            model(augment(xb, aug_noise, generator=g)),
-        )
-        if not (torch.isfinite(z1).all() and torch.isfinite(z2).all()):
-            return torch.tensor(float("nan"))  # diverged: the caller stops
-        loss = base_loss(z1, z2)
-        if label_fraction > 0 and (lb >= 0).any():
-            anchor_term = cloa_anchor_term(
-                torch.cat([z1, z2]), torch.cat([lb, lb]), anchors
-            )
-            loss = loss + anchor_weight * anchor_term
-        return loss
-
-    def record(epoch, loss_value, grad_norm):
-        z = _embed(model, x)
-        e1, e2 = (_embed(model, v) if track_plateau else None for v in x_eval)
-        _record_epoch(history, epoch, loss_value, grad_norm, z, y, base_loss, e1, e2)
-        if snapshot_every and (epoch % snapshot_every == 0 or epoch == epochs):
-            snapshots.append((epoch, F.normalize(z[snap_idx], dim=1).numpy().copy()))
-
-    record(0, float("nan"), float("nan"))
-    diverged = False
-    for epoch in range(1, epochs + 1):
-        if intervention is not None and epoch == intervene_at + 1:
-            intervention(model, x)
-            if getattr(intervention, "reset_momentum", False):
-                opt.state.clear()  # SGD starts its momentum buffers again
-        perm = torch.randperm(len(x), generator=g)
-        losses, norms = [], []
-        # drop_last: BN needs > 1
-        for start in range(0, len(x) - batch_size + 1, batch_size):
-            b = perm[start : start + batch_size]
-            loss = batch_loss(x[b], labels[b])
-            if not torch.isfinite(loss):
-                diverged = True
-                break
-            opt.zero_grad()
-            loss.backward()
-            norms.append(
-                float(torch.sqrt(sum(p.grad.pow(2).sum() for p in model.parameters())))
-            )
-            opt.step()
-            losses.append(float(loss.detach()))
-        if diverged or not losses:
-            break
-        record(epoch, float(np.mean(losses)), float(np.mean(norms)))
-        if stop_when is not None and stop_when(history):
-            break
-
-    out = _final_metrics(
-        model,
-        x,
-        y,
-        x_test,
-        y_test,
-        labels,
-        g,
-        batch_loss,
-        batch_size,
-        aug_noise,
-        diverged,
-    )
-    z = out.pop("z")
-    return ToyRun(config, history, snapshots, y[snap_idx], z, y, out, model)
+    args = {k: v for k, v in locals().items() if k != "seed"}  # all but seed
+    return train_toy_batch(seeds=[seed], **args)[0]
 
 
 def sweep_toy(losses, lrs, seeds=(0,), **train_kwargs) -> dict:
@@ -692,6 +596,389 @@ def _equal_slices(values) -> list:
 _VMAP_EXACT = ("infonce", "dcl", "vicreg")
 
 
+class _ToyBatch:
+    """The runs of :func:`train_toy_batch` as one batched network.
+
+    ``runs``: one dict per run (its data and random draws from :func:`_toy_setup`, its
+    generator ``g``, history ``hist``, snapshots ``snaps``, ``diverged``, ``value``
+    of its intervention, ``src`` of a fork); ``state``: every entry of a
+    :class:`ToyEncoder`'s state dict, stacked over the runs (S, ...), with the SGD
+    momentum ``velocity`` of its weights; ``active``: the runs still training. ``o``:
+    the arguments of :func:`train_toy_batch`."""
+
+    def __init__(self, o, seeds, lrs):
+        self.o, self.lrs, self.alone = o, lrs, len(seeds) == 1
+        self.base_loss = _toy_base_loss(o.loss_name, o.tau, o.loss_kwargs)
+        self.runs = [self._setup_run(seed, run_lr) for seed, run_lr in zip(seeds, lrs)]
+        self.names = list(self.runs[0]["state"])
+        self.params = [k for k in self.names if k.endswith(("weight", "bias"))]
+        self.state = {
+            k: torch.stack([r["state"][k] for r in self.runs]) for k in self.names
+        }
+        for k in self.params:
+            self.state[k].requires_grad_(True)
+        self.velocity = {k: torch.zeros_like(self.state[k]) for k in self.params}
+        self.x_all = torch.stack([r["x"] for r in self.runs])
+        self.x_eval_all = [
+            torch.stack([r["x_eval"][v] for r in self.runs]) for v in range(2)
+        ]
+        self.anchors_all = torch.stack([r["anchors"] for r in self.runs])
+        lin = [k[: -len(".weight")] for k in self.names if k.endswith(".weight")]
+        self.linear_layers = [k for k in lin if self.state[k + ".weight"].ndim == 3]
+        self.bn_layers = [k for k in lin if self.state[k + ".weight"].ndim == 2]
+        self.lr_slices = _equal_slices(self.lrs)
+        self.active = list(range(len(self.runs)))
+
+    def _setup_run(self, seed, run_lr) -> dict:
+        """One run's random draws, exactly those of one run trained alone."""
+        o = self.o
+        r = _toy_setup(
+            seed,
+            o.n_per_class,
+            o.noise,
+            o.hidden,
+            o.out_dim,
+            o.label_fraction,
+            o.batch_size,
+            o.aug_noise,
+            o.n_snapshot,
+        )
+        if r["anchors"] is None:  # stacked with the others: zeros, never used
+            r["anchors"] = torch.zeros(r["num_classes"], o.out_dim)
+        self.template = r.pop("model")  # copied by member_model: no global draws
+        r.update(
+            seed=seed,
+            lr=run_lr,
+            state=self.template.state_dict(),
+            diverged=False,
+            hist={k: [] for k in _HISTORY_KEYS},
+            snaps=[],
+            value=None,
+        )
+        return r
+
+    def forward(self, idx, xb, training):
+        """The networks of every run, in place (``idx`` None), or of the runs
+        ``idx`` on copies, their running statistics written back in training."""
+        st = self.state if idx is None else {k: self.state[k][idx] for k in self.names}
+        h = xb
+        for i, name in enumerate(self.linear_layers):
+            h = _batched_linear(h, st[name + ".weight"], st[name + ".bias"])
+            if i < len(self.bn_layers):
+                bn = self.bn_layers[i]
+                h = _batched_batch_norm(
+                    h,
+                    st[bn + ".running_mean"],
+                    st[bn + ".running_var"],
+                    st[bn + ".weight"],
+                    st[bn + ".bias"],
+                    training,
+                )
+                h = F.relu(h)
+        if training:
+            with torch.no_grad():
+                for bn in self.bn_layers:  # as nn.BatchNorm1d counts its batches
+                    count = self.state[bn + ".num_batches_tracked"]
+                    if idx is None:
+                        count.add_(1)
+                        continue
+                    count[idx] += 1
+                    for k in (".running_mean", ".running_var"):
+                        self.state[bn + k][idx] = st[bn + k]
+        return h
+
+    def loss_per_run(self, idx, z1, z2, lb):
+        """The loss of each run ``idx`` (S,) on its views ``z1, z2`` (S, B, d)."""
+        from torch.func import vmap
+
+        from cl_lib.checks import no_value_reads
+        from cl_lib.losses import cloa_anchor_term
+
+        o = self.o
+        if self.alone and len(idx) == 1:  # as one model's: train_toy (no vmap: faster)
+            if not (torch.isfinite(z1).all() and torch.isfinite(z2).all()):
+                return torch.full((1,), float("nan"))  # diverged: the caller stops
+            return self.one_loss(z1[0], z2[0], lb[0], self.anchors_all[idx[0]])[None]
+        with no_value_reads():  # vmap cannot read values; finiteness checked later
+            if o.loss_name in _VMAP_EXACT:
+                loss = vmap(self.base_loss)(z1, z2)
+            else:  # e.g. Barlow Twins: vmap's backward sums in another order
+                loss = torch.stack([self.base_loss(a, b) for a, b in zip(z1, z2)])
+            if o.label_fraction > 0:
+                anchor_term = vmap(cloa_anchor_term)(
+                    torch.cat([z1, z2], 1),
+                    torch.cat([lb, lb], 1),
+                    self.anchors_all[idx],
+                )
+                has_labels = (lb >= 0).any(1)
+                loss = torch.where(
+                    has_labels, loss + o.anchor_weight * anchor_term, loss
+                )
+        return loss
+
+    def one_loss(self, z1, z2, lb, anchors):
+        """One run's loss on its views ``z1, z2`` (B, d) with labels ``lb`` (B,)."""
+        from cl_lib.losses import cloa_anchor_term
+
+        loss = self.base_loss(z1, z2)
+        if self.o.label_fraction > 0 and (lb >= 0).any():
+            term = cloa_anchor_term(torch.cat([z1, z2]), torch.cat([lb, lb]), anchors)
+            loss = loss + self.o.anchor_weight * term
+        return loss
+
+    def member_model(self, i) -> ToyEncoder:
+        """Run ``i`` as a :class:`ToyEncoder` (a copy of its state)."""
+        model = copy.deepcopy(self.template)
+        model.load_state_dict({k: self.state[k][i].detach() for k in self.names})
+        return model
+
+    def apply_hook(self, i, hook):
+        """``hook`` on run ``i``'s model, its state written back (and its momentum
+        zeroed for a :func:`momentum_reset` hook)."""
+        model = self.member_model(i)
+        self.runs[i]["value"] = hook(model, self.runs[i]["x"])
+        with torch.no_grad():
+            for k, v in model.state_dict().items():
+                self.state[k][i] = v
+            if getattr(hook, "reset_momentum", False):
+                for k in self.params:
+                    self.velocity[k][i] = 0.0
+
+    def intervene(self, intervention):
+        """``intervention`` (one hook, or one hook or None per run of ``seeds``) on
+        every active run (forks excepted)."""
+        hooks = list(intervention) if isinstance(intervention, (list, tuple)) else None
+        for i in self.active:
+            if hooks is not None and i >= len(hooks):  # a fork
+                continue
+            hook = intervention if hooks is None else hooks[i]
+            if hook is not None:
+                self.apply_hook(i, hook)
+
+    def fork(self, pairs):
+        """For each ``(i, hook)`` of ``pairs``, a copy of run ``i`` (state, momentum,
+        generator, history, snapshots) added to the batch, then ``hook`` on it."""
+        if any(i not in self.active for i, _ in pairs):
+            raise ValueError("fork: a run that has stopped cannot be forked")
+        first, runs = len(self.runs), self.runs
+        for i, _ in pairs:
+            g = torch.Generator()
+            g.set_state(runs[i]["g"].get_state())
+            hist = {k: list(v) for k, v in runs[i]["hist"].items()}
+            copied = {"g": g, "hist": hist, "snaps": list(runs[i]["snaps"]), "src": i}
+            runs.append({**runs[i], **copied, "value": None})
+            self.lrs.append(self.lrs[i])
+        if not pairs:
+            return
+        rows = torch.tensor([i for i, _ in pairs])
+        with torch.no_grad():
+            self.state = {
+                k: torch.cat([v.detach(), v.detach()[rows]])
+                for k, v in self.state.items()
+            }
+            self.velocity = {
+                k: torch.cat([v, v[rows]]) for k, v in self.velocity.items()
+            }
+        for k in self.params:
+            self.state[k].requires_grad_(True)
+        self.x_all = torch.cat([self.x_all, self.x_all[rows]])
+        self.x_eval_all = [torch.cat([v, v[rows]]) for v in self.x_eval_all]
+        self.anchors_all = torch.cat([self.anchors_all, self.anchors_all[rows]])
+        self.lr_slices = _equal_slices(self.lrs)
+        self.active = self.active + list(range(first, len(runs)))
+        for j, (_, hook) in enumerate(pairs):
+            self.apply_hook(first + j, hook)
+
+    def train_epoch(self):
+        """One epoch of SGD for every active run. Returns ``(losses, norms)``: per
+        run still active, the mean loss and gradient norm over its steps; None when
+        the data holds no full batch (nothing trained)."""
+        n, batch_size = self.x_all.shape[1], self.o.batch_size
+        starts = range(0, n - batch_size + 1, batch_size)  # drop_last: BN needs > 1
+        if not starts:
+            return None
+        perms = {i: torch.randperm(n, generator=self.runs[i]["g"]) for i in self.active}
+        losses = {i: [] for i in self.active}
+        norms = {i: [] for i in self.active}
+        for start in starts:
+            if not self.active:
+                break
+            rows = [perms[i][start : start + batch_size] for i in self.active]
+            self.step(rows, losses, norms)
+        return (
+            {i: float(np.mean(losses[i])) for i in self.active},
+            {i: float(np.mean(norms[i])) for i in self.active},
+        )
+
+    def step(self, rows, losses, norms):
+        """One SGD step of every active run on its batch ``rows``; a run whose
+        embeddings or loss are not finite stops (diverged), as when trained alone.
+        Appends each step's loss and gradient norm to ``losses``, ``norms``."""
+        runs, active, aug = self.runs, self.active, self.o.aug_noise
+        idx = torch.tensor(active)
+        xb = torch.stack([runs[i]["x"][b] for i, b in zip(active, rows)])
+        lb = torch.stack([runs[i]["labels"][b] for i, b in zip(active, rows)])
+        views = [[], []]
+        for j, i in enumerate(active):
+            for v in range(2):
+                views[v].append(augment(xb[j], aug, generator=runs[i]["g"]))
+        every = len(active) == len(runs)  # no gathers needed
+        z1 = self.forward(None if every else idx, torch.stack(views[0]), True)
+        z2 = self.forward(None if every else idx, torch.stack(views[1]), True)
+        loss = self.loss_per_run(idx, z1, z2, lb)
+        finite = (
+            torch.isfinite(z1).flatten(1).all(1)
+            & torch.isfinite(z2).flatten(1).all(1)
+            & torch.isfinite(loss)
+        )
+        for j in (~finite).nonzero().flatten().tolist():
+            runs[active[j]]["diverged"] = True
+        keep = finite.nonzero().flatten()
+        if len(keep) == 0:
+            self.active = []
+            return
+        loss[keep].sum().backward()
+        kept = idx[keep]
+        sq = self.sgd(kept, every and len(keep) == len(runs))
+        for j, i in enumerate(kept.tolist()):
+            losses[i].append(float(loss[keep[j]].detach()))
+            norms[i].append(float(sq[j].sqrt()))
+        self.active = kept.tolist()
+
+    @torch.no_grad()
+    def sgd(self, kept, every):
+        """SGD with momentum on the runs ``kept`` (all of them, in place: ``every``)
+        from their gradients. Returns the squared gradient norm of each."""
+        state, velocity, momentum = self.state, self.velocity, self.o.momentum
+        sq = sum(state[k].grad[kept].pow(2).flatten(1).sum(1) for k in self.params)
+        if every:  # in place, slices of equal lr
+            for k in self.params:
+                p, buf = state[k], velocity[k]
+                buf.mul_(momentum).add_(p.grad)
+                for a, b, run_lr in self.lr_slices:
+                    p[a:b].add_(buf[a:b], alpha=-run_lr)
+                p.grad = None
+            return sq
+        kept_list = kept.tolist()
+        for k in self.params:
+            p, grad = state[k], state[k].grad[kept]
+            buf = velocity[k][kept].mul_(momentum).add_(grad)
+            velocity[k][kept] = buf
+            for run_lr in sorted({self.lrs[i] for i in kept_list}):
+                sel = [j for j, i in enumerate(kept_list) if self.lrs[i] == run_lr]
+                p[kept[sel]] = p[kept[sel]].add_(buf[sel], alpha=-run_lr)
+            p.grad = None
+        return sq
+
+    def record(self, epoch, losses, norms):
+        """The history (and the due snapshots) of every active run after ``epoch``
+        with its mean ``losses`` and gradient ``norms`` (NaN where missing)."""
+        o, nan, active = self.o, float("nan"), self.active
+        idx = torch.tensor(active)
+        plateau = o.track_plateau and o.history
+        with torch.no_grad():
+            z_all = self.forward(idx, self.x_all[idx], False)
+            e_all = [self.forward(idx, v[idx], False) for v in self.x_eval_all]
+            e_all = e_all if plateau else None
+        snap = o.snapshot_every and (epoch % o.snapshot_every == 0 or epoch == o.epochs)
+        for j, i in enumerate(active):
+            r, z = self.runs[i], z_all[j]
+            if snap:
+                u = F.normalize(z[r["snap_idx"]], dim=1)
+                r["snaps"].append((epoch, u.numpy().copy()))
+            if not o.history:
+                continue
+            e1, e2 = (e_all[0][j], e_all[1][j]) if plateau else (None, None)
+            loss, norm = losses.get(i, nan), norms.get(i, nan)
+            _record_epoch(
+                r["hist"], epoch, loss, norm, z, r["y"], self.base_loss, e1, e2
+            )
+
+    def results(self, final_metrics) -> list:
+        """One :class:`ToyRun` per run (see :func:`train_toy_batch`)."""
+        return [self._result(i, final_metrics) for i in range(len(self.runs))]
+
+    def _result(self, i, final_metrics) -> ToyRun:
+        o, r = self.o, self.runs[i]
+        torch.set_rng_state(r["rng"])  # the global RNG as after one run's setup
+        model = self.member_model(i)
+        model.train()
+        if final_metrics:
+            m = _final_metrics(
+                model,
+                r["x"],
+                r["y"],
+                r["x_test"],
+                r["y_test"],
+                r["labels"],
+                r["g"],
+                self._batch_loss(model, r),
+                o.batch_size,
+                o.aug_noise,
+                r["diverged"],
+            )
+        else:
+            with torch.no_grad():
+                z_final = self.forward(torch.tensor([i]), r["x"][None], False)[0]
+            m = {"z": z_final.double()}
+        config = {
+            "loss_name": o.loss_name,
+            "lr": r["lr"],
+            "epochs": o.epochs,
+            "seed": r["seed"],
+            "label_fraction": o.label_fraction,
+            "tau": o.tau,
+            "n_per_class": o.n_per_class,
+            "batch_size": o.batch_size,
+            "hidden": o.hidden,
+            "momentum": o.momentum,
+            "anchor_weight": o.anchor_weight,
+            "intervention_value": r["value"],
+            "forked_from": r.get("src"),
+        }
+        hist = r["hist"] if o.history else {k: [] for k in _HISTORY_KEYS}
+        snap_labels, z = r["y"][r["snap_idx"]], m.pop("z")
+        return ToyRun(config, hist, r["snaps"], snap_labels, z, r["y"], m, model)
+
+    def _batch_loss(self, model, r):
+        """Run ``r``'s loss on a batch for :func:`_final_metrics`, through ``model``
+        (NaN when the embeddings are not finite)."""
+
+        def batch_loss(xb, lb):
+            z1, z2 = (
+                model(augment(xb, self.o.aug_noise, generator=r["g"])),
+                model(augment(xb, self.o.aug_noise, generator=r["g"])),
+            )
+            if not (torch.isfinite(z1).all() and torch.isfinite(z2).all()):
+                return torch.tensor(float("nan"))
+            return self.one_loss(z1, z2, lb, r["anchors"])
+
+        return batch_loss
+
+
+def _checked_seeds_and_lrs(o) -> tuple[list, list]:
+    """The seeds and the learning rate of each, from the arguments ``o`` of
+    :func:`train_toy_batch`, which are checked."""
+    seeds = list(o.seeds)
+    lr = o.lr
+    lrs = [float(v) for v in (lr if np.ndim(lr) else [lr] * len(seeds))]
+    if not seeds or len(lrs) != len(seeds):
+        raise ValueError(f"need one lr per seed, got {len(lrs)} for {len(seeds)}")
+    if min(lrs) <= 0 or o.epochs < 0 or o.batch_size < 2:
+        raise ValueError(
+            "need lr > 0, epochs >= 0, batch_size >= 2; "
+            f"got {lrs}, {o.epochs}, {o.batch_size}"
+        )
+    if not 0 <= o.label_fraction <= 1:
+        raise ValueError(f"label_fraction must be in [0, 1], got {o.label_fraction}")
+    hooks = o.intervention
+    if isinstance(hooks, (list, tuple)) and len(hooks) != len(seeds):
+        raise ValueError(f"need one intervention per seed, got {len(hooks)}")
+    if o.stop_when is not None and not o.history:
+        raise ValueError("stop_when reads the history: set history=True")
+    return seeds, lrs
+
+
 def train_toy_batch(
     loss_name: str = "infonce",
     seeds=(0,),
@@ -716,363 +1003,70 @@ def train_toy_batch(
     final_metrics: bool = True,
     fork_at: int = 0,
     fork=None,
+    snapshot_every: int = 0,
+    n_snapshot: int = 150,
 ) -> list[ToyRun]:
-    r""":func:`train_toy` for several runs at once: one model per entry of ``seeds``
-    (with learning rate ``lr``, a number or one per seed), all trained in one batched
-    network so that a step costs about as much as for one run.
+    r"""The toy trainer: one run of :func:`train_toy` per entry of ``seeds`` (with
+    learning rate ``lr``, a number or one per seed), all trained in one batched
+    network so that a step costs about as much as for one run; every argument of
+    :func:`train_toy` means the same here.
 
-    Each run draws exactly the random numbers :func:`train_toy` draws for its seed
-    (data, initial weights, labelled subset, batches, augmentations) and computes the
-    same operations, batched (linear layers as ``baddbmm``, BatchNorm with the runs'
+    Each run draws exactly the random numbers of its seed alone (data, initial
+    weights, labelled subset, batches, augmentations) and computes the same
+    operations, batched (linear layers as ``baddbmm``, BatchNorm with the runs'
     channels side by side, the loss through ``torch.func.vmap``, SGD with momentum per
-    run; Barlow Twins' loss per run, whose vmap-ed gradient sums in another order),
-    so the runs are those of :func:`train_toy`, bit for bit on CPU
-    (``tests/test_toy.py`` checks it: even a chaotic run at a large learning rate
-    ends where :func:`train_toy` ends). Within one call the runs do not interact. A
-    run that diverges or meets ``stop_when`` leaves the batch; the others go on.
+    run; Barlow Twins' loss per run, as its vmap-ed gradient sums in another order; a
+    lone run's loss as one model's, which is faster): a run is the same, bit for bit
+    on CPU, alone or next to others (``tests/test_toy.py`` checks it, and both against
+    frozen runs of the former one-run trainer, chaotic learning rates included) --
+    except Barlow Twins with labels, whose anchor term next to others is vmap-ed (the
+    last bits differ; a chaotic learning rate amplifies them). The runs do not
+    interact; one that diverges or meets ``stop_when`` leaves the batch, the others
+    go on.
 
-    Differences from :func:`train_toy`: no embedding snapshots; ``history=False``
-    skips the per-epoch record (the final metrics are unchanged; ``stop_when`` needs
-    the history); the per-epoch ``grad_norm`` of the history is summed in another
-    order (last digits). ``intervention(model, x)`` (one callable, or a list with
-    one callable or None per run) is called per run on a :class:`ToyEncoder` copy
-    whose state is written back; its return value is kept in
-    ``config["intervention_value"]``.
-    ``final_metrics=False`` skips the end-of-training evaluation (``metrics`` is
-    then empty, ``z`` the final raw embeddings): for runs read only through their
-    history.
+    ``history=False`` skips the per-epoch record (the final metrics are unchanged;
+    ``stop_when`` needs the history). ``intervention(model, x)`` (one callable, or a
+    list with one callable or None per run) is called per run on a
+    :class:`ToyEncoder` copy whose state is written back; its return value is kept
+    in ``config["intervention_value"]``. ``final_metrics=False`` skips the
+    end-of-training evaluation (``metrics`` is then empty, ``z`` the final raw
+    embeddings): for runs read only through their history.
 
     Forks: ``fork(histories)``, called once after epoch ``fork_at`` with the history
     of every run, returns ``(i, hook)`` pairs; each adds a copy of run ``i`` (state,
-    momentum, random generator, history) to the batch, on which ``hook(model, x)`` is
-    called before training goes on -- the same run as one trained from scratch with
-    that intervention at ``fork_at``, without training the first ``fork_at`` epochs
-    again. Forks come after the runs of ``seeds`` in the result, in the order given;
-    ``config["forked_from"]`` is the position of their source.
+    momentum, random generator, history, snapshots) to the batch, on which
+    ``hook(model, x)`` is called before training goes on -- the same run as one
+    trained from scratch with that intervention at ``fork_at``, without training the
+    first ``fork_at`` epochs again. Forks come after the runs of ``seeds`` in the
+    result, in the order given; ``config["forked_from"]`` is the position of their
+    source.
 
     Returns:
-        One :class:`ToyRun` per seed, in the order of ``seeds``.
+        One :class:`ToyRun` per seed, in the order of ``seeds``, then the forks.
     """
-    from torch.func import vmap
-
-    from cl_lib.checks import no_value_reads
-    from cl_lib.losses import cloa_anchor_term
-
+    o = SimpleNamespace(**locals())  # the arguments, for _ToyBatch
     _reuse_freed_memory()
-    seeds = list(seeds)
-    lrs = [float(v) for v in (lr if np.ndim(lr) else [lr] * len(seeds))]
-    if not seeds or len(lrs) != len(seeds):
-        raise ValueError(f"need one lr per seed, got {len(lrs)} for {len(seeds)}")
-    if min(lrs) <= 0 or epochs < 0 or batch_size < 2:
-        raise ValueError(
-            "need lr > 0, epochs >= 0, batch_size >= 2; "
-            f"got {lrs}, {epochs}, {batch_size}"
-        )
-    if not 0 <= label_fraction <= 1:
-        raise ValueError(f"label_fraction must be in [0, 1], got {label_fraction}")
-    hooks = list(intervention) if isinstance(intervention, (list, tuple)) else None
-    if hooks is not None and len(hooks) != len(seeds):
-        raise ValueError(f"need one intervention per seed, got {len(hooks)}")
-    if stop_when is not None and not history:
-        raise ValueError("stop_when reads the history: set history=True")
-    base_loss = _toy_base_loss(loss_name, tau, loss_kwargs)
-
-    # per run, exactly train_toy's random draws (n_snapshot: train_toy's default)
-    runs = []
-    for seed, run_lr in zip(seeds, lrs):
-        r = _toy_setup(
-            seed,
-            n_per_class,
-            noise,
-            hidden,
-            out_dim,
-            label_fraction,
-            batch_size,
-            aug_noise,
-            150,
-        )
-        if r["anchors"] is None:  # stacked with the others: zeros, never used
-            r["anchors"] = torch.zeros(r["num_classes"], out_dim)
-        r.update(
-            seed=seed,
-            lr=run_lr,
-            state=r.pop("model").state_dict(),
-            diverged=False,
-            hist={k: [] for k in _HISTORY_KEYS},
-            value=None,
-        )
-        runs.append(r)
-    names = list(runs[0]["state"])
-    state = {k: torch.stack([r["state"][k] for r in runs]) for k in names}
-    params = [k for k in names if k.endswith("weight") or k.endswith("bias")]
-    for k in params:
-        state[k].requires_grad_(True)
-    velocity = {k: torch.zeros_like(state[k]) for k in params}
-    x_all = torch.stack([r["x"] for r in runs])
-    x_eval_all = [torch.stack([r["x_eval"][v] for r in runs]) for v in range(2)]
-    anchors_all = torch.stack([r["anchors"] for r in runs])
-    lin = [k[: -len(".weight")] for k in names if k.endswith(".weight")]
-    linear_layers = [k for k in lin if state[k + ".weight"].ndim == 3]
-    bn_layers = [k for k in lin if state[k + ".weight"].ndim == 2]
-
-    def forward(idx, xb, training):
-        # idx None: every run, in place; else copies, running stats written back
-        st = state if idx is None else {k: state[k][idx] for k in names}
-        h = xb
-        for i, name in enumerate(linear_layers):
-            h = _batched_linear(h, st[name + ".weight"], st[name + ".bias"])
-            if i < len(bn_layers):
-                bn = bn_layers[i]
-                h = _batched_batch_norm(
-                    h,
-                    st[bn + ".running_mean"],
-                    st[bn + ".running_var"],
-                    st[bn + ".weight"],
-                    st[bn + ".bias"],
-                    training,
-                )
-                h = F.relu(h)
-        if training and idx is not None:
-            with torch.no_grad():
-                for bn in bn_layers:
-                    for k in (".running_mean", ".running_var"):
-                        state[bn + k][idx] = st[bn + k]
-        return h
-
-    def loss_per_run(idx, z1, z2, lb):
-        with no_value_reads():  # vmap cannot read values; finiteness checked below
-            if loss_name in _VMAP_EXACT:
-                loss = vmap(base_loss)(z1, z2)
-            else:  # e.g. Barlow Twins: vmap's backward sums in another order
-                loss = torch.stack([base_loss(a, b) for a, b in zip(z1, z2)])
-            if label_fraction > 0:
-                anchor_term = vmap(cloa_anchor_term)(
-                    torch.cat([z1, z2], 1), torch.cat([lb, lb], 1), anchors_all[idx]
-                )
-                has_labels = (lb >= 0).any(1)
-                loss = torch.where(has_labels, loss + anchor_weight * anchor_term, loss)
-        return loss
-
-    def member_model(i):
-        model = ToyEncoder(x_all.shape[2], hidden, out_dim)
-        model.load_state_dict({k: state[k][i].detach() for k in names})
-        return model
-
-    def apply_hook(i, hook):
-        """``hook`` on run ``i``'s model, its state written back (and its momentum
-        zeroed for a :func:`momentum_reset` hook)."""
-        model = member_model(i)
-        runs[i]["value"] = hook(model, runs[i]["x"])
-        with torch.no_grad():
-            for k, v in model.state_dict().items():
-                state[k][i] = v
-            if getattr(hook, "reset_momentum", False):
-                for k in params:
-                    velocity[k][i] = 0.0
-
-    def record(idx, epoch, losses, norms):
-        with torch.no_grad():
-            z_all = forward(idx, x_all[idx], False)
-            e_all = (
-                [forward(idx, v[idx], False) for v in x_eval_all]
-                if track_plateau
-                else None
-            )
-        for j, i in enumerate(idx.tolist()):
-            r, z = runs[i], z_all[j]
-            e1, e2 = (e_all[0][j], e_all[1][j]) if track_plateau else (None, None)
-            _record_epoch(
-                r["hist"],
-                epoch,
-                losses.get(i, nan),
-                norms.get(i, nan),
-                z,
-                r["y"],
-                base_loss,
-                e1,
-                e2,
-            )
-
-    nan = float("nan")
-    lr_slices = _equal_slices(lrs)
-    active = list(range(len(runs)))
-    if history:
-        record(torch.tensor(active), 0, {}, {})
-    n = x_all.shape[1]
+    seeds, lrs = _checked_seeds_and_lrs(o)
+    batch = _ToyBatch(o, seeds, lrs)
+    if history or snapshot_every:
+        batch.record(0, {}, {})
     for epoch in range(1, epochs + 1):
-        if not active:
+        if not batch.active:
             break
         if fork is not None and epoch == fork_at + 1:
-            pairs = list(fork([r["hist"] for r in runs]))
-            if any(i not in active for i, _ in pairs):
-                raise ValueError("fork: a run that has stopped cannot be forked")
-            first = len(runs)
-            for i, _ in pairs:
-                g = torch.Generator()
-                g.set_state(runs[i]["g"].get_state())
-                hist = {k: list(v) for k, v in runs[i]["hist"].items()}
-                runs.append({**runs[i], "g": g, "hist": hist, "value": None, "src": i})
-                lrs.append(lrs[i])
-            if pairs:
-                rows = torch.tensor([i for i, _ in pairs])
-                with torch.no_grad():
-                    state = {
-                        k: torch.cat([v.detach(), v.detach()[rows]])
-                        for k, v in state.items()
-                    }
-                    velocity = {k: torch.cat([v, v[rows]]) for k, v in velocity.items()}
-                for k in params:
-                    state[k].requires_grad_(True)
-                x_all = torch.cat([x_all, x_all[rows]])
-                x_eval_all = [torch.cat([v, v[rows]]) for v in x_eval_all]
-                anchors_all = torch.cat([anchors_all, anchors_all[rows]])
-                lr_slices = _equal_slices(lrs)
-                active = active + list(range(first, len(runs)))
-                for j, (_, hook) in enumerate(pairs):
-                    apply_hook(first + j, hook)
+            batch.fork(list(fork([r["hist"] for r in batch.runs])))
         if intervention is not None and epoch == intervene_at + 1:
-            for i in active:
-                if hooks is not None and i >= len(hooks):  # a fork
-                    continue
-                hook = intervention if hooks is None else hooks[i]
-                if hook is not None:
-                    apply_hook(i, hook)
-        perms = {i: torch.randperm(n, generator=runs[i]["g"]) for i in active}
-        step_losses = {i: [] for i in active}
-        step_norms = {i: [] for i in active}
-        for start in range(0, n - batch_size + 1, batch_size):
-            if not active:
-                break
-            idx = torch.tensor(active)
-            rows = [perms[i][start : start + batch_size] for i in active]
-            xb = torch.stack([runs[i]["x"][b] for i, b in zip(active, rows)])
-            lb = torch.stack([runs[i]["labels"][b] for i, b in zip(active, rows)])
-            views = [[], []]
-            for j, i in enumerate(active):
-                for v in range(2):
-                    views[v].append(augment(xb[j], aug_noise, generator=runs[i]["g"]))
-            every = len(active) == len(runs)  # no gathers needed
-            z1 = forward(None if every else idx, torch.stack(views[0]), True)
-            z2 = forward(None if every else idx, torch.stack(views[1]), True)
-            loss = loss_per_run(idx, z1, z2, lb)
-            finite = (
-                torch.isfinite(z1).flatten(1).all(1)
-                & torch.isfinite(z2).flatten(1).all(1)
-                & torch.isfinite(loss)
-            )
-            for j in (~finite).nonzero().flatten().tolist():
-                runs[active[j]]["diverged"] = True  # stops, as in train_toy
-            keep = finite.nonzero().flatten()
-            if len(keep) == 0:
-                active = []
-                break
-            loss[keep].sum().backward()
-            kept = idx[keep]
-            with torch.no_grad():
-                sq = sum(state[k].grad[kept].pow(2).flatten(1).sum(1) for k in params)
-                if every and len(keep) == len(runs):  # in place, slices of equal lr
-                    for k in params:
-                        p, buf = state[k], velocity[k]
-                        buf.mul_(momentum).add_(p.grad)
-                        for a, b, run_lr in lr_slices:
-                            p[a:b].add_(buf[a:b], alpha=-run_lr)
-                        p.grad = None
-                for k in params if state[params[0]].grad is not None else ():
-                    p, grad = state[k], state[k].grad[kept]
-                    buf = velocity[k][kept].mul_(momentum).add_(grad)
-                    velocity[k][kept] = buf
-                    for run_lr in sorted({lrs[i] for i in kept.tolist()}):
-                        sel = [
-                            j for j, i in enumerate(kept.tolist()) if lrs[i] == run_lr
-                        ]
-                        rows_k = kept[sel]
-                        p[rows_k] = p[rows_k].add_(buf[sel], alpha=-run_lr)
-                    p.grad = None
-            for j, i in enumerate(kept.tolist()):
-                step_losses[i].append(float(loss[keep[j]].detach()))
-                step_norms[i].append(float(sq[j].sqrt()))
-            active = kept.tolist()
-        if not active:
+            batch.intervene(intervention)
+        means = batch.train_epoch()
+        if means is None or not batch.active:
             break
-        if history:
-            record(
-                torch.tensor(active),
-                epoch,
-                {i: float(np.mean(step_losses[i])) for i in active},
-                {i: float(np.mean(step_norms[i])) for i in active},
-            )
+        if history or snapshot_every:
+            batch.record(epoch, *means)
         if stop_when is not None:
-            active = [i for i in active if not stop_when(runs[i]["hist"])]
-
-    config = dict(
-        loss_name=loss_name,
-        epochs=epochs,
-        label_fraction=label_fraction,
-        tau=tau,
-        n_per_class=n_per_class,
-        batch_size=batch_size,
-        hidden=hidden,
-        momentum=momentum,
-        anchor_weight=anchor_weight,
-    )
-    out = []
-    for i, r in enumerate(runs):
-        torch.set_rng_state(r["rng"])  # the global RNG as train_toy leaves it
-        model = member_model(i)
-        model.train()
-
-        def batch_loss(xb, lb, model=model, r=r):
-            z1, z2 = (
-                model(augment(xb, aug_noise, generator=r["g"])),
-                model(augment(xb, aug_noise, generator=r["g"])),
-            )
-            if not (torch.isfinite(z1).all() and torch.isfinite(z2).all()):
-                return torch.tensor(float("nan"))
-            loss = base_loss(z1, z2)
-            if label_fraction > 0 and (lb >= 0).any():
-                term = cloa_anchor_term(
-                    torch.cat([z1, z2]), torch.cat([lb, lb]), r["anchors"]
-                )
-                loss = loss + anchor_weight * term
-            return loss
-
-        if final_metrics:
-            metrics_out = _final_metrics(
-                model,
-                r["x"],
-                r["y"],
-                r["x_test"],
-                r["y_test"],
-                r["labels"],
-                r["g"],
-                batch_loss,
-                batch_size,
-                aug_noise,
-                r["diverged"],
-            )
-        else:
-            with torch.no_grad():
-                z_final = forward(torch.tensor([i]), r["x"][None], False)[0]
-            metrics_out = {"z": z_final.double()}
-        out.append(
-            ToyRun(
-                {
-                    **config,
-                    "seed": r["seed"],
-                    "lr": r["lr"],
-                    "intervention_value": r["value"],
-                    "forked_from": r.get("src"),
-                },
-                r["hist"] if history else {k: [] for k in _HISTORY_KEYS},
-                [],
-                r["y"][r["snap_idx"]],
-                metrics_out.pop("z"),
-                r["y"],
-                metrics_out,
-                model,
-            )
-        )
-    return out
+            batch.active = [
+                i for i in batch.active if not stop_when(batch.runs[i]["hist"])
+            ]
+    return batch.results(final_metrics)
 
 
 def sweep_toy_batch(losses, lrs, seeds=(0,), **train_kwargs) -> dict:
@@ -1196,13 +1190,17 @@ def sphere_gradients(z1: torch.Tensor, z2: torch.Tensor, tau: float = 0.5) -> di
     u2 = torch.cat([z1, z2]).detach().clone().requires_grad_(True)
     (g_raw,) = torch.autograd.grad(infonce_loss(u2[:n], u2[n:], tau=tau), u2)
     radial = (g_euc * u).sum(1, keepdim=True) * u
-    return dict(euclidean=g_euc, through_normalisation=g_raw, radial=radial.detach())
+    return {
+        "euclidean": g_euc,
+        "through_normalisation": g_raw,
+        "radial": radial.detach(),
+    }
 
 
 def _tangent_basis(u: torch.Tensor) -> torch.Tensor:
     """Block-diagonal $(Md, M(d-1))$ matrix whose columns are orthonormal bases of the
     tangent spaces $\\{\\xi: u_i^\\top\\xi = 0\\}$ of the unit rows $u_i$."""
-    m, d = u.shape
+    _m, d = u.shape
     blocks = []
     for ui in u:
         q, _ = torch.linalg.qr(
@@ -1231,7 +1229,7 @@ def riemannian_hessian(f, u: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         raise ValueError("u must be a (M, d) tensor of unit rows")
     m, d = u.shape
     flat = u.detach().reshape(-1).clone()
-    fun = lambda w: f(w.reshape(m, d))  # noqa: E731
+    fun = lambda w: f(w.reshape(m, d))
     grad = torch.autograd.functional.jacobian(fun, flat)
     hess = torch.autograd.functional.hessian(fun, flat)
     radial = (grad.reshape(m, d) * u).sum(1)
@@ -1307,10 +1305,10 @@ def last_layer_hessian(
     theta = torch.cat([weight.reshape(-1), bias]).detach().clone()
     grad = torch.autograd.functional.jacobian(loss, theta)
     hess = torch.autograd.functional.hessian(loss, theta)
-    return dict(
-        grad_max=float(grad.abs().max()),
-        eigenvalues=torch.linalg.eigvalsh((hess + hess.T) / 2),
-    )
+    return {
+        "grad_max": float(grad.abs().max()),
+        "eigenvalues": torch.linalg.eigvalsh((hess + hess.T) / 2),
+    }
 
 
 def loss_slice(f, u: torch.Tensor, tangent_coords: torch.Tensor, ts) -> torch.Tensor:
@@ -1479,7 +1477,11 @@ def _scatter3d(
             mode="markers",
             name=f"{name_prefix} {c}",
             showlegend=showlegend,
-            marker=dict(size=size, opacity=opacity, color=_COLOURS[c % len(_COLOURS)]),
+            marker={
+                "size": size,
+                "opacity": opacity,
+                "color": _COLOURS[c % len(_COLOURS)],
+            },
         )
         for c in np.unique(labels)
     ]
@@ -1511,7 +1513,7 @@ def plot_toy_data(
     for a, b in zip(v1.numpy(), v2.numpy()):
         xs += [a[0], b[0], None]
         ys += [a[1], b[1], None]
-        zs += [a[2], b[2], None]  # noqa: E702
+        zs += [a[2], b[2], None]
     fig.add_trace(
         go.Scatter3d(
             x=xs,
@@ -1519,15 +1521,15 @@ def plot_toy_data(
             z=zs,
             mode="lines+markers",
             name="augmented pairs",
-            line=dict(color="black", width=3),
-            marker=dict(size=4, color="black"),
+            line={"color": "black", "width": 3},
+            marker={"size": 4, "color": "black"},
         )
     )
     fig.update_layout(
         title=title,
         height=500,
-        margin=dict(l=0, r=0, t=40, b=0),
-        scene=dict(aspectmode="cube"),
+        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        scene={"aspectmode": "cube"},
     )
     return fig
 
@@ -1547,18 +1549,18 @@ def plot_embedding_trajectory(run: ToyRun, title: str | None = None):
     ]
     fig = go.Figure(data=frames[0].data, frames=frames)
     steps = [
-        dict(
-            method="animate",
-            label=str(epoch),
-            args=[
+        {
+            "method": "animate",
+            "label": str(epoch),
+            "args": [
                 [str(epoch)],
-                dict(
-                    mode="immediate",
-                    frame=dict(duration=0, redraw=True),
-                    transition=dict(duration=0),
-                ),
+                {
+                    "mode": "immediate",
+                    "frame": {"duration": 0, "redraw": True},
+                    "transition": {"duration": 0},
+                },
             ],
-        )
+        }
         for epoch, _ in run.snapshots
     ]
     c = run.config
@@ -1567,20 +1569,20 @@ def plot_embedding_trajectory(run: ToyRun, title: str | None = None):
         or f"{c['loss_name']}, lr={c['lr']:g}, labels={c['label_fraction']:.0%}: "
         "normalised embeddings",
         height=520,
-        margin=dict(l=0, r=0, t=40, b=0),
-        scene=dict(
-            aspectmode="cube",
-            xaxis=dict(range=[-1.05, 1.05]),
-            yaxis=dict(range=[-1.05, 1.05]),
-            zaxis=dict(range=[-1.05, 1.05]),
-        ),
+        margin={"l": 0, "r": 0, "t": 40, "b": 0},
+        scene={
+            "aspectmode": "cube",
+            "xaxis": {"range": [-1.05, 1.05]},
+            "yaxis": {"range": [-1.05, 1.05]},
+            "zaxis": {"range": [-1.05, 1.05]},
+        },
         sliders=[
-            dict(
-                active=0,
-                currentvalue=dict(prefix="epoch "),
-                steps=steps,
-                pad=dict(t=10),
-            )
+            {
+                "active": 0,
+                "currentvalue": {"prefix": "epoch "},
+                "steps": steps,
+                "pad": {"t": 10},
+            }
         ],
     )
     return fig
