@@ -85,9 +85,9 @@ def test_train_and_record_trains_once_and_loads_data_once(tmp_path, monkeypatch)
     )  # no eval_every: none along the way
     assert set(saved["extra"]["final"]) >= {
         "embedding_variance_features",
-        "effective_rank_z",
+        "effective_rank",
         "singular_values_z",
-        "embedding_variance_sphere",
+        "embedding_variance_sphere_features",
     }
     assert saved["command"].startswith(
         f"python -m cl_lib.experiments.results {save} "
@@ -165,5 +165,5 @@ def test_train_and_record_stopped_and_resumed_equals_one_go(tmp_path):
     track = resumed["extra"]["tracking"]
     assert [t["epoch"] for t in track] == [1, 2]
     for a, b in zip(track, whole["extra"]["tracking"]):
-        assert a["effective_rank_z"] == pytest.approx(b["effective_rank_z"], rel=1e-5)
+        assert a["effective_rank"] == pytest.approx(b["effective_rank"], rel=1e-5)
     assert resumed["wall_time_s"] > first["wall_time_s"]

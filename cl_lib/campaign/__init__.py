@@ -689,8 +689,9 @@ def _safe_member(name: str) -> bool:
 
 def _filed(doc: dict, entry: dict, manifest: dict, run=None) -> dict:
     """A run's results as filed into the book: ``"campaign"`` provenance (device, GPU
-    or CPU, torch, torchvision, commit, date, budget, the run's wall and CPU time and
-    the command actually run), ``"grid"`` (tier, chapter, section, recipe, seed) and
+    or CPU, torch, torchvision, date, budget, the run's wall and CPU time and the
+    command actually run; the code is identified by the record's one
+    ``library_commit``, the trainer's), ``"grid"`` (tier, chapter, section, recipe, seed) and
     ``"command"`` set to the grid's canonical command when ``run`` is given; a record
     whose commit is unknown (no ``.git`` on the machine) gets the campaign's."""
     env = manifest["environment"]
@@ -702,8 +703,6 @@ def _filed(doc: dict, entry: dict, manifest: dict, run=None) -> dict:
         "omp_num_threads": env.get("omp_num_threads"),
         "torch": env.get("torch"),
         "torchvision": env.get("torchvision"),
-        "commit": env.get("commit"),
-        "library_dirty": env.get("library_dirty"),
         "date_utc": manifest["started_utc"],
         "budget_s": manifest["budget_s"],
         "wall_time_s": entry.get("wall_s"),

@@ -706,7 +706,7 @@ def plot_tracking(head: Mapping, order: Sequence[str], title: str) -> None:
         recs = head[k]
         _, unif = along(recs, "uniformity")
         _, align = along(recs, "alignment")
-        ep, rank = along(recs, "effective_rank_z")
+        ep, rank = along(recs, "effective_rank")
         (line,) = axes[0].plot(unif, align, "o-", ms=4, label=SHORT[k])
         axes[0].plot(unif[-1:], align[-1:], "o", ms=8, color=line.get_color())
         axes[1].plot(ep, rank, "o-", ms=4, label=SHORT[k])

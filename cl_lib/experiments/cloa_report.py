@@ -74,7 +74,7 @@ KEY_RATES = (1.0, 1e-3)  # the paper's "strong" and "mild" learning
 ACC = READOUTS  # kNN and probe accuracy
 RANK = "extra.final.effective_rank_features"
 VAR_RAW = "extra.final.embedding_variance_features"
-VAR_SPHERE = "extra.final.embedding_variance_sphere"
+VAR_SPHERE = "extra.final.embedding_variance_sphere_features"
 ALL_RATES = G.TIERS["cpu-study"]["ch10"]["lrs"]
 SWEEP = sorted(ALL_RATES)  # 1e-5 ... 1
 # quoted: Li & Pimentel-Alarcón 2024, Table 3 (fine-tuning accuracy, 10/50/100%)
@@ -517,7 +517,7 @@ ALONG = [
     ("knn_acc", "final.knn_acc", "kNN accuracy"),
     ("effective_rank_features", RANK, "effective rank"),
     ("embedding_variance_features", VAR_RAW, "embedding variance (raw)"),
-    ("embedding_variance_sphere", VAR_SPHERE, "variance on the sphere"),
+    ("embedding_variance_sphere_features", VAR_SPHERE, "variance on the sphere"),
 ]
 # blue: the paper's "mild" rate, red: its "strong" rate (as in Section 7)
 RATE_COLOR = {1e-5: "C4", 1e-3: "C0", 1e-2: "C2", 1e-1: "C1", 1.0: "C3"}
@@ -788,7 +788,7 @@ def variance_report(d: CloaData, sweep: Mapping, rate_v: Mapping) -> str:
     strong = strong_groups(d)
     head = d.find("infonce", 1.0)
     raw_along = along(head, "embedding_variance_features")[1]
-    sphere_along = along(head, "embedding_variance_sphere")[1]
+    sphere_along = along(head, "embedding_variance_sphere_features")[1]
     both = both_rates(d)
     lines += [
         (
@@ -1042,7 +1042,7 @@ def quick_track(d: CloaData, loss: str, eta: float, key: str) -> tuple[list, lis
 def plot_quick_long(d: CloaData):
     """Effective rank and variance on the sphere along the 30-epoch quick runs."""
     fig, axes = plt.subplots(1, 2, figsize=(10, 5.0))
-    keys = ("effective_rank_features", "embedding_variance_sphere")
+    keys = ("effective_rank_features", "embedding_variance_sphere_features")
     for loss, ls in (("infonce", "-"), ("cloa", ":")):
         for eta, color in ((1e-3, "C0"), (1.0, "C3")):
             for ax, key in zip(axes, keys):

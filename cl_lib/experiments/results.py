@@ -56,6 +56,7 @@ from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from cl_lib import stats as S
+from cl_lib.experiments.migrate import migrate_record
 
 __all__ = [
     "retrieval_snapshot",
@@ -113,7 +114,8 @@ def load_results(path: str | Path, pattern: str = "*.json") -> list[dict]:
     (recursive, sorted by relative path). Each record gets ``record["source"]``: its
     path relative to the folder (the file name for a single file). A missing folder
     gives ``[]`` (no runs yet); a missing file, a file that is not JSON, or JSON that is
-    not an object raises ``ValueError``."""
+    not an object raises ``ValueError``. Records of an older schema are upgraded as
+    they are read (:func:`cl_lib.experiments.migrate.migrate_record`)."""
     path = Path(path)
     if path.is_dir():
         files, root = sorted(path.rglob(pattern)), path
@@ -136,6 +138,7 @@ def load_results(path: str | Path, pattern: str = "*.json") -> list[dict]:
                 f"results file {f.relative_to(root)} holds a JSON "
                 f"{type(record).__name__}, expected an object"
             )
+        migrate_record(record)  # a file written before the current schema
         record["source"] = str(f.relative_to(root))
         records.append(record)
     return records
@@ -628,15 +631,22 @@ def class_separation(h, labels, shots=FEWSHOT_SHOTS, trials: int = 10) -> dict:
       ``pairwise_ncc_error`` (two-way, exact centres) and ``cantelli_bound``
       ($\tilde V/(\tilde V+1/4)$, a bound on that error).
 
+    Shot counts a class is too small for (``m`` >= its size) are left out; with fewer
+    than two classes, a class of one image or non-finite features the dict is empty.
+
     Returns:
-        A dict of floats and lists (rounded to 6 digits).
+        A dict of floats and lists (per-pair lists rounded to 6 digits).
     """
     import torch
 
     from cl_lib.experiments import theory as th
 
     h, labels = h.double().cpu(), labels.cpu()
-    c = int(labels.max()) + 1
+    sizes = torch.bincount(labels)
+    c, smallest = len(sizes), int(sizes.min())
+    shots = [m for m in shots if m < smallest]  # a centre needs m, a test point 1
+    if c < 2 or smallest < 2 or not torch.isfinite(h).all():
+        return {}  # nothing to separate, or no spread to measure
     off = ~torch.eye(c, dtype=torch.bool)
 
     def pairs(m):
@@ -700,12 +710,15 @@ def geometry_snapshot(
     r"""Geometry of a model on a class-balanced subset of ``max_points`` test images of
     its config, computed by :func:`cl_lib.evaluate.heldout_metrics`:
 
-    - ``embedding_variance_features`` / ``embedding_variance_z``:
-      $\sum_k \operatorname{Var}(h_k)$ of the backbone features $h$ and of the
-      projections $z$ (Li & Pimentel-Alarcón 2024);
-      ``embedding_variance_sphere``: the same for $h / \lVert h \rVert$, which is
-      $1 - \lVert \bar u \rVert^2 \in [0, 1]$ and does not depend on the scale of $h$;
-    - ``effective_rank_features`` / ``effective_rank_z`` (RankMe; 0 for a zero matrix);
+    keys as :func:`~cl_lib.evaluate.heldout_metrics` names them: no suffix for the
+    projections $z$, ``_features`` for the backbone features $h$.
+
+    - ``embedding_variance_features`` / ``embedding_variance``:
+      $\sum_k \operatorname{Var}(h_k)$ of $h$ and of $z$ (Li & Pimentel-Alarcón 2024);
+      ``embedding_variance_sphere_features`` / ``embedding_variance_sphere``: the same
+      for $h / \lVert h \rVert$ (and $z$), which is $1 - \lVert \bar u \rVert^2 \in
+      [0, 1]$ and does not depend on the scale;
+    - ``effective_rank_features`` / ``effective_rank`` (RankMe; 0 for a zero matrix);
     - with ``views``: ``uniformity`` of the (un-augmented) $z$ and ``alignment`` between
       two augmented views of the same images (Wang & Isola 2020, eqs. 4--5);
     - with ``spectra``: the singular values of the *centred* $h$ and $z$, largest first;
@@ -778,13 +791,9 @@ def geometry_snapshot(
             for _ in range(2)
         )
     m = heldout_metrics(z, views=pair, features=h, spectra=spectra, wasserstein=False)
-    out = {
-        "embedding_variance_features": m["embedding_variance_features"],
-        "embedding_variance_z": m["embedding_variance"],
-        "embedding_variance_sphere": m["embedding_variance_sphere_features"],
-        "effective_rank_features": m["effective_rank_features"],
-        "effective_rank_z": m["effective_rank"],
-    }
+    # the names heldout_metrics gives: z without a suffix, h with "_features"
+    keys = ("embedding_variance", "embedding_variance_sphere", "effective_rank")
+    out = {k + s: m[k + s] for k in keys for s in ("_features", "")}
     # chapter 1's over-fusion diagnostic, and the scale of the weights that BatchNorm
     # makes irrelevant to the function but not to the step (eta / ||w||^2)
     for name, x in (("features", h), ("z", z)):
