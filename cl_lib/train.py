@@ -325,6 +325,8 @@ class TrainState:
     last_saved: int | None = None
     # (library commit, differs from it?) of the code this process imported
     commit: tuple = ("unknown", None)
+    # the commit of the code that trained the epochs before a resume, where it differs
+    commit_at_start: str | None = None
 
     @property
     def main_process(self) -> bool:
@@ -562,6 +564,14 @@ def _resume(state: TrainState) -> None:
             f"resuming with a different {', '.join(changed)} than the checkpoint was "
             f"trained with: the run will not be the same as an uninterrupted one"
         )
+    before = saved.get("library_commit", "unknown")
+    if "unknown" not in (before, state.commit[0]) and before != state.commit[0]:
+        # the run's code is then two commits: both are recorded, and the reader warned
+        state.commit_at_start = before
+        warnings.warn(
+            f"resuming a run started at commit {before[:10]} with the library at "
+            f"{state.commit[0][:10]}: the results record both"
+        )
     state.model.load_state_dict(saved["model"])
     state.optimizer.load_state_dict(saved["optimizer"])
     state.epoch, state.history, state.last_saved = (
@@ -589,6 +599,7 @@ def _save_checkpoint(state: TrainState) -> None:
                 "history": state.history,
                 "rng": rng,
                 "config": config_dict(state.config),
+                "library_commit": state.commit_at_start or state.commit[0],
             },
             state.checkpoint_path,
         )
@@ -768,6 +779,11 @@ def results_dict(state: TrainState, final: dict) -> dict:
         "python_version": platform.python_version(),
         "library_commit": commit,
         "library_dirty": dirty,
+        **(
+            {"library_commit_at_start": state.commit_at_start}
+            if state.commit_at_start
+            else {}
+        ),
         "date_utc": state.started_utc,
         "wall_time_s": time.time() - state.wall_start,
         "finished": finished,

@@ -232,6 +232,28 @@ def test_resume_loads_the_checkpoint_on_cpu(cfg, tmp_path, monkeypatch):
     assert seen == ["cpu"] and [h["epoch"] for h in res.history] == [1, 2]
 
 
+def test_a_run_resumed_under_another_commit_records_both(cfg, tmp_path, monkeypatch):
+    """A checkpoint remembers the commit that trained it; resuming under another one
+    warns and records it as ``library_commit_at_start`` (never silently one commit)."""
+    cfg.epochs, cfg.out_dir, cfg.stop_after_epochs = 2, str(tmp_path / "run"), 1
+    monkeypatch.setattr(train_mod, "library_commit", lambda **kw: ("a" * 40, False))
+    train(cfg)
+    again = TrainConfig(**{**vars(cfg), "resume": True, "stop_after_epochs": None})
+    monkeypatch.setattr(train_mod, "library_commit", lambda **kw: ("b" * 40, False))
+    with pytest.warns(UserWarning, match="started at commit aaaaaaaaaa"):
+        res = train(again)
+    assert res.results["library_commit"] == "b" * 40
+    assert res.results["library_commit_at_start"] == "a" * 40
+
+
+def test_a_run_resumed_under_its_own_commit_records_one(cfg, tmp_path, monkeypatch):
+    cfg.epochs, cfg.out_dir, cfg.stop_after_epochs = 2, str(tmp_path / "run"), 1
+    monkeypatch.setattr(train_mod, "library_commit", lambda **kw: ("a" * 40, False))
+    train(cfg)
+    res = train(TrainConfig(**{**vars(cfg), "resume": True, "stop_after_epochs": None}))
+    assert "library_commit_at_start" not in res.results
+
+
 def test_atomic_write_failure_keeps_the_old_file(tmp_path):
     path = tmp_path / "checkpoint.pt"
     path.write_text("good")
