@@ -638,3 +638,24 @@ def test_separation_values_name_the_numbers_of_one_run():
     assert 0 <= v["pairs_cantelli_below_half"] <= 6 and v["cantelli_over_error"] >= 1
     with pytest.raises(KeyError):
         R.separation_values({"extra": {"final": {}}})
+
+
+def test_separation_table_sets_settings_side_by_side():
+    import torch
+
+    g = torch.Generator().manual_seed(2)
+    labels = torch.arange(3).repeat_interleave(30)
+
+    def record(spread):
+        h = 4 * torch.eye(3, 8, dtype=torch.float64)[labels]
+        h = h + spread * torch.randn(90, 8, generator=g, dtype=torch.float64)
+        sep = R.class_separation(h, labels, shots=(1, 5))
+        return {"extra": {"final": {"class_separation": sep}}}
+
+    rows = {"mean CDNV": ("cdnv", 2), "NCC error, 1 shot": ("ncc_error_m1", 3)}
+    text, values = R.separation_table(
+        {"loose": [record(2.0), record(2.0)], "tight": [record(0.5)]}, rows
+    )
+    assert "loose (n=2)" in text and "tight (n=1)" in text and "±" in text
+    assert len(values["loose"]["cdnv"]) == 2
+    assert values["tight"]["cdnv"][0] < min(values["loose"]["cdnv"])

@@ -87,6 +87,8 @@ __all__ = [
     "provenance",
     "class_separation",
     "separation_values",
+    "separation_table",
+    "SEPARATION_ROWS",
     "geometry_snapshot",
     "train_and_record",
     "main",
@@ -696,6 +698,57 @@ def separation_values(record: Mapping) -> dict[str, float]:
         pairs_dcdnv_below_1_16=int((vdir < 1 / 16).sum()),
     )
     return out
+
+
+# chapter 6's rows: label -> (separation_values key, decimals)
+SEPARATION_ROWS = {
+    "mean CDNV": ("cdnv", 1),
+    "mean directional CDNV": ("directional_cdnv", 2),
+    "CDNV / directional CDNV": ("ratio", 1),
+    "NCC error, 1 shot": ("ncc_error_m1", 3),
+    "NCC error, 5 shots": ("ncc_error_m5", 3),
+    "NCC error, 20 shots": ("ncc_error_m20", 3),
+    "10-way bound, m -> inf": ("bound_limit", 2),
+    "Cantelli bound, pair mean": ("cantelli_mean", 3),
+    "pairs: Cantelli bound < 0.5": ("pairs_cantelli_below_half", 0),
+    "pairs: dir. CDNV < 1/16": ("pairs_dcdnv_below_1_16", 0),
+}
+
+
+def separation_table(
+    groups: Mapping[str, Sequence[Mapping]], rows: Mapping = SEPARATION_ROWS
+) -> tuple[str, dict[str, dict[str, list[float]]]]:
+    """Chapter 6's measures of several seed groups side by side.
+
+    Args:
+        groups: column label -> the records of one setting (its seeds).
+        rows: row label -> (key of :func:`separation_values`, decimals).
+
+    Returns:
+        ``(text, values)``: a table of "mean ± sd" per cell (the mean alone for one
+        seed), and ``{column: {key: [value per seed]}}``.
+    """
+    import statistics
+
+    values = {
+        col: {
+            key: [separation_values(r)[key] for r in recs]
+            for key, _ in rows.values()
+        }
+        for col, recs in groups.items()
+    }
+
+    def cell(v, digits):
+        m = f"{statistics.fmean(v):.{digits}f}"
+        return m if len(v) < 2 else f"{m} ± {statistics.stdev(v):.{digits}f}"
+
+    width = max(map(len, rows)) + 2
+    head = "".join(f"{c + f' (n={len(groups[c])})':>17}" for c in groups)
+    lines = [" " * width + head]
+    for label, (key, digits) in rows.items():
+        cells = "".join(f"{cell(values[c][key], digits):>17}" for c in groups)
+        lines.append(f"{label:<{width}}{cells}")
+    return "\n".join(lines), values
 
 
 def geometry_snapshot(
