@@ -874,6 +874,47 @@ def effective_step(d: CloaData) -> tuple[str, dict]:
     return "\n".join(text), step_end
 
 
+COLLINEARITY = "extra.final.class_mean_collinearity_centred_features"
+# the comparisons the effective step predicts an outcome for: (label, a, b), each a
+# (loss, eta, weight decay) of the "effective step" section
+STEP_PAIRS = (
+    ("eta 3: wd 5e-4 - none", ("infonce", 3.0, 5e-4), ("infonce", 3.0, 0.0)),
+    ("eta 0.1: wd 5e-4 - none", ("infonce", 0.1, 5e-4), ("infonce", 0.1, 0.0)),
+    ("no wd: eta 3 - 0.1", ("infonce", 3.0, 0.0), ("infonce", 0.1, 0.0)),
+    ("wd 5e-4: eta 3 - 0.1", ("infonce", 3.0, 5e-4), ("infonce", 0.1, 5e-4)),
+)
+
+
+def effective_step_verdicts(d: CloaData) -> tuple[str, dict]:
+    """The effective step's predictions as differences: accuracy (kNN, probe) and the
+    centred collinearity of the class means of h (chapter 1's over-fusion
+    diagnostic) for :data:`STEP_PAIRS`, Holm over the table; ``(text, {(label,
+    measure): Difference})``, or a pending line while a setting has under 3 seeds."""
+    study = d.studies["cpu-study"]
+    by = {}
+    for name, recs in study.groups("effective step").items():
+        c = recs[0]["config"]
+        by[d.loss_of(name), R.peak_lr(recs[0]), c["weight_decay"]] = recs
+    wanted = {s for _, a, b in STEP_PAIRS for s in (a, b)}
+    if any(len(by.get(s, [])) < 3 for s in wanted):
+        return "effective step: verdicts pending (three seeds per setting)", {}
+    measures = {**ACC, "collinearity": COLLINEARITY}
+    found = R.compare_table(
+        {
+            (label, m): (R.seed_summary(by[a], key), R.seed_summary(by[b], key))
+            for label, a, b in STEP_PAIRS
+            for m, key in measures.items()
+        },
+        margin=None,
+    )
+    lines = ["a - b (Welch, Holm over the table; accuracies in points)"]
+    for (label, m), diff in found.items():
+        scale, unit = (100, "points") if m in ACC else (1, "")
+        shown = diff.interval(scale, 1 if m in ACC else 3, unit)
+        lines.append(f"  {label:24s} {m:12s} {shown}: {diff.verdict}")
+    return "\n".join(lines), found
+
+
 # ------------------------------------------------------- Section 5: the anchor
 def anchor_verdicts(d: CloaData) -> dict:
     """Anchored minus base loss at each key rate on both accuracies, Holm over the
