@@ -326,7 +326,11 @@ def plot_seed_tracks(
     _, ax = plt.subplots(figsize=(7, 4.6))
     drawn = {}
     for i, k in enumerate(keys):
-        tracks = [r["extra"]["tracking"] for r in head.get(k, [])]
+        tracks = [  # runs tracked along training (not the supervised reference)
+            r["extra"]["tracking"]
+            for r in head.get(k, [])
+            if r.get("extra", {}).get("tracking")
+        ]
         if not tracks:
             continue
         epochs = [t["epoch"] for t in tracks[0]]
