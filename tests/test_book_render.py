@@ -72,7 +72,8 @@ def built_book(tmp_path_factory) -> Path:
 
 
 def chapter_pages(html: Path) -> list[Path]:
-    return sorted(p for p in (html / "book").glob("[0-9][0-9]_*.html"))
+    """The chapters' pages (``01_...``, ``01b_...``, ...), chapter 1 first."""
+    return sorted(p for p in (html / "book").glob("[0-9][0-9]*_*.html"))
 
 
 def test_book_builds_with_every_toc_page(built_book):
