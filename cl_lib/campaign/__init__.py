@@ -691,8 +691,9 @@ def _filed(doc: dict, entry: dict, manifest: dict, run=None) -> dict:
     """A run's results as filed into the book: ``"campaign"`` provenance (device, GPU
     or CPU, torch, torchvision, date, budget, the run's wall and CPU time and the
     command actually run; the code is identified by the record's one
-    ``library_commit``, the trainer's), ``"grid"`` (tier, chapter, section, recipe, seed) and
-    ``"command"`` set to the grid's canonical command when ``run`` is given; a record
+    ``library_commit``, the trainer's), ``"grid"`` (tier, chapter, section, recipe,
+    seed) and ``"command"`` set to the grid's canonical command when ``run`` is given;
+    a record
     whose commit is unknown (no ``.git`` on the machine) gets the campaign's."""
     env = manifest["environment"]
     doc["campaign"] = {

@@ -58,7 +58,7 @@ __all__ = [
 ]
 
 WIDTH = 80  # printed lines fit the page
-TIERS = ("quick", "cpu-study", "full")
+TIERS = ("quick", "cpu-study", "cpu-long", "full")
 METRICS = READOUTS  # the two read-outs, in the order printed
 NUM_CLASSES = {"imagenette-96": 10, "imagenet100": len(imagenet100_classes())}
 DATA_LABEL = {"imagenette-96": "Imagenette", "imagenet100": "ImageNet-100"}
@@ -71,7 +71,12 @@ SETTINGS = (
     ("full", "full", "in100_resnet50_simclr"),
 )
 # each tier in the chapter's words
-TIER_LABEL = {"quick": "smoke-test", "cpu-study": "CPU-study", "full": "full-grid"}
+TIER_LABEL = {
+    "quick": "smoke-test",
+    "cpu-study": "CPU-study",
+    "cpu-long": "long-CPU-tier",
+    "full": "full-grid",
+}
 # the command that makes every pending CPU-study run of the chapter, in the background
 CAMPAIGN = (
     "python -m cl_lib.campaign run --tier cpu-study --chapters ch12 --device cpu "
