@@ -203,7 +203,9 @@ def summary_table(
                 row.update(
                     {
                         "mean +- sd (seeds)": str(s),
-                        "95% interval": f"[{s.low:.3f}, {s.high:.3f}]",
+                        "95% interval": (
+                            f"[{s.low:.3f}, {s.high:.3f}]" if s.n > 1 else "one seed"
+                        ),
                         "gap (points)": gap,
                     }
                 )
