@@ -282,6 +282,16 @@ def batched_loss(name: str, u: torch.Tensor, v: torch.Tensor, **hyper) -> torch.
     raise ValueError(f"batched_loss knows infonce, dcl, dhel and kcl, got {name!r}")
 
 
+def _two_views(x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(R, 2M, d)`` configurations (or one ``(2M, d)``) as the views ``U`` (rows
+    ``0..M-1``) and ``V`` (rows ``M..2M-1``), each ``(R, M, d)``."""
+    x = _check_points(x)
+    if x.shape[-2] != 2 * m:
+        raise ValueError(f"expected {2 * m} rows (U then V), got {x.shape[-2]}")
+    x = x.reshape(-1, 2 * m, x.shape[-1])
+    return x[:, :m], x[:, m:]
+
+
 def pair_loss_energy(
     loss: str | LossFn, m: int, **hyper
 ) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -300,13 +310,10 @@ def pair_loss_energy(
     """
 
     def energy(x: torch.Tensor) -> torch.Tensor:
-        x = _check_points(x)
-        if x.shape[-2] != 2 * m:
-            raise ValueError(f"expected {2 * m} rows (U then V), got {x.shape[-2]}")
-        x = x.reshape(-1, 2 * m, x.shape[-1])
+        u, v = _two_views(x, m)
         if isinstance(loss, str):
-            return batched_loss(loss, x[:, :m], x[:, m:], **hyper)
-        return torch.stack([loss(xr[:m], xr[m:], **hyper) for xr in x])
+            return batched_loss(loss, u, v, **hyper)
+        return torch.stack([loss(a, b, **hyper) for a, b in zip(u, v)])
 
     return energy
 
@@ -347,11 +354,7 @@ def symmetric_pair_loss(
     """
 
     def energy(x: torch.Tensor) -> torch.Tensor:
-        x = _check_points(x)
-        if x.shape[-2] != 2 * m:
-            raise ValueError(f"expected {2 * m} rows (U then V), got {x.shape[-2]}")
-        x = x.reshape(-1, 2 * m, x.shape[-1])
-        u, v = x[:, :m], x[:, m:]
+        u, v = _two_views(x, m)
         return 0.5 * (
             batched_loss(name, u, v, **hyper) + batched_loss(name, v, u, **hyper)
         )
