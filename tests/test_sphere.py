@@ -711,3 +711,15 @@ def test_five_point_shapes():
     assert sphere.five_point_shape(rect) == "other"
     with pytest.raises(ValueError):
         sphere.is_square_pyramid(pyramid[:4])
+
+
+def test_kcl_class_level_run_collapses_classes_under_a_weak_energy():
+    """Chapter 5's class-level run: a weak energy (small gamma) lets class-mates meet;
+    a strong one spreads them and makes the points more uniform."""
+    weak = sphere.kcl_class_level_run(0.25, 2.0, seed=0)
+    strong = sphere.kcl_class_level_run(16.0, 2.0, seed=0)
+    assert weak[0] < 0.01 < 0.5 < strong[0]
+    assert strong[1] < weak[1] - 0.2
+    assert weak[2].shape == (32, 4) and weak[3].shape == (32,)
+    al, un = sphere.kcl_tradeoff(0.25, 2.0, seeds=(0,))
+    assert (al, un) == pytest.approx(weak[:2])

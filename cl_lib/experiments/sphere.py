@@ -993,3 +993,55 @@ def config_distance(
         if best < 1e-20:
             break
     return math.sqrt(max(best, 0.0) / m)
+
+
+# -------------------- chapter 5: KCL at the class level
+def kcl_class_level_run(
+    gamma: float,
+    t: float,
+    seed: int,
+    num_classes: int = 8,
+    per_class: int = 4,
+    dim: int = 4,
+    steps: int = 200,
+) -> tuple[float, float, torch.Tensor, torch.Tensor]:
+    """Gaussian KCL on free points whose positives are their class-mates
+    (:func:`class_positive_energy`), minimised by Adam (one restart, lr 0.05).
+
+    Args:
+        gamma: KCL's energy weight; t: the Gaussian kernel's parameter.
+        seed: the start's seed; num_classes, per_class, dim: the problem's size;
+        steps: Adam steps.
+
+    Returns:
+        ``(within-class alignment E|u_i - u_j|^2 over class-mates, uniformity
+        (Wang & Isola, t = 2), the points (N, dim), their labels (N,))``.
+    """
+    from cl_lib import losses, metrics
+
+    energy, labels = class_positive_energy(
+        lambda a, b: losses.kcl_loss(a, b, kernel="gaussian", gamma=gamma, t=t),
+        num_classes,
+        per_class,
+    )
+    u = minimise(
+        energy,
+        num_classes * per_class,
+        dim,
+        restarts=1,
+        steps=steps,
+        lr=0.05,
+        seed=seed,
+        method="adam",
+    ).best
+    same = (labels[:, None] == labels[None, :]) & ~torch.eye(
+        len(labels), dtype=torch.bool
+    )
+    alignment = float(torch.cdist(u, u).pow(2)[same].mean())
+    return alignment, metrics.uniformity(u), u, labels
+
+
+def kcl_tradeoff(gamma: float, t: float, seeds=(0, 1)) -> tuple[float, float]:
+    """:func:`kcl_class_level_run`'s (alignment, uniformity), averaged over seeds."""
+    runs = [kcl_class_level_run(gamma, t, s)[:2] for s in seeds]
+    return float(np.mean([r[0] for r in runs])), float(np.mean([r[1] for r in runs]))
