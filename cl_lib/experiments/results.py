@@ -743,10 +743,10 @@ def separation_table(
         return m if len(v) < 2 else f"{m} ± {statistics.stdev(v):.{digits}f}"
 
     width = max(map(len, rows)) + 2
-    head = "".join(f"{c + f' (n={len(groups[c])})':>17}" for c in groups)
+    head = "".join(f"{c + f' (n={len(groups[c])})':>18}" for c in groups)
     lines = [" " * width + head]
     for label, (key, digits) in rows.items():
-        cells = "".join(f"{cell(values[c][key], digits):>17}" for c in groups)
+        cells = "".join(f"{cell(values[c][key], digits):>18}" for c in groups)
         lines.append(f"{label:<{width}}{cells}")
     return "\n".join(lines), values
 
