@@ -534,30 +534,38 @@ def heldout_metrics(
             raise ValueError("kNN needs bank, bank_labels, query and labels together")
         out.update(
             _read_outs(
-                bank, bank_labels, query, labels, knn_k, knn_t, probe, num_classes
+                bank,
+                bank_labels,
+                query,
+                labels,
+                knn_k,
+                knn_t,
+                probe,
+                num_classes,
+                per_image,
             )
         )
-        if not per_image:
-            out.pop("knn_correct")
-            out.pop("linear_probe_correct", None)
     return out
 
 
-def _read_outs(bank, bank_labels, query, labels, knn_k, knn_t, probe, num_classes):
+def _read_outs(
+    bank, bank_labels, query, labels, knn_k, knn_t, probe, num_classes, per_image
+):
     """kNN and (with ``probe``) linear-probe accuracy of ``query`` against ``bank``,
-    with the per-image correctness of each (see :func:`heldout_metrics`)."""
+    with ``per_image`` the per-image correctness of each (see
+    :func:`heldout_metrics`)."""
     correct = knn_correct(
         bank, bank_labels, query, labels, k=knn_k, t=knn_t, num_classes=num_classes
     )
-    out = {
-        "knn_acc": float(correct.float().mean()),
-        "knn_correct": encode_correct(correct.numpy()),
-    }
+    out = {"knn_acc": float(correct.float().mean())}
+    if per_image:
+        out["knn_correct"] = encode_correct(correct.numpy())
     if probe is not None:
         fit = linear_probe(
             bank, bank_labels, query, labels, num_classes=num_classes, **probe
         )
         out["linear_probe_acc"] = fit["acc"]
         out["linear_probe_train_acc"] = fit["train_acc"]
-        out["linear_probe_correct"] = encode_correct(fit["correct"].numpy())
+        if per_image:
+            out["linear_probe_correct"] = encode_correct(fit["correct"].numpy())
     return out

@@ -66,6 +66,7 @@ from pathlib import Path
 from typing import Sequence
 
 from cl_lib.experiments import grid as G
+from cl_lib.io import write_atomic, write_json
 
 __all__ = [
     "environment",
@@ -300,8 +301,6 @@ class _Log:
 
 def _write_atomic_bytes(path: Path, data: bytes) -> None:
     """``data`` into ``path`` through :func:`cl_lib.io.write_atomic` (fsync, rename)."""
-    from cl_lib.io import write_atomic
-
     write_atomic(path, lambda tmp: tmp.write_bytes(data))
 
 
@@ -491,9 +490,7 @@ def run_campaign(
     def save_manifest():
         manifest["wall_time_s"] = round(time.perf_counter() - t_start, 1)
         manifest["finished_utc"] = _now()
-        _write_atomic_bytes(
-            out / MANIFEST, (json.dumps(manifest, indent=1) + "\n").encode()
-        )
+        write_json(manifest, out / MANIFEST)
         log.write()
 
     rates = _Rates()
@@ -515,12 +512,13 @@ def run_campaign(
     for run in runs:
         left = deadline - time.perf_counter() - _RESERVE_S
         entry = _entry_if_skipped(run, rates.estimate(run), left, started, max_runs)
-        if entry["status"] is None:
+        ran = entry["status"] is None
+        if ran:
             started += 1
             dest = results_root / tier / run.chapter if into_book else None
             _run_one(run, entry, left, work, device, rates, dest, manifest, log)
         manifest["runs"].append(entry)
-        if entry.pop("ran", False):
+        if ran:
             manifest["rates"] = rates.summary()
             _pack(out, work)
             save_manifest()
@@ -656,7 +654,6 @@ def _run_one(run, entry, left, work, device, rates, dest_dir, manifest, log) -> 
         finished_utc=_now(),
         returncode=rc,
         command=" ".join(G.cli_command(run).split()),
-        ran=True,
     )
     record = None
     if status == "ok" and save.is_file():
@@ -669,9 +666,7 @@ def _run_one(run, entry, left, work, device, rates, dest_dir, manifest, log) -> 
         rates.update_from_record(run, record, wall)
         if dest_dir is not None:
             dest = dest_dir / f"{run.name}.json"
-            dest.parent.mkdir(parents=True, exist_ok=True)
-            doc = _filed(record, entry, manifest, run)
-            _write_atomic_bytes(dest, (json.dumps(doc, indent=1) + "\n").encode())
+            write_json(_filed(record, entry, manifest, run), dest)
             entry["filed"] = str(dest)
             log(f"   filed {dest}")
         shutil.rmtree(ckpt, ignore_errors=True)
@@ -770,8 +765,7 @@ def unpack(
         if path.exists() and not force:
             written["kept"].append(str(path))
             return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _write_atomic_bytes(path, (json.dumps(doc, indent=1) + "\n").encode())
+        write_json(doc, path)
         written["bench" if path.parent == bench_dir else "runs"].append(str(path))
 
     with tarfile.open(archive, "r:gz") as tar:

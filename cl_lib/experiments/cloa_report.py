@@ -825,6 +825,15 @@ def variance_report(d: CloaData, sweep: Mapping, rate_v: Mapping) -> str:
 
 
 # ------------------------------------------------------- the effective step
+def step_groups(d: CloaData) -> dict[tuple[str, float, float], list[dict]]:
+    """The "effective step" section's seed groups by ``(loss, eta, weight decay)``,
+    in plan order."""
+    return {
+        (d.loss_of(name), R.peak_lr(recs[0]), recs[0]["config"]["weight_decay"]): recs
+        for name, recs in d.studies["cpu-study"].groups("effective step").items()
+    }
+
+
 def effective_step(d: CloaData) -> tuple[str, dict]:
     """Draw the first convolution's norm and the effective step eta/|W1|^2 along
     training (InfoNCE), and return the table of every setting's final values with
@@ -832,9 +841,7 @@ def effective_step(d: CloaData) -> tuple[str, dict]:
     study = d.studies["cpu-study"]
     rows, step_end = [], {}
     fig, axes = plt.subplots(1, 2, figsize=(8.4, 3.6))
-    for name, recs in study.groups("effective step").items():
-        c = recs[0]["config"]
-        eta, wd, key = R.peak_lr(recs[0]), c["weight_decay"], d.loss_of(name)
+    for (key, eta, wd), recs in step_groups(d).items():
         tracks = [r["extra"]["tracking"] for r in recs]
         epochs = [t["epoch"] for t in tracks[0]]
         w1 = np.array([[t["conv_weight_norms"][0] for t in tr] for tr in tracks])
@@ -890,11 +897,7 @@ def effective_step_verdicts(d: CloaData) -> tuple[str, dict]:
     centred collinearity of the class means of h (chapter 1's over-fusion
     diagnostic) for :data:`STEP_PAIRS`, Holm over the table; ``(text, {(label,
     measure): Difference})``, or a pending line while a setting has under 3 seeds."""
-    study = d.studies["cpu-study"]
-    by = {}
-    for name, recs in study.groups("effective step").items():
-        c = recs[0]["config"]
-        by[d.loss_of(name), R.peak_lr(recs[0]), c["weight_decay"]] = recs
+    by = step_groups(d)
     wanted = {s for _, a, b in STEP_PAIRS for s in (a, b)}
     if any(len(by.get(s, [])) < 3 for s in wanted):
         return "effective step: verdicts pending (three seeds per setting)", {}

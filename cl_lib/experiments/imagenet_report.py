@@ -128,7 +128,7 @@ def _setting_row(label: str, run: G.PlannedRun) -> dict:
         "classes": NUM_CLASSES[data],
         "train": f"{train:,}",
         "test": f"{a['test_subset']:,}" if a.get("test_subset") else "all",
-        "px": G.DATASET_IMAGE_SIDE[data],
+        "px": G.image_side(a),
         "encoder": a["arch"],
         "epochs": a["epochs"],
         "batch": a["batch_size"],
@@ -150,7 +150,7 @@ def setting_ratios(big: G.PlannedRun, small: G.PlannedRun) -> dict[str, tuple]:
         return {
             "classes": NUM_CLASSES[a["dataset"]],
             "training images": a.get("subset") or G.DATASET_TRAIN_SIZE[a["dataset"]],
-            "pixels per image": G.DATASET_IMAGE_SIDE[a["dataset"]] ** 2,
+            "pixels per image": G.image_side(a) ** 2,
             "epochs": a["epochs"],
         }
 

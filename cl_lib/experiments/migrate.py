@@ -84,15 +84,14 @@ def migrate_record(doc: dict) -> bool:
 def migrate_file(path: str | Path, write: bool = True) -> bool:
     """Upgrade one results file (atomically, in the repository's JSON layout: indent
     1, a final newline); returns whether it needed it."""
-    from cl_lib.io import write_atomic
+    from cl_lib.io import write_json
 
     path = Path(path)
     doc = json.loads(path.read_text())
     if not isinstance(doc, dict) or not migrate_record(doc):
         return False
     if write:
-        text = json.dumps(doc, indent=1) + "\n"
-        write_atomic(path, lambda tmp: tmp.write_text(text))
+        write_json(doc, path)
     return True
 
 

@@ -730,13 +730,10 @@ def separation_table(
     """
     import statistics
 
-    values = {
-        col: {
-            key: [separation_values(r)[key] for r in recs]
-            for key, _ in rows.values()
-        }
-        for col, recs in groups.items()
-    }
+    values = {}
+    for col, recs in groups.items():
+        per_seed = [separation_values(r) for r in recs]
+        values[col] = {key: [v[key] for v in per_seed] for key, _ in rows.values()}
 
     def cell(v, digits):
         m = f"{statistics.fmean(v):.{digits}f}"
