@@ -1,0 +1,231 @@
+"""Run a chapter in the full profile and store what it printed.
+
+    python -m cl_lib.experiments.full_profile book/02_hyperspherical_energy.ipynb [...]
+
+A chapter's ``assert`` statements are its claims, and the full profile runs the same
+code with more seeds, steps and samples. Executing a chapter under
+``CL_BOOK_PROFILE=full`` therefore checks every claim at full size. This command does
+that on a copy (the stored, quick-profile notebook is left as it is) and writes
+``book/results/chNN_full_summary.json``:
+
+- provenance (library commit, hardware, threads, torch, date, wall time);
+- ``completed``: whether every cell ran; if not, the first failing cell's id, its
+  error name and message (a claim that failed at full size, or a time limit);
+- ``printed``: each code cell's printed text (stdout and text results, not figures),
+  keyed by cell id, so a chapter can show its full-size numbers next to its quick ones
+  (:func:`show`).
+
+Chapter 1 writes its own summary from inside the notebook (its sweeps merge across two
+pages), so this command is for chapters 2 and on.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import re
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+from cl_lib.io import hardware_info, library_commit, write_json
+
+RESULTS = Path(__file__).resolve().parents[2] / "book" / "results"
+MAX_CHARS = 6000  # per cell: printed tables, not pages of logs
+
+
+def summary_path(notebook: str | Path, results: Path = RESULTS) -> Path:
+    """``results/chNN_full_summary.json`` for ``book/NN_name.ipynb``.
+
+    Args:
+        notebook: a chapter's path; its file name starts with the two-digit number.
+        results: the folder of stored results.
+
+    Returns:
+        The summary's path.
+    """
+    match = re.match(r"(\d\d)[a-z]?_", Path(notebook).name)
+    if match is None:
+        raise ValueError(f"{notebook}: not a chapter (expected NN_name.ipynb)")
+    return results / f"ch{match.group(1)}_full_summary.json"
+
+
+def printed_text(cell) -> str:
+    """The text a code cell printed: its stdout and the plain text of its results
+    (figures, HTML and widgets are left out), cut to ``MAX_CHARS``."""
+    parts = []
+    for out in cell.get("outputs", []):
+        if out.get("output_type") == "stream" and out.get("name") == "stdout":
+            parts.append(out["text"])
+        elif out.get("output_type") == "execute_result":
+            parts.append(out.get("data", {}).get("text/plain", "") + "\n")
+    text = "".join(parts)
+    return text if len(text) <= MAX_CHARS else text[:MAX_CHARS] + "\n[...]\n"
+
+
+def run_full(notebook: str | Path, timeout_s: int = 1800) -> dict:
+    """Execute ``notebook`` with ``CL_BOOK_PROFILE=full`` and return its summary.
+
+    The kernel runs in the notebook's folder, as nbval runs it; a cell that raises
+    (a claim that failed) or runs past ``timeout_s`` stops the run and is recorded.
+
+    Args:
+        notebook: the chapter to run.
+        timeout_s: the limit for one cell, in seconds.
+
+    Returns:
+        The summary (see the module docstring); nothing is written.
+    """
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError, CellTimeoutError
+
+    notebook = Path(notebook).resolve()
+    nb = nbformat.read(notebook, as_version=4)
+    previous = os.environ.get("CL_BOOK_PROFILE")
+    os.environ["CL_BOOK_PROFILE"] = "full"  # the kernel inherits this environment
+    failure, t0 = None, time.time()
+    try:
+        client = NotebookClient(
+            nb,
+            timeout=timeout_s,
+            kernel_name="python3",
+            record_timing=False,
+            resources={"metadata": {"path": str(notebook.parent)}},
+        )
+        client.execute()
+    except (CellExecutionError, CellTimeoutError) as err:
+        failing = next(
+            (
+                c
+                for c in nb.cells
+                if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+            ),
+            None,
+        )
+        error = next(
+            (
+                o
+                for o in (failing or {}).get("outputs", [])
+                if o.get("output_type") == "error"
+            ),
+            {},
+        )
+        failure = {
+            "cell_id": failing.get("id") if failing else None,
+            "error": error.get("ename", type(err).__name__),
+            "message": str(error.get("evalue", err))[:500],
+        }
+    finally:
+        if previous is None:
+            os.environ.pop("CL_BOOK_PROFILE", None)
+        else:
+            os.environ["CL_BOOK_PROFILE"] = previous
+    wall = time.time() - t0
+    commit, dirty = library_commit()
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    return {
+        "chapter": notebook.name,
+        "profile": "full",
+        "written_by": "python -m cl_lib.experiments.full_profile",
+        "library_commit": commit,
+        "library_dirty": dirty,
+        "hardware": hardware_info(torch.device("cpu")),
+        "threads": int(os.environ.get("OMP_NUM_THREADS", torch.get_num_threads())),
+        "torch": torch.__version__,
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(
+            timespec="seconds"
+        ),
+        "wall_time_s": round(wall, 1),
+        "completed": failure is None,
+        "failure": failure,
+        "asserts": sum(
+            len(re.findall(r"^\s*assert\b", c.source, flags=re.MULTILINE)) for c in code
+        ),
+        "printed": {c.id: printed_text(c) for c in code if printed_text(c).strip()},
+    }
+
+
+def load(chapter: str, results: Path = RESULTS) -> dict | None:
+    """The stored full-profile summary of ``chapter`` ("ch02"), or None."""
+    path = results / f"{chapter}_full_summary.json"
+    if not path.exists():
+        return None
+    with open(path) as f:
+        return json.load(f)
+
+
+def show(chapter: str, cell_ids=(), results: Path = RESULTS) -> dict | None:
+    """Print a chapter's full-profile run: when, where, how long, whether every claim
+    held, and what the cells ``cell_ids`` printed at full size.
+
+    Args:
+        chapter: "ch02", ...
+        cell_ids: the cells whose full-size output to print, in this order.
+        results: the folder of stored results.
+
+    Returns:
+        The summary, or None (after saying how to make it) when there is none.
+    """
+    full = load(chapter, results)
+    number = chapter[2:]
+    if full is None:
+        print(
+            "Full profile: pending. Make it with  python -m "
+            f"cl_lib.experiments.full_profile book/{number}_*.ipynb"
+        )
+        return None
+    held = (
+        f"all {full['asserts']} asserts held"
+        if full["completed"]
+        else f"stopped at cell {full['failure']['cell_id']}: {full['failure']['error']}"
+    )
+    print(
+        f"Full profile: {full['wall_time_s'] / 60:.0f} min on "
+        f"{full['threads']} thread(s) of a {full['hardware']['cpu']} CPU, "
+        f"commit {full['library_commit'][:7]}, {full['date_utc'][:10]}; {held}."
+    )
+    for cell_id in cell_ids:
+        print(
+            full["printed"].get(cell_id, f"(cell {cell_id} printed nothing)").rstrip()
+        )
+    return full
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="python -m cl_lib.experiments.full_profile",
+        description=__doc__.split("\n")[0],
+    )
+    parser.add_argument("notebooks", nargs="+", help="chapters 2 and on")
+    parser.add_argument("--timeout-s", type=int, default=1800, help="per cell")
+    parser.add_argument("--results", default=str(RESULTS), help="where to write")
+    args = parser.parse_args(argv)
+    for notebook in args.notebooks:
+        try:
+            path = summary_path(notebook, Path(args.results))
+        except ValueError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 2
+        if path.name.startswith("ch01"):
+            print("error: chapter 1 writes its own full summary", file=sys.stderr)
+            return 2
+    for notebook in args.notebooks:
+        summary = run_full(notebook, args.timeout_s)
+        path = summary_path(notebook, Path(args.results))
+        write_json(summary, path)
+        state = (
+            "every cell ran"
+            if summary["completed"]
+            else f"failed: {summary['failure']}"
+        )
+        print(f"{notebook}: {summary['wall_time_s']:.0f} s, {state}; wrote {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
