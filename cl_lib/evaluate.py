@@ -34,6 +34,7 @@ import torch.nn.functional as F
 
 from cl_lib import checks, metrics
 from cl_lib.augment import DATASET_STATS, normalize, to_float
+from cl_lib.profile import mix_seed
 from cl_lib.stats import encode_correct
 
 PROBE_METHODS = ("lbfgs", "adam")  # linear_probe's methods
@@ -187,6 +188,65 @@ def extract_features(
 
 
 @torch.no_grad()
+def embed_heldout(
+    model: nn.Module,
+    images: torch.Tensor,
+    augment,
+    seed: int,
+    *,
+    features: torch.Tensor | None = None,
+    views: bool = True,
+    device: torch.device | str | None = None,
+    batch_size: int = 512,
+    channels_last: bool = False,
+):
+    r"""Held-out embeddings of a contrastive model, as its metrics read them.
+
+    The backbone features $h = f(x)$ of the clean images, their projections
+    $z = g(h)$ and, with ``views``, the projections of two augmented views of the
+    same images, drawn from a generator seeded with ``mix_seed(seed, 1)``: the same
+    views at every call, so that alignment along training compares like with like.
+
+    Args:
+        model: a :class:`~cl_lib.models.ContrastiveModel` (``backbone``, ``projector``).
+        images: (N, C, H, W) uint8 held-out images.
+        augment: the run's augmentation: ``augment(x, generator)`` draws a view and
+            ``augment.eval_transform`` preprocesses a clean image.
+        seed: the run's seed.
+        features: $h$ of ``images`` if already computed (N, F); computed otherwise.
+        views: whether to embed two augmented views.
+        device: where to compute (default: the model's).
+        batch_size: images per forward pass.
+        channels_last: memory format of the batches.
+
+    Returns:
+        ``(h, z, pair)``: (N, F) features, (N, D) projections and a pair of (N, D)
+        projections of the two views, or None without ``views``.
+    """
+    kw = dict(device=device, batch_size=batch_size, channels_last=channels_last)
+    if features is None:
+        features = extract_features(
+            model.backbone, images, preprocess=augment.eval_transform, **kw
+        )
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            z = model.projector(features)
+        pair = None
+        if views:
+            gen = torch.Generator().manual_seed(mix_seed(seed, 1))
+            target = device or next(model.parameters()).device
+            x = images.to(target)
+            pair = tuple(
+                extract_features(model, augment(x, gen), preprocess=lambda v: v, **kw)
+                for _ in range(2)
+            )
+    finally:
+        model.train(was_training)
+    return features, z, pair
+
+
 def knn_predict(
     train_feats: torch.Tensor,
     train_labels: torch.Tensor,

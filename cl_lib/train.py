@@ -70,7 +70,7 @@ from cl_lib.config import (
     validate_config,
 )
 from cl_lib.data import balanced_subset, gpu_loader, load_splits
-from cl_lib.evaluate import extract_features, heldout_metrics
+from cl_lib.evaluate import embed_heldout, extract_features, heldout_metrics
 from cl_lib.io import hardware_info, library_commit, save_atomic, write_json
 from cl_lib.losses import get_loss
 from cl_lib.models import build_model
@@ -364,25 +364,17 @@ Callback = Callable[[int, nn.Module, TrainState], None]
 @torch.no_grad()
 def _heldout_projections(state: TrainState, idx: torch.Tensor, h_test: torch.Tensor):
     """Projections of the clean held-out images ``idx`` and of two augmented views."""
-    cfg, model, device = state.config, state.model, state.device
-    was_training = model.training
-    model.eval()
-    z = model.projector(h_test[idx.to(h_test.device)])
-    # the same views every run
-    gen = torch.Generator().manual_seed(mix_seed(cfg.seed, 1))
-    images = state.test_x[idx.to(state.test_x.device)].to(device)
-    views = tuple(
-        extract_features(
-            model,
-            state.augment(images, gen),
-            device=device,
-            batch_size=cfg.eval_batch_size,
-            preprocess=lambda x: x,
-            channels_last=state.channels_last,
-        )
-        for _ in range(2)
+    cfg = state.config
+    _, z, views = embed_heldout(
+        state.model,
+        state.test_x[idx.to(state.test_x.device)],
+        state.augment,
+        cfg.seed,
+        features=h_test[idx.to(h_test.device)],
+        device=state.device,
+        batch_size=cfg.eval_batch_size,
+        channels_last=state.channels_last,
     )
-    model.train(was_training)
     return z, views
 
 

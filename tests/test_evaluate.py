@@ -229,3 +229,25 @@ def test_per_image_correctness_matches_the_accuracies():
     assert knn_correct(x_tr, y_tr, x_te, y_te, k=20).tolist() == knn.tolist()
     fit = linear_probe(x_tr, y_tr, x_te, y_te, steps=30)
     assert fit["correct"].tolist() == probe.tolist()
+
+
+def test_embed_heldout_draws_the_same_views_and_restores_the_mode():
+    from cl_lib.augment import simclr_preset
+    from cl_lib.evaluate import embed_heldout
+    from cl_lib.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("small_cnn", width=4, proj_dim=8, image_size=16)
+    model.train()
+    images = torch.randint(0, 256, (6, 3, 16, 16), dtype=torch.uint8)
+    augment = simclr_preset("cifar10")
+    h, z, (v1, v2) = embed_heldout(model, images, augment, seed=3)
+    assert model.training  # restored
+    assert h.shape[0] == z.shape[0] == v1.shape[0] == 6
+    assert torch.allclose(z, model.eval().projector(h).detach())
+    _, z_again, (w1, w2) = embed_heldout(model, images, augment, seed=3, features=h)
+    assert torch.equal(z, z_again) and torch.equal(v1, w1) and torch.equal(v2, w2)
+    assert not torch.equal(v1, v2)  # two different views
+    _, _, other = embed_heldout(model, images, augment, seed=4, features=h)
+    assert not torch.equal(v1, other[0])  # another seed, other views
+    assert embed_heldout(model, images, augment, seed=3, views=False)[2] is None

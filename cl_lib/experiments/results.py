@@ -796,9 +796,8 @@ def geometry_snapshot(
     import torch
 
     from cl_lib.data import balanced_subset, load_dataset
-    from cl_lib.evaluate import extract_features, heldout_metrics
+    from cl_lib.evaluate import embed_heldout, heldout_metrics
     from cl_lib.experiments.toy import class_mean_collinearity
-    from cl_lib.profile import mix_seed
     from cl_lib.train import make_augment
 
     if state is not None:
@@ -818,28 +817,7 @@ def geometry_snapshot(
         test_y.cpu(), min(max_points, test_x.shape[0]), seed=config.seed
     )
     test_x, test_y = test_x[idx], test_y.cpu()[idx]
-    device = next(model.parameters()).device
-    h = extract_features(
-        model.backbone, test_x, device=device, preprocess=augment.eval_transform
-    )
-    with torch.no_grad():
-        was_training = model.training
-        model.eval()
-        z = model.projector(h)
-        model.train(was_training)
-    pair = None
-    if views:
-        # the same views at every call (and as the trainer's held-out metrics)
-        gen = torch.Generator().manual_seed(mix_seed(config.seed, 1))
-        pair = tuple(
-            extract_features(
-                model,
-                augment(test_x.to(device), gen),
-                device=device,
-                preprocess=lambda x: x,
-            )
-            for _ in range(2)
-        )
+    h, z, pair = embed_heldout(model, test_x, augment, config.seed, views=views)
     m = heldout_metrics(z, views=pair, features=h, spectra=spectra, wasserstein=False)
     # the names heldout_metrics gives: z without a suffix, h with "_features"
     keys = ("embedding_variance", "embedding_variance_sphere", "effective_rank")

@@ -429,24 +429,12 @@ def minimise(
         raise ValueError(f"method must be 'rgd' or 'adam', got {method!r}")
     if x0 is None:
         x = uniform_sphere(m, d, torch.Generator().manual_seed(seed), restarts=restarts)
+    elif tuple(x0.shape) != (restarts, m, d):
+        raise ValueError(
+            f"x0 must have shape {(restarts, m, d)}, got {tuple(x0.shape)}"
+        )
     else:
-        if tuple(x0.shape) != (restarts, m, d):
-            raise ValueError(
-                f"x0 must have shape {(restarts, m, d)}, got {tuple(x0.shape)}"
-            )
         x = F.normalize(x0.detach().double(), dim=-1)
-
-    def value_and_grad(pts: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        pts = pts.detach().requires_grad_(True)
-        e = energy_fn(F.normalize(pts, dim=-1) if method == "adam" else pts)
-        if e.shape != (pts.shape[0],):
-            raise ValueError(
-                f"energy_fn must map (R, M, d) to (R,), got output shape "
-                f"{tuple(e.shape)}"
-            )
-        (g,) = torch.autograd.grad(e.sum(), pts)
-        return e.detach(), g
-
     trace: dict[str, list] = {}
 
     def log(pts: torch.Tensor) -> None:
@@ -455,37 +443,14 @@ def minimise(
                 for key, value in record(pts).items():
                     trace.setdefault(key, []).append(torch.as_tensor(value).detach())
 
-    energy, g = value_and_grad(x)
-    grad = _tangent(x, g)
+    # evaluated once before any step: a wrongly shaped energy fails here
+    energy, g = _value_and_grad(energy_fn, x, normalise=method == "adam")
     if method == "rgd":
-        eta = torch.full((restarts, 1, 1), float(lr), dtype=x.dtype)
-        for _ in range(steps):
-            active = grad.flatten(1).norm(dim=1) > tol
-            if not active.any():
-                break
-            trial = F.normalize(x - eta * grad, dim=-1)
-            e_trial, g_trial = value_and_grad(trial)
-            better = (e_trial <= energy) & active
-            b = better[:, None, None]
-            x = torch.where(b, trial, x)
-            energy = torch.where(better, e_trial, energy)
-            grad = torch.where(b, _tangent(trial, g_trial), grad)
-            eta = torch.where(b, eta * 1.2, eta * 0.5)
-            log(x)
+        x, energy, grad = _rgd(
+            energy_fn, x, energy, _tangent(x, g), steps, lr, tol, log
+        )
     else:
-        param = x.clone().requires_grad_(True)
-        opt = torch.optim.Adam([param], lr=lr)
-        for _ in range(steps):
-            opt.zero_grad()
-            e = energy_fn(F.normalize(param, dim=-1))
-            e.sum().backward()
-            opt.step()
-            with torch.no_grad():
-                param.copy_(F.normalize(param, dim=-1))
-            log(param.detach())
-        x = param.detach()
-        energy, g = value_and_grad(x)
-        grad = _tangent(x, g)
+        x, energy, grad = _projected_adam(energy_fn, x, steps, lr, log)
     best = int(torch.argmin(energy))
     return MinimiseResult(
         best=x[best].clone(),
@@ -495,6 +460,56 @@ def minimise(
         grad_norm=grad.flatten(1).norm(dim=1),
         trace={k: torch.stack(v) for k, v in trace.items()},
     )
+
+
+def _value_and_grad(energy_fn, pts: torch.Tensor, normalise: bool):
+    """The energy of each restart and its Euclidean gradient in ``pts``; with
+    ``normalise`` the energy is of the normalised points (projected Adam)."""
+    pts = pts.detach().requires_grad_(True)
+    e = energy_fn(F.normalize(pts, dim=-1) if normalise else pts)
+    if e.shape != (pts.shape[0],):
+        raise ValueError(
+            f"energy_fn must map (R, M, d) to (R,), got output shape {tuple(e.shape)}"
+        )
+    (g,) = torch.autograd.grad(e.sum(), pts)
+    return e.detach(), g
+
+
+def _rgd(energy_fn, x, energy, grad, steps, lr, tol, log):
+    """Riemannian gradient descent with a step size per restart (see
+    :func:`minimise`); returns the points, their energies and tangent gradients."""
+    eta = torch.full((x.shape[0], 1, 1), float(lr), dtype=x.dtype)
+    for _ in range(steps):
+        active = grad.flatten(1).norm(dim=1) > tol
+        if not active.any():
+            break
+        trial = F.normalize(x - eta * grad, dim=-1)
+        e_trial, g_trial = _value_and_grad(energy_fn, trial, normalise=False)
+        better = (e_trial <= energy) & active
+        b = better[:, None, None]
+        x = torch.where(b, trial, x)
+        energy = torch.where(better, e_trial, energy)
+        grad = torch.where(b, _tangent(trial, g_trial), grad)
+        eta = torch.where(b, eta * 1.2, eta * 0.5)
+        log(x)
+    return x, energy, grad
+
+
+def _projected_adam(energy_fn, x, steps, lr, log):
+    """Adam on the raw coordinates, every row renormalised after each step (see
+    :func:`minimise`); returns the points, their energies and tangent gradients."""
+    param = x.clone().requires_grad_(True)
+    opt = torch.optim.Adam([param], lr=lr)
+    for _ in range(steps):
+        opt.zero_grad()
+        energy_fn(F.normalize(param, dim=-1)).sum().backward()
+        opt.step()
+        with torch.no_grad():
+            param.copy_(F.normalize(param, dim=-1))
+        log(param.detach())
+    x = param.detach()
+    energy, g = _value_and_grad(energy_fn, x, normalise=True)
+    return x, energy, _tangent(x, g)
 
 
 # -------------------- convergence checks

@@ -42,7 +42,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from cl_lib import metrics
 
 __all__ = [
     "ToyEncoder",
@@ -282,12 +281,6 @@ def _embed(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
     return z
 
 
-def _sphere_variance(z: torch.Tensor) -> float:
-    if not torch.isfinite(z).all() or (z.norm(dim=1) == 0).any():
-        return float("nan")
-    return metrics.embedding_variance(F.normalize(z, dim=1))
-
-
 _HISTORY_KEYS = (
     "epoch",
     "loss",
@@ -303,13 +296,20 @@ _HISTORY_KEYS = (
 
 def _record_epoch(history, epoch, loss_value, grad_norm, z, y, base_loss, e1, e2):
     """Append one epoch to a :func:`train_toy` history: ``z`` the clean embeddings
-    (eval mode), ``e1, e2`` the fixed evaluation views (None: no plateau tracking)."""
+    (eval mode), ``e1, e2`` the fixed evaluation views (None: no plateau tracking).
+    The geometry is the library's one held-out evaluation
+    (:func:`cl_lib.evaluate.heldout_metrics`), in float64: a run in collapse can
+    underflow in float32."""
+    from cl_lib.evaluate import heldout_metrics
+
     nan = float("nan")
+    z = z.double()
+    geometry = heldout_metrics(z, wasserstein=False)
+    ok = bool(torch.isfinite(z).all() and (z.norm(dim=1) > 0).all())
     history["epoch"].append(epoch)
     history["loss"].append(loss_value)
-    history["variance_sphere"].append(_sphere_variance(z))
-    ok = bool(torch.isfinite(z).all() and (z.norm(dim=1) > 0).all())
-    history["effective_rank"].append(metrics.effective_rank(z) if ok else nan)
+    history["variance_sphere"].append(geometry["embedding_variance_sphere"])
+    history["effective_rank"].append(geometry["effective_rank"])
     history["class_mean_collinearity"].append(
         class_mean_collinearity(z, y) if ok else nan
     )
@@ -320,11 +320,7 @@ def _record_epoch(history, epoch, loss_value, grad_norm, z, y, base_loss, e1, e2
         ev_loss = ang = nan
     history["eval_loss"].append(ev_loss)
     history["angular_grad"].append(ang)
-    try:  # float64: a run in collapse can underflow in float32
-        rank = metrics.effective_rank(F.normalize(z.double(), dim=1)) if ok else nan
-    except ValueError:  # the zero matrix: no rank
-        rank = nan
-    history["effective_rank_sphere"].append(rank)
+    history["effective_rank_sphere"].append(geometry["effective_rank_sphere"])
 
 
 def _toy_base_loss(loss_name: str, tau: float, loss_kwargs: dict | None):
@@ -419,7 +415,7 @@ def _final_metrics(
     held = _heldout(z, y, z_test, y_test, views=(z1, z2)) if finite else {}
     out = {
         "variance": held.get("embedding_variance", nan),
-        "variance_sphere": _sphere_variance(z),
+        "variance_sphere": held.get("embedding_variance_sphere", nan),
         "effective_rank": held.get("effective_rank", nan),
         "effective_rank_sphere": held.get("effective_rank_sphere", nan),
         "alignment": held.get("alignment", nan),
