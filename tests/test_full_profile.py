@@ -69,3 +69,25 @@ def test_cli_refuses_chapter_1_and_non_chapters(tmp_path, capsys):
     assert F.main(["book/01_rank1_collapse.ipynb", "--results", str(tmp_path)]) == 2
     assert F.main(["book/intro.ipynb", "--results", str(tmp_path)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_differs_lists_the_cells_whose_output_changes_at_full_size(tmp_path, capsys):
+    path = _chapter(
+        tmp_path,
+        "07_x.ipynb",
+        [
+            "print('same')",
+            "import os\nprint(4 if os.environ['CL_BOOK_PROFILE'] == 'full' else 2)",
+        ],
+    )
+    nb = nbformat.read(path, as_version=4)
+    for cell, text in zip(nb.cells, ["same\n", "2\n"]):  # the stored quick outputs
+        cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=text)]
+    nbformat.write(nb, path)
+    summary = F.run_full(path, timeout_s=60)
+    assert summary["differs"] == ["c1"]
+    F.write_json(summary, F.summary_path(path, tmp_path))
+    F.show("ch07", results=tmp_path)
+    out = capsys.readouterr().out
+    assert "1 of the 2 printed results are the same as on this page" in out
+    assert out.rstrip().endswith("4")

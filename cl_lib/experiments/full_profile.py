@@ -12,7 +12,8 @@ that on a copy (the stored, quick-profile notebook is left as it is) and writes
 - ``completed``: whether every cell ran; if not, the first failing cell's id, its
   error name and message (a claim that failed at full size, or a time limit);
 - ``printed``: each code cell's printed text (stdout and text results, not figures),
-  keyed by cell id, so a chapter can show its full-size numbers next to its quick ones
+  keyed by cell id, and ``differs``: the cells whose text differs from what the stored
+  (quick-profile) chapter printed, so a chapter can show what changes at full size
   (:func:`show`).
 
 Chapter 1 writes its own summary from inside the notebook (its sweeps merge across two
@@ -128,7 +129,7 @@ def run_full(notebook: str | Path, timeout_s: int = 1800) -> dict:
     wall = time.time() - t0
     commit, dirty = library_commit()
     code = [c for c in nb.cells if c.cell_type == "code"]
-    return {
+    summary = {
         "chapter": notebook.name,
         "profile": "full",
         "written_by": "python -m cl_lib.experiments.full_profile",
@@ -148,6 +149,29 @@ def run_full(notebook: str | Path, timeout_s: int = 1800) -> dict:
         ),
         "printed": {c.id: printed_text(c) for c in code if printed_text(c).strip()},
     }
+    summary["differs"] = differing_cells(summary, notebook)
+    return summary
+
+
+def differing_cells(summary: dict, notebook: str | Path) -> list[str]:
+    """The ids of the code cells whose printed text in ``summary`` differs from what
+    the stored chapter ``notebook`` printed (the quick profile).
+
+    Args:
+        summary: a full-profile summary (its ``printed``).
+        notebook: the stored chapter.
+
+    Returns:
+        Cell ids, in the chapter's order.
+    """
+    import nbformat
+
+    nb = nbformat.read(notebook, as_version=4)
+    return [
+        c.id
+        for c in nb.cells
+        if c.cell_type == "code" and printed_text(c) != summary["printed"].get(c.id, "")
+    ]
 
 
 def load(chapter: str, results: Path = RESULTS) -> dict | None:
@@ -159,13 +183,15 @@ def load(chapter: str, results: Path = RESULTS) -> dict | None:
         return json.load(f)
 
 
-def show(chapter: str, cell_ids=(), results: Path = RESULTS) -> dict | None:
+def show(chapter: str, cell_ids=None, results: Path = RESULTS) -> dict | None:
     """Print a chapter's full-profile run: when, where, how long, whether every claim
-    held, and what the cells ``cell_ids`` printed at full size.
+    held, how many of the chapter's printed results it printed unchanged, and what the
+    cells ``cell_ids`` printed at full size.
 
     Args:
         chapter: "ch02", ...
-        cell_ids: the cells whose full-size output to print, in this order.
+        cell_ids: the cells whose full-size output to print, in this order (default:
+            those whose output differs from the quick profile's).
         results: the folder of stored results.
 
     Returns:
@@ -189,10 +215,16 @@ def show(chapter: str, cell_ids=(), results: Path = RESULTS) -> dict | None:
         f"{full['threads']} thread(s) of a {full['hardware']['cpu']} CPU, "
         f"commit {full['library_commit'][:7]}, {full['date_utc'][:10]}; {held}."
     )
-    for cell_id in cell_ids:
-        print(
-            full["printed"].get(cell_id, f"(cell {cell_id} printed nothing)").rstrip()
-        )
+    printed = [c for c in full["printed"] if full["printed"][c].strip()]
+    same = [c for c in printed if c not in full["differs"]]
+    print(
+        f"{len(same)} of the {len(printed)} printed results are the same as on this "
+        "page" + ("; the others at full size:" if len(same) < len(printed) else ".")
+    )
+    for cell_id in full["differs"] if cell_ids is None else cell_ids:
+        text = full["printed"].get(cell_id, "")
+        if text.strip():
+            print(text.rstrip())
     return full
 
 
