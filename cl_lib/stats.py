@@ -11,6 +11,8 @@ their difference**, never through the overlap of two separate intervals:
   accuracies on the same test images, with an exact McNemar test. It describes *these
   two runs* only: with one seed per setting the training randomness is unmeasured, so
   it is reported, never given a verdict;
+- :func:`contrast` -- Welch's interval of a contrast of several seed means, e.g.
+  whether a difference changes between two conditions;
 - :func:`holm` -- Holm's step-down correction over the p-values of one table;
 - :func:`tost` -- equivalence within a margin $\pm m$ (two one-sided $t$ tests);
 - :func:`verdict` / :func:`verdict_table` -- the rule: **"higher"** / **"lower"** when
@@ -46,6 +48,7 @@ __all__ = [
     "UNDECIDED",
     "Difference",
     "PairedProportions",
+    "contrast",
     "decode_correct",
     "encode_correct",
     "equivalent_words",
@@ -96,7 +99,7 @@ class Difference:
         margin: the equivalence margin.
         n_a, n_b: seeds (or runs) on each side.
         df: degrees of freedom of the $t$ distribution used (NaN with one seed).
-        method: ``"welch"``, ``"paired"`` or ``"one seed"``.
+        method: ``"welch"``, ``"paired"``, ``"contrast"`` or ``"one seed"``.
         verdict: ``"higher"``, ``"lower"``, ``"equivalent within ±m ..."``,
             ``"undecided"`` or ``"one seed"``.
         level: confidence level of ``low``/``high``.
@@ -241,6 +244,62 @@ def welch(
     diff = float(a.mean() - b.mean())
     low, high, p, p_eq = _t_difference(diff, se, df, margin, level)
     d = Difference(diff, low, high, p, p_eq, margin, a.size, b.size, df, "welch")
+    return _decide(replace(d, p_adj=p, p_equiv_adj=p_eq, level=level))
+
+
+def contrast(
+    groups: Sequence[Sequence[float]],
+    weights: Sequence[float],
+    margin: float | None = None,
+    level: float = 1 - ALPHA,
+) -> Difference:
+    r"""Welch's $t$ interval and test of a contrast $\sum_i w_i \bar x_i$ of seed
+    means, the seeds of every group independent.
+
+    With group means $\bar x_i$ over $k_i$ seeds of sample variance $s_i^2$ and
+    $v_i = w_i^2 s_i^2 / k_i$:
+    $$C = \sum_i w_i \bar x_i, \quad \mathrm{se} = \sqrt{\textstyle\sum_i v_i},
+      \quad \nu = \frac{(\sum_i v_i)^2}{\sum_i v_i^2/(k_i - 1)}$$
+    (Satterthwaite's degrees of freedom). With weights $(1, -1)$ this is
+    :func:`welch`. With $(1, -1, -1, 1)$ on groups $(a_1, b_1, a_2, b_2)$ it asks
+    whether the difference $a - b$ changes between two conditions (an interaction):
+    "does DHEL's advantage over SimCLR grow as the temperature falls?".
+
+    Assumptions: those of :func:`welch`, for every group.
+
+    Args:
+        groups: one sequence of seed values per group.
+        weights: one weight per group; they should sum to 0 (a comparison).
+        margin: equivalence margin of the TOST p-value (None: no equivalence test).
+        level: confidence level of the interval.
+
+    Returns:
+        A :class:`Difference` (``diff`` = $C$; ``n_a``/``n_b`` the fewest seeds of a
+        group with a positive/negative weight); one seed in any group gives the
+        "one seed" result.
+    """
+    values = [_values(g, f"group {i}") for i, g in enumerate(groups)]
+    w = np.asarray(weights, dtype=np.float64)
+    if w.shape != (len(values),):
+        raise ValueError(f"need one weight per group, got {len(w)} for {len(values)}")
+    if not math.isclose(float(w.sum()), 0.0, abs_tol=1e-12) or not np.any(w):
+        raise ValueError(f"the weights of a contrast sum to 0, got {w.tolist()}")
+    diff = float(sum(wi * v.mean() for wi, v in zip(w, values)))
+    n_pos = min(v.size for wi, v in zip(w, values) if wi > 0)
+    n_neg = min(v.size for wi, v in zip(w, values) if wi < 0)
+    if min(v.size for wi, v in zip(w, values) if wi != 0) < 2:
+        one = _one_seed(np.array([diff]), np.array([0.0]), margin, "contrast")
+        return replace(one, n_a=n_pos, n_b=n_neg)
+    var = [wi**2 * v.var(ddof=1) / v.size for wi, v in zip(w, values)]
+    se = math.sqrt(sum(var))
+    if se > 0:
+        df = sum(var) ** 2 / sum(
+            vi**2 / (v.size - 1) for vi, v in zip(var, values) if vi > 0
+        )
+    else:
+        df = float(sum(v.size for v in values) - len(values))
+    low, high, p, p_eq = _t_difference(diff, se, df, margin, level)
+    d = Difference(diff, low, high, p, p_eq, margin, n_pos, n_neg, df, "contrast")
     return _decide(replace(d, p_adj=p, p_equiv_adj=p_eq, level=level))
 
 

@@ -179,3 +179,41 @@ def test_the_figures_draw_from_the_stored_results(cpu, capsys):
         means["untrained_bn"][0],
     )
     assert text.startswith("SimCLR 12 epochs") and "along the longer run" in text
+
+
+def test_tau_report_groups_seeds_and_tests_the_prediction_as_one_contrast(cpu, capsys):
+    out = B.tau_report(cpu)
+    text = capsys.readouterr().out
+    groups = out["groups"]
+    assert set(groups) <= set(B.TAU_LOSSES)
+    assert len(groups["simclr"][0.5]) == 5  # the headline seeds join the setting
+    for key, by_tau in groups.items():
+        for tau, recs in by_tau.items():
+            assert {R.lookup(r, "config.loss_kwargs.tau") for r in recs} == {tau}
+    assert "DHEL 1 view" in text and "2 views - 1 view" in text
+    means = {
+        (k, t): sum(R.lookup(r, "final.knn_acc") for r in g) / len(g)
+        for k in ("simclr", "dhel")
+        for t, g in groups[k].items()
+    }
+    want = means["dhel", 0.1] - means["simclr", 0.1]  # d(0.1) - d(1)
+    want -= means["dhel", 1.0] - means["simclr", 1.0]
+    assert abs(out["change"]["dhel"].diff - want) < 1e-12
+
+
+def test_tau_advantage_change_finds_a_planted_interaction():
+    def group(key, tau, values):
+        return [
+            _record(v, seed=s, config={"seed": s, "loss_kwargs": {"tau": tau}})
+            for s, v in enumerate(values)
+        ]
+
+    groups = {
+        "simclr": {0.1: group("simclr", 0.1, [0.40, 0.41, 0.40])},
+        "dhel": {0.1: group("dhel", 0.1, [0.44, 0.45, 0.44])},
+    }
+    groups["simclr"][1.0] = group("simclr", 1.0, [0.38, 0.39, 0.385])
+    groups["dhel"][1.0] = group("dhel", 1.0, [0.38, 0.385, 0.39])
+    d = B.tau_advantage_change(groups, "dhel", 0.1, 1.0)
+    assert d.verdict == R.HIGHER and d.low > 0
+    assert B.tau_advantage_change(groups, "dhel2v", 0.1, 1.0) is None

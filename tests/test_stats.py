@@ -161,3 +161,35 @@ def test_decode_rejects_bad_strings():
             S.decode_correct(bad)
     with pytest.raises(ValueError):
         S.encode_correct([0, 2, 1])
+
+
+def test_contrast_with_weights_one_minus_one_is_welch():
+    a, b = [0.41, 0.43, 0.42, 0.44], [0.40, 0.39, 0.42]
+    c, w = S.contrast([a, b], [1, -1], margin=0.01), S.welch(a, b)
+    for field in ("diff", "low", "high", "p", "p_equiv", "df"):
+        assert math.isclose(getattr(c, field), getattr(w, field), rel_tol=1e-12)
+    assert c.verdict == w.verdict and c.method == "contrast"
+
+
+def test_contrast_finds_a_planted_interaction_and_not_a_missing_one():
+    rng = np.random.default_rng(0)
+    noise = lambda: rng.normal(0, 0.004, 5)  # noqa: E731
+    # a - b is +3 points at condition 1 and 0 at condition 2
+    grow = S.contrast(
+        [0.45 + noise(), 0.42 + noise(), 0.40 + noise(), 0.40 + noise()], [1, -1, -1, 1]
+    )
+    assert grow.verdict == S.HIGHER and grow.low > 0
+    same = S.contrast(
+        [0.45 + noise(), 0.42 + noise(), 0.43 + noise(), 0.40 + noise()], [1, -1, -1, 1]
+    )
+    assert same.verdict == S.UNDECIDED and same.low < 0 < same.high
+
+
+def test_contrast_one_seed_and_bad_weights():
+    one = S.contrast([[0.4], [0.3, 0.31], [0.3, 0.32], [0.3, 0.33]], [1, -1, -1, 1])
+    assert one.verdict == S.ONE_SEED and math.isnan(one.low)
+    assert math.isclose(one.diff, 0.4 - 0.305 - 0.31 + 0.315)
+    with pytest.raises(ValueError, match="sum to 0"):
+        S.contrast([[0.1, 0.2], [0.1, 0.3]], [1, 1])
+    with pytest.raises(ValueError, match="one weight per group"):
+        S.contrast([[0.1, 0.2], [0.1, 0.3]], [1, -1, 0])

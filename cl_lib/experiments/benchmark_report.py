@@ -30,6 +30,7 @@ from collections.abc import Iterable, Mapping, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 
+from cl_lib import stats as S
 from cl_lib.experiments import grid as G
 from cl_lib.experiments import results as R
 from cl_lib.experiments.study import (
@@ -631,6 +632,105 @@ def sweep_tables(study: Study) -> str:
                 f"points; highest against lowest: {verdict}"
             )
     return "\n".join(out)
+
+
+# ------------------------------------------------------------------ temperature, seeds
+TAU_LOSSES = {  # the temperature study's three losses, with their table names
+    "simclr": "SimCLR",
+    "dhel": "DHEL 1 view",
+    "dhel2v": "DHEL 2 views",
+}
+
+
+def tau_groups(study: Study) -> dict[str, dict[float, list]]:
+    """``{loss: {tau: seed group}}`` of the "tau seeds" section's settings present.
+
+    A group holds every seed of its setting, also those filed for another section
+    (the main temperature of each loss has the headline's seeds)."""
+    records = R.by_seed_group(study.records)
+    out: dict[str, dict[float, list]] = {}
+    for run in study.sections.get("tau seeds", []):
+        recs = records.get(run.name)
+        if recs:
+            tau = float(R.lookup(recs[0], "config.loss_kwargs.tau"))
+            out.setdefault(run.key, {})[tau] = recs
+    return {k: dict(sorted(v.items())) for k, v in out.items()}
+
+
+def _seed_values(recs: Sequence[Mapping], metric: str) -> list[float]:
+    return [float(R.lookup(r, metric)) for r in recs]
+
+
+def tau_verdicts(groups: Mapping, metric: str = KNN) -> dict:
+    """Two tables of differences at every temperature, each Holm-corrected:
+    ``"vs SimCLR"`` (each DHEL against SimCLR) and ``"views"`` (DHEL's energy over
+    both views against one view), ``{table: {(name, tau): Difference}}``."""
+    simclr, one, two = (groups.get(k, {}) for k in TAU_LOSSES)
+    vs = {}
+    for key in ("dhel", "dhel2v"):
+        for tau, recs in groups.get(key, {}).items():
+            if tau in simclr:
+                vs[(TAU_LOSSES[key], tau)] = (recs, simclr[tau])
+    views = {("2 views - 1 view", t): (two[t], one[t]) for t in two if t in one}
+    return {
+        "vs SimCLR": R.compare_table(vs, key=metric),
+        "views": R.compare_table(views, key=metric),
+    }
+
+
+def tau_advantage_change(
+    groups: Mapping, key: str, low: float, high: float, metric: str = KNN
+):
+    """Chapter 4's prediction as one contrast: does ``key``'s advantage over SimCLR
+    at the temperature ``low`` exceed its advantage at ``high``?
+    ``(d(low) - d(high))`` with Welch's interval (:func:`cl_lib.stats.contrast`),
+    or None when a group is absent."""
+    simclr, loss = groups.get("simclr", {}), groups.get(key, {})
+    if not all(t in g for t in (low, high) for g in (simclr, loss)):
+        return None
+    values = [_seed_values(g[t], metric) for t in (low, high) for g in (loss, simclr)]
+    return S.contrast(values, [1, -1, -1, 1], margin=None)
+
+
+def _tau_cell(s) -> str:
+    """``"0.409 [0.325, 0.492] (3)"``: seed mean, 95% interval, seeds."""
+    spread = f" {interval(s)}" if len(s.values) > 1 else ""
+    return f"{s.mean:.3f}{spread} ({len(s.values)})"
+
+
+def tau_report(study: Study, metric: str = KNN) -> dict:
+    """Print the temperature study: each loss's seed mean at every temperature (with
+    its seeds), the two tables of differences and chapter 4's prediction (DHEL's
+    advantage over SimCLR at the lowest against the highest temperature); returns
+    ``{"groups", "verdicts", "change"}`` for the chapter's asserts."""
+    groups = tau_groups(study)
+    taus = sorted({t for g in groups.values() for t in g})
+    rows = []
+    for tau in taus:
+        row = {"tau": f"{tau:g}"}
+        for key, name in TAU_LOSSES.items():
+            recs = groups.get(key, {}).get(tau)
+            row[name] = _tau_cell(summary(recs, metric)) if recs else "pending"
+        rows.append(row)
+    print(f"{metric.split('.')[-1]} by temperature (seeds in brackets):")
+    print(R.format_table(rows, ["tau", *TAU_LOSSES.values()]))
+    verdicts = tau_verdicts(groups, metric)
+    for table, found in verdicts.items():
+        print(f"{table} (Holm over the table):")
+        for (name, tau), d in found.items():
+            print(f"  tau {tau:<4g} {name:<17} {d.interval()}: {word(d)}")
+    change = {}
+    if taus:
+        low, high = taus[0], taus[-1]
+        for key in ("dhel", "dhel2v"):
+            d = tau_advantage_change(groups, key, low, high, metric)
+            if d is not None:
+                change[key] = d
+                print(
+                    f"{TAU_LOSSES[key]} - SimCLR at tau {low:g} minus the same at "
+                    f"tau {high:g}: {d.interval()}: {word(d)}"
+                )
+    return {"groups": groups, "verdicts": verdicts, "change": change}
 
 
 # ------------------------------------------------------------------ geometry
