@@ -174,16 +174,17 @@ def differing_cells(summary: dict, notebook: str | Path) -> list[str]:
     ]
 
 
-def load(chapter: str, results: Path = RESULTS) -> dict | None:
-    """The stored full-profile summary of ``chapter`` ("ch02"), or None."""
-    path = results / f"{chapter}_full_summary.json"
+def load(chapter: str, results: str | Path = "results") -> dict | None:
+    """The stored full-profile summary of ``chapter`` ("ch02"), or None; ``results``
+    is relative to ``book/``, where the chapters run."""
+    path = Path(results) / f"{chapter}_full_summary.json"
     if not path.exists():
         return None
     with open(path) as f:
         return json.load(f)
 
 
-def show(chapter: str, cell_ids=None, results: Path = RESULTS) -> dict | None:
+def show(chapter: str, cell_ids=None, results: str | Path = "results") -> dict | None:
     """Print a chapter's full-profile run: when, where, how long, whether every claim
     held, how many of the chapter's printed results it printed unchanged, and what the
     cells ``cell_ids`` printed at full size.
@@ -192,7 +193,7 @@ def show(chapter: str, cell_ids=None, results: Path = RESULTS) -> dict | None:
         chapter: "ch02", ...
         cell_ids: the cells whose full-size output to print, in this order (default:
             those whose output differs from the quick profile's).
-        results: the folder of stored results.
+        results: the folder of stored results (relative to ``book/``).
 
     Returns:
         The summary, or None (after saying how to make it) when there is none.
@@ -210,10 +211,11 @@ def show(chapter: str, cell_ids=None, results: Path = RESULTS) -> dict | None:
         if full["completed"]
         else f"stopped at cell {full['failure']['cell_id']}: {full['failure']['error']}"
     )
+    threads = "one thread" if full["threads"] == 1 else f"{full['threads']} threads"
     print(
-        f"Full profile: {full['wall_time_s'] / 60:.0f} min on "
-        f"{full['threads']} thread(s) of a {full['hardware']['cpu']} CPU, "
-        f"commit {full['library_commit'][:7]}, {full['date_utc'][:10]}; {held}."
+        f"Full profile: {full['wall_time_s'] / 60:.0f} min on {threads} of a CPU "
+        f"({full['hardware']['cpu']}), commit {full['library_commit'][:7]}, "
+        f"{full['date_utc'][:10]}; {held}."
     )
     printed = [c for c in full["printed"] if full["printed"][c].strip()]
     same = [c for c in printed if c not in full["differs"]]
