@@ -510,6 +510,16 @@ def _geometry(m: torch.Tensor, suffix: str, wasserstein: bool) -> dict:
     return out
 
 
+def _spectra(**matrices) -> dict:
+    """``singular_values_<name>``: the singular values of each centred matrix given,
+    largest first."""
+    return {
+        f"singular_values_{name}": torch.linalg.svdvals(m - m.mean(0)).tolist()
+        for name, m in matrices.items()
+        if m is not None
+    }
+
+
 @torch.no_grad()
 def heldout_metrics(
     z: torch.Tensor | None = None,
@@ -584,11 +594,7 @@ def heldout_metrics(
         finite = bool(torch.isfinite(z1).all() and torch.isfinite(z2).all())
         out["alignment"] = metrics.alignment(z1, z2) if finite else float("nan")
     if spectra:
-        for name, m in (("z", z), ("features", features)):
-            if m is not None:
-                out[f"singular_values_{name}"] = torch.linalg.svdvals(
-                    m - m.mean(0)
-                ).tolist()
+        out.update(_spectra(z=z, features=features))
     if bank is not None:
         if query is None or labels is None or bank_labels is None:
             raise ValueError("kNN needs bank, bank_labels, query and labels together")

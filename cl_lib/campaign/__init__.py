@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
+import hashlib
 import io
 import json
 import os
@@ -460,9 +461,10 @@ def run_campaign(
         into_book: also file each finished run into ``results_root`` as soon as it
             finishes (what :func:`unpack` would write; for a CPU campaign in the
             background, which the next call resumes).
-        lane: ``(i, n)``: take only every n-th pending run, starting at the i-th, so
-            that n one-thread campaigns on one machine share the work without
-            overlap (each from its own checkout of the same commit).
+        lane: ``(i, n)``: take only the pending runs of lane ``i`` of ``n``
+            (:func:`in_lane`: by the run's name, so the lanes never overlap even
+            when their checkouts hold different results files), so that n one-thread
+            campaigns on one machine share the work.
 
     Returns:
         the manifest (also written to ``out/campaign.json``).
@@ -474,7 +476,47 @@ def run_campaign(
     work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="cl_campaign_"))
     log = _Log(out / LOG)
     env = _log_environment(device, log)
-    manifest: dict = {
+    manifest = _new_manifest(tier, device, budget_s, env)
+
+    def save():
+        manifest["wall_time_s"] = round(time.perf_counter() - t_start, 1)
+        manifest["finished_utc"] = _now()
+        _pack(out, work)
+        write_json(manifest, out / MANIFEST)
+        log.write()
+
+    rates = _Rates()
+    bench_budget = max(
+        0.0, min(bench_budget_s, deadline - time.perf_counter() - _RESERVE_S)
+    )
+    manifest["benchmark"] = _benchmark(device, bench_budget, work, rates, log)
+    save()
+    runs, skipped = pending_runs(tier, results_root, chapters, sections)
+    if lane is not None:
+        runs = [run for run in runs if in_lane(run.name, *lane)]
+    log(
+        f"== runs: {len(runs)} pending in priority order, {len(skipped)} not for this "
+        f"machine, {deadline - time.perf_counter():.0f} s left"
+    )
+    dest = results_root / tier if into_book else None
+    _run_pending(
+        runs, deadline, max_runs, work, device, rates, dest, manifest, log, save
+    )
+    manifest["runs"] += skipped
+    done = [
+        r["name"] for r in manifest["runs"] if r["status"] in ("finished", "diverged")
+    ]
+    log(
+        f"== done: {len(done)} finished ({', '.join(done) or 'none'}), "
+        f"{time.perf_counter() - t_start:.0f} s of {budget_s:.0f}"
+    )
+    save()
+    return manifest
+
+
+def _new_manifest(tier: str, device: str, budget_s: float, env: dict) -> dict:
+    """A campaign's manifest before any benchmark or run."""
+    return {
         "schema_version": 1,
         "kind": "cl_lib.campaign",
         "tier": tier,
@@ -487,27 +529,21 @@ def run_campaign(
         "rates": {},
     }
 
-    def save_manifest():
-        manifest["wall_time_s"] = round(time.perf_counter() - t_start, 1)
-        manifest["finished_utc"] = _now()
-        write_json(manifest, out / MANIFEST)
-        log.write()
 
-    rates = _Rates()
-    bench_budget = max(
-        0.0, min(bench_budget_s, deadline - time.perf_counter() - _RESERVE_S)
-    )
-    manifest["benchmark"] = _benchmark(device, bench_budget, work, rates, log)
-    _pack(out, work)
-    save_manifest()
+def in_lane(name: str, lane: int, lanes: int) -> bool:
+    """Whether the run ``name`` belongs to lane ``lane`` of ``lanes``: by a hash of
+    the name alone, so that every lane agrees on the split whatever results files its
+    checkout holds, and a run keeps its lane when others finish."""
+    digest = hashlib.sha256(name.encode()).digest()
+    return int.from_bytes(digest[:8], "big") % lanes == lane
 
-    runs, skipped = pending_runs(tier, results_root, chapters, sections)
-    if lane is not None:
-        runs = runs[lane[0] :: lane[1]]
-    log(
-        f"== runs: {len(runs)} pending in priority order, {len(skipped)} not for this "
-        f"machine, {deadline - time.perf_counter():.0f} s left"
-    )
+
+def _run_pending(
+    runs, deadline, max_runs, work, device, rates, dest, manifest, log, save
+):
+    """Start the pending ``runs`` in order while the budget allows (at most
+    ``max_runs``), filing each into ``dest/<chapter>`` when given; every entry goes
+    into the manifest, which is saved after each run."""
     started = 0
     for run in runs:
         left = deadline - time.perf_counter() - _RESERVE_S
@@ -515,24 +551,12 @@ def run_campaign(
         ran = entry["status"] is None
         if ran:
             started += 1
-            dest = results_root / tier / run.chapter if into_book else None
-            _run_one(run, entry, left, work, device, rates, dest, manifest, log)
+            into = dest / run.chapter if dest is not None else None
+            _run_one(run, entry, left, work, device, rates, into, manifest, log)
         manifest["runs"].append(entry)
         if ran:
             manifest["rates"] = rates.summary()
-            _pack(out, work)
-            save_manifest()
-    manifest["runs"] += skipped
-    done = [
-        r["name"] for r in manifest["runs"] if r["status"] in ("finished", "diverged")
-    ]
-    log(
-        f"== done: {len(done)} finished ({', '.join(done) or 'none'}), "
-        f"{time.perf_counter() - t_start:.0f} s of {budget_s:.0f}"
-    )
-    _pack(out, work)
-    save_manifest()
-    return manifest
+            save()
 
 
 def _check_campaign_args(budget_s: float, device: str, tier: str, out) -> Path:
@@ -849,7 +873,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=_lane,
         default=None,
         metavar="I/N",
-        help="only every N-th pending run from the I-th (0-based): parallel lanes",
+        help="only the pending runs of lane I of N (0-based; split by run name)",
     )
     r.add_argument(
         "--into-book",

@@ -100,27 +100,7 @@ def run_full(notebook: str | Path, timeout_s: int = 1800) -> dict:
         )
         client.execute()
     except (CellExecutionError, CellTimeoutError) as err:
-        failing = next(
-            (
-                c
-                for c in nb.cells
-                if any(o.get("output_type") == "error" for o in c.get("outputs", []))
-            ),
-            None,
-        )
-        error = next(
-            (
-                o
-                for o in (failing or {}).get("outputs", [])
-                if o.get("output_type") == "error"
-            ),
-            {},
-        )
-        failure = {
-            "cell_id": failing.get("id") if failing else None,
-            "error": error.get("ename", type(err).__name__),
-            "message": str(error.get("evalue", err))[:500],
-        }
+        failure = _first_failure(nb, err)
     finally:
         if previous is None:
             os.environ.pop("CL_BOOK_PROFILE", None)
@@ -172,6 +152,25 @@ def differing_cells(summary: dict, notebook: str | Path) -> list[str]:
         for c in nb.cells
         if c.cell_type == "code" and printed_text(c) != summary["printed"].get(c.id, "")
     ]
+
+
+def _first_failure(nb, err) -> dict:
+    """The first cell that raised: its id, the error's name and message."""
+    failing = next(
+        (
+            c
+            for c in nb.cells
+            if any(o.get("output_type") == "error" for o in c.get("outputs", []))
+        ),
+        None,
+    )
+    outputs = failing.get("outputs", []) if failing else []
+    error = next((o for o in outputs if o.get("output_type") == "error"), {})
+    return {
+        "cell_id": failing.get("id") if failing else None,
+        "error": error.get("ename", type(err).__name__),
+        "message": str(error.get("evalue", err))[:500],
+    }
 
 
 def load(chapter: str, results: str | Path = "results") -> dict | None:

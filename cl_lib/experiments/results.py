@@ -793,11 +793,8 @@ def geometry_snapshot(
     Returns:
         A dict of floats (lists for the spectra).
     """
-    import torch
-
     from cl_lib.data import balanced_subset, load_dataset
     from cl_lib.evaluate import embed_heldout, heldout_metrics
-    from cl_lib.experiments.toy import class_mean_collinearity
     from cl_lib.train import make_augment
 
     if state is not None:
@@ -822,18 +819,7 @@ def geometry_snapshot(
     # the names heldout_metrics gives: z without a suffix, h with "_features"
     keys = ("embedding_variance", "embedding_variance_sphere", "effective_rank")
     out = {k + s: m[k + s] for k in keys for s in ("_features", "")}
-    # chapter 1's over-fusion diagnostic, and the scale of the weights that BatchNorm
-    # makes irrelevant to the function but not to the step (eta / ||w||^2)
-    for name, x in (("features", h), ("z", z)):
-        out[f"class_mean_collinearity_{name}"] = class_mean_collinearity(x, test_y)
-        out[f"class_mean_collinearity_centred_{name}"] = class_mean_collinearity(
-            x, test_y, centred=True
-        )
-    out["conv_weight_norms"] = [
-        float(mod.weight.detach().norm())
-        for mod in model.backbone.modules()
-        if isinstance(mod, torch.nn.Conv2d)
-    ]
+    out.update(_fusion_and_scale(model, h, z, test_y))
     if views:
         out.update(uniformity=m["uniformity"], alignment=m["alignment"])
     if spectra:
@@ -841,6 +827,28 @@ def geometry_snapshot(
         out["singular_values_z"] = m["singular_values_z"]
     if classes:
         out["class_separation"] = class_separation(h, test_y)
+    return out
+
+
+def _fusion_and_scale(model, h, z, labels) -> dict:
+    """Chapter 1's over-fusion diagnostic (class-mean collinearity of h and z, plain
+    and centred) and the scale of the convolution weights, which BatchNorm makes
+    irrelevant to the function but not to the step ($\\eta / \\lVert w \\rVert^2$)."""
+    import torch
+
+    from cl_lib.experiments.toy import class_mean_collinearity
+
+    out = {}
+    for name, x in (("features", h), ("z", z)):
+        out[f"class_mean_collinearity_{name}"] = class_mean_collinearity(x, labels)
+        out[f"class_mean_collinearity_centred_{name}"] = class_mean_collinearity(
+            x, labels, centred=True
+        )
+    out["conv_weight_norms"] = [
+        float(mod.weight.detach().norm())
+        for mod in model.backbone.modules()
+        if isinstance(mod, torch.nn.Conv2d)
+    ]
     return out
 
 
