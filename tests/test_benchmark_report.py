@@ -217,3 +217,46 @@ def test_tau_advantage_change_finds_a_planted_interaction():
     d = B.tau_advantage_change(groups, "dhel", 0.1, 1.0)
     assert d.verdict == R.HIGHER and d.low > 0
     assert B.tau_advantage_change(groups, "dhel2v", 0.1, 1.0) is None
+
+
+def test_kcl_and_noncontrastive_reports_read_planned_settings(tmp_path, capsys):
+    """Synthetic files under the planned names: KCL at B = 64 (fixed epochs, shifted
+    by 5 points) and gamma = 4, Barlow Twins; each is compared with its reference."""
+    import json
+    import shutil
+
+    src = BOOK_RESULTS / "cpu-study" / "ch11"
+    dst = tmp_path / "cpu-study" / "ch11"
+    shutil.copytree(src, dst)
+
+    def fake(name, base, shift, **config):
+        for s, suffix in enumerate(("", "_s1", "_s2")):
+            r = json.loads((src / f"{base}{suffix}.json").read_text())
+            r["config"].update(config)
+            r["final"]["knn_acc"] += shift
+            (dst / f"{name}{suffix}.json").write_text(json.dumps(r))
+
+    fake("kcl_b64", "kcl_b256", 0.05, batch_size=64)
+    kw = {"kernel": "gaussian", "gamma": 4.0}
+    fake("kcl_b256_g4", "kcl_b256", 0.0, loss_kwargs=kw)
+    fake("barlow_b256", "simclr_b256_t0.5", -0.1, loss="barlow_twins", loss_kwargs={})
+    study = Study("ch11", "cpu-study", root=tmp_path)
+    found = B.kcl_report(study)
+    assert list(found["kcl batch"]) == [64]  # against B = 256 (five seeds)
+    assert found["kcl batch"][64].verdict == R.HIGHER
+    knn = [
+        json.loads((src / f"kcl_b256{x}.json").read_text())["final"]["knn_acc"]
+        for x in ("", "_s1", "_s2", "_s3", "_s4")
+    ]  # gamma = 4 is a copy of the first three of the five reference seeds
+    want = sum(knn[:3]) / 3 - sum(knn) / 5
+    assert abs(found["kcl gamma"][4.0].diff - want) < 1e-12
+    assert found["kcl batch steps"] == {}  # only the shared reference present
+    vs = B.noncontrastive_report(study)
+    assert set(vs) == {
+        ("barlow", "simclr"),
+        ("barlow", "untrained"),
+        ("barlow", "untrained_bn"),
+    }
+    assert vs[("barlow", "simclr")].verdict == R.LOWER
+    out = capsys.readouterr().out
+    assert "Barlow Twins" in out and "gamma" in out

@@ -733,6 +733,77 @@ def tau_report(study: Study, metric: str = KNN) -> dict:
     return {"groups": groups, "verdicts": verdicts, "change": change}
 
 
+# ------------------------------------------------------------------ KCL's sweeps
+NONCONTRASTIVE = {"barlow": "Barlow Twins", "vicreg": "VICReg"}
+KCL_SWEEPS = {  # section: (x field, default of the field, the reference x, label)
+    "kcl batch": ("config.batch_size", None, 256, "B (12 epochs)"),
+    "kcl batch steps": ("config.batch_size", None, 256, "B (468 steps)"),
+    "kcl gamma": ("config.loss_kwargs.gamma", 16.0, 16.0, "gamma (B = 256)"),
+}
+
+
+def setting_groups(study: Study, section: str, field: str, default=None) -> dict:
+    """``{x: seed group}`` of a section's settings present, ``x`` read at ``field``
+    (``default`` where a record leaves it out: a loss's default keeps its name)."""
+    records = R.by_seed_group(study.records)
+    out = {}
+    for run in study.sections.get(section, []):
+        recs = records.get(run.name)
+        if recs:
+            out[R.lookup(recs[0], field, default)] = recs
+    return dict(sorted(out.items()))
+
+
+def kcl_report(study: Study, metric: str = KNN) -> dict:
+    """Print KCL's three sweeps (batch size at fixed epochs and at fixed steps, its
+    energy weight gamma): each setting's seed mean and interval, and its difference
+    from the sweep's reference setting with the book's verdict (Holm within each
+    sweep, "equivalent" by TOST at one point). Returns ``{section: {x: Difference}}``
+    for the chapter's asserts."""
+    out = {}
+    for section, (field, default, ref, label) in KCL_SWEEPS.items():
+        groups = setting_groups(study, section, field, default)
+        if ref not in groups:
+            print(f"{section}: pending")
+            continue
+        found = R.compare_table(
+            {x: (g, groups[ref]) for x, g in groups.items() if x != ref}, key=metric
+        )
+        print(f"KCL, {label}: kNN, and the difference from {ref:g}")
+        for x, g in groups.items():
+            d = found.get(x)
+            tail = f"  {d.interval()}: {word(d)}" if d else "  (reference)"
+            print(f"  {x:>6g}  {_tau_cell(summary(g, metric))}{tail}")
+        out[section] = found
+    return out
+
+
+def noncontrastive_report(study: Study, metric: str = KNN) -> dict:
+    """Print Barlow Twins and VICReg (the "non-contrastive" section) against SimCLR and
+    both untrained references: seed means and differences with the book's verdicts,
+    one table (Holm over it). Returns ``{(loss, against): Difference}``."""
+    head = headline(study)[0]
+    records = R.by_seed_group(study.records)
+    groups = {
+        run.key: records[run.name]
+        for run in study.sections.get("non-contrastive", [])
+        if run.name in records
+    }
+    if not groups:
+        print("non-contrastive: pending")
+        return {}
+    against = [k for k in ("simclr", *REFS) if head.get(k)]
+    found = R.compare_table(
+        {(k, a): (g, head[a]) for k, g in groups.items() for a in against}, key=metric
+    )
+    for k, g in groups.items():
+        print(f"{NONCONTRASTIVE[k]}: kNN {_tau_cell(summary(g, metric))}")
+        for a in against:
+            d = found[(k, a)]
+            print(f"  vs {SHORT.get(a, a):<12} {d.interval()}: {word(d)}")
+    return found
+
+
 # ------------------------------------------------------------------ geometry
 def geometry(head: Mapping, keys: Iterable[str]) -> dict:
     """``{key: {column: seed summary}}`` of the geometry metrics (:data:`GEOM`)."""
