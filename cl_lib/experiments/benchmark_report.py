@@ -726,10 +726,13 @@ def tau_report(study: Study, metric: str = KNN) -> dict:
             d = tau_advantage_change(groups, key, low, high, metric)
             if d is not None:
                 change[key] = d
-                print(
-                    f"{TAU_LOSSES[key]} - SimCLR at tau {low:g} minus the same at "
-                    f"tau {high:g}: {d.interval()}: {word(d)}"
-                )
+        if change:
+            print(
+                f"Chapter 4's prediction: DHEL's advantage over SimCLR at tau {low:g} "
+                f"minus at tau {high:g}"
+            )
+        for key, d in change.items():
+            print(f"  {TAU_LOSSES[key]:<13} {d.interval()}: {word(d)}")
     return {"groups": groups, "verdicts": verdicts, "change": change}
 
 

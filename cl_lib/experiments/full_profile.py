@@ -28,6 +28,7 @@ import json
 import os
 import re
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -37,6 +38,7 @@ from cl_lib.io import hardware_info, library_commit, write_json
 
 RESULTS = Path(__file__).resolve().parents[2] / "book" / "results"
 MAX_CHARS = 6000  # per cell: printed tables, not pages of logs
+WIDTH = 80  # of the lines show() writes: the page's column
 
 
 def summary_path(notebook: str | Path, results: Path = RESULTS) -> Path:
@@ -211,21 +213,25 @@ def show(chapter: str, cell_ids=None, results: str | Path = "results") -> dict |
         else f"stopped at cell {full['failure']['cell_id']}: {full['failure']['error']}"
     )
     threads = "one thread" if full["threads"] == 1 else f"{full['threads']} threads"
-    print(
-        f"Full profile: {full['wall_time_s'] / 60:.0f} min on {threads} of a CPU "
-        f"({full['hardware']['cpu']}), commit {full['library_commit'][:7]}, "
-        f"{full['date_utc'][:10]}; {held}."
-    )
     printed = [c for c in full["printed"] if full["printed"][c].strip()]
     same = [c for c in printed if c not in full["differs"]]
-    print(
+    lines = [
+        f"Full profile: {full['wall_time_s'] / 60:.0f} min on {threads} of a CPU "
+        f"({full['hardware']['cpu']}), commit {full['library_commit'][:7]}, "
+        f"{full['date_utc'][:10]}; {held}.",
         f"{len(same)} of the {len(printed)} printed results are the same as on this "
-        "page" + ("; the others at full size:" if len(same) < len(printed) else ".")
-    )
+        "page" + ("; the others at full size:" if len(same) < len(printed) else "."),
+    ]
+    print("\n".join(textwrap.fill(line, WIDTH) for line in lines))
     for cell_id in full["differs"] if cell_ids is None else cell_ids:
         text = full["printed"].get(cell_id, "")
-        if text.strip():
-            print(text.rstrip())
+        for line in text.rstrip().splitlines() if text.strip() else []:
+            # a table's rows fit the column; a long sentence is wrapped
+            print(
+                textwrap.fill(line, WIDTH, subsequent_indent="  ")
+                if len(line) > 88
+                else line
+            )
     return full
 
 
