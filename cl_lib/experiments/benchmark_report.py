@@ -511,17 +511,22 @@ def plot_headline(means: Mapping, title: str) -> None:
 
 
 # ------------------------------------------------------------------ the sweeps
-def sweep_points(study: Study, section: str) -> dict[str, list[tuple]]:
-    """``{loss: [(x, summary, steps), ...]}`` over the runs of a sweep present, by x.
+def present_groups(study: Study, section: str) -> list[tuple[G.PlannedRun, list]]:
+    """``(planned run, seed group)`` of each setting of a section with a file present.
 
-    Seed groups are formed over *all* the study's records, so a point shared with
-    another section (the main batch and temperature) has all its seeds."""
-    pts: dict[str, list[tuple]] = {}
+    Seed groups are formed over *all* the study's records, so a setting shared with
+    another section (the main batch and temperature, the headline's extra seeds) has
+    all its seeds."""
     records = R.by_seed_group(study.records)
-    for run in study.sections.get(section, []):
-        recs = records.get(run.name)
-        if not recs:
-            continue
+    runs = study.sections.get(section, [])
+    return [(run, records[run.name]) for run in runs if records.get(run.name)]
+
+
+def sweep_points(study: Study, section: str) -> dict[str, list[tuple]]:
+    """``{loss: [(x, summary, steps), ...]}`` over the runs of a sweep present, by x
+    (every seed of a point: :func:`present_groups`)."""
+    pts: dict[str, list[tuple]] = {}
+    for run, recs in present_groups(study, section):
         x = R.lookup(recs[0], SWEEPS[section][0])
         steps = recs[0]["config"]["epochs"] * recs[0]["steps_per_epoch"]
         pts.setdefault(run.key, []).append((x, summary(recs), steps))
@@ -643,22 +648,13 @@ TAU_LOSSES = {  # the temperature study's three losses, with their table names
 
 
 def tau_groups(study: Study) -> dict[str, dict[float, list]]:
-    """``{loss: {tau: seed group}}`` of the "tau seeds" section's settings present.
-
-    A group holds every seed of its setting, also those filed for another section
-    (the main temperature of each loss has the headline's seeds)."""
-    records = R.by_seed_group(study.records)
+    """``{loss: {tau: seed group}}`` of the "tau seeds" section's settings present
+    (every seed of a setting: :func:`present_groups`)."""
     out: dict[str, dict[float, list]] = {}
-    for run in study.sections.get("tau seeds", []):
-        recs = records.get(run.name)
-        if recs:
-            tau = float(R.lookup(recs[0], "config.loss_kwargs.tau"))
-            out.setdefault(run.key, {})[tau] = recs
+    for run, recs in present_groups(study, "tau seeds"):
+        tau = float(R.lookup(recs[0], "config.loss_kwargs.tau"))
+        out.setdefault(run.key, {})[tau] = recs
     return {k: dict(sorted(v.items())) for k, v in out.items()}
-
-
-def _seed_values(recs: Sequence[Mapping], metric: str) -> list[float]:
-    return [float(R.lookup(r, metric)) for r in recs]
 
 
 def tau_verdicts(groups: Mapping, metric: str = KNN) -> dict:
@@ -688,14 +684,13 @@ def tau_advantage_change(
     simclr, loss = groups.get("simclr", {}), groups.get(key, {})
     if not all(t in g for t in (low, high) for g in (simclr, loss)):
         return None
-    values = [_seed_values(g[t], metric) for t in (low, high) for g in (loss, simclr)]
+    values = [summary(g[t], metric).values for t in (low, high) for g in (loss, simclr)]
     return S.contrast(values, [1, -1, -1, 1], margin=None)
 
 
 def _tau_cell(s) -> str:
     """``"0.409 [0.325, 0.492] (3)"``: seed mean, 95% interval, seeds."""
-    spread = f" {interval(s)}" if len(s.values) > 1 else ""
-    return f"{s.mean:.3f}{spread} ({len(s.values)})"
+    return f"{s.mean:.3f} {interval(s, one_seed='')}".rstrip() + f" ({s.n})"
 
 
 def tau_report(study: Study, metric: str = KNN) -> dict:
@@ -748,12 +743,7 @@ KCL_SWEEPS = {  # section: (x field, default of the field, the reference x, labe
 def setting_groups(study: Study, section: str, field: str, default=None) -> dict:
     """``{x: seed group}`` of a section's settings present, ``x`` read at ``field``
     (``default`` where a record leaves it out: a loss's default keeps its name)."""
-    records = R.by_seed_group(study.records)
-    out = {}
-    for run in study.sections.get(section, []):
-        recs = records.get(run.name)
-        if recs:
-            out[R.lookup(recs[0], field, default)] = recs
+    out = {R.lookup(g[0], field, default): g for _, g in present_groups(study, section)}
     return dict(sorted(out.items()))
 
 
@@ -786,12 +776,7 @@ def noncontrastive_report(study: Study, metric: str = KNN) -> dict:
     both untrained references: seed means and differences with the book's verdicts,
     one table (Holm over it). Returns ``{(loss, against): Difference}``."""
     head = headline(study)[0]
-    records = R.by_seed_group(study.records)
-    groups = {
-        run.key: records[run.name]
-        for run in study.sections.get("non-contrastive", [])
-        if run.name in records
-    }
+    groups = {run.key: g for run, g in present_groups(study, "non-contrastive")}
     if not groups:
         print("non-contrastive: pending")
         return {}
