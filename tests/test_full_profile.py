@@ -41,6 +41,7 @@ def test_run_records_profile_printed_text_and_the_failing_claim(tmp_path):
         ],
     )
     summary = F.run_full(path, timeout_s=60)
+    assert summary["config"] == {"profile": "full", "cell_timeout_s": 60}
     assert summary["printed"]["c0"] == "profile full\n"
     assert summary["printed"]["c1"] == "3\n"
     assert "c3" not in summary["printed"]

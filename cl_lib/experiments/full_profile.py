@@ -8,7 +8,8 @@ code with more seeds, steps and samples. Executing a chapter under
 that on a copy (the stored, quick-profile notebook is left as it is) and writes
 ``book/results/chNN_full_summary.json``:
 
-- provenance (library commit, hardware, threads, torch, date, wall time);
+- ``config`` (the profile and the time a cell may take) and provenance (library
+  commit, hardware, threads, torch, date, wall time);
 - ``completed``: whether every cell ran; if not, the first failing cell's id, its
   error name and message (a claim that failed at full size, or a time limit);
 - ``printed``: each code cell's printed text (stdout and text results, not figures),
@@ -39,6 +40,7 @@ from cl_lib.io import hardware_info, library_commit, write_json
 RESULTS = Path(__file__).resolve().parents[2] / "book" / "results"
 MAX_CHARS = 6000  # per cell: printed tables, not pages of logs
 WIDTH = 80  # of the lines show() writes: the page's column
+TABLE_WIDTH = 88  # a printed line up to this long is a table row, kept as it is
 
 
 def summary_path(notebook: str | Path, results: Path = RESULTS) -> Path:
@@ -111,9 +113,10 @@ def run_full(notebook: str | Path, timeout_s: int = 1800) -> dict:
     wall = time.time() - t0
     commit, dirty = library_commit()
     code = [c for c in nb.cells if c.cell_type == "code"]
+    texts = {c.id: printed_text(c) for c in code}
     summary = {
         "chapter": notebook.name,
-        "profile": "full",
+        "config": {"profile": "full", "cell_timeout_s": timeout_s},
         "written_by": "python -m cl_lib.experiments.full_profile",
         "library_commit": commit,
         "library_dirty": dirty,
@@ -129,7 +132,7 @@ def run_full(notebook: str | Path, timeout_s: int = 1800) -> dict:
         "asserts": sum(
             len(re.findall(r"^\s*assert\b", c.source, flags=re.MULTILINE)) for c in code
         ),
-        "printed": {c.id: printed_text(c) for c in code if printed_text(c).strip()},
+        "printed": {i: text for i, text in texts.items() if text.strip()},
     }
     summary["differs"] = differing_cells(summary, notebook)
     return summary
@@ -213,7 +216,7 @@ def show(chapter: str, cell_ids=None, results: str | Path = "results") -> dict |
         else f"stopped at cell {full['failure']['cell_id']}: {full['failure']['error']}"
     )
     threads = "one thread" if full["threads"] == 1 else f"{full['threads']} threads"
-    printed = [c for c in full["printed"] if full["printed"][c].strip()]
+    printed = list(full["printed"])  # the cells that printed something
     same = [c for c in printed if c not in full["differs"]]
     lines = [
         f"Full profile: {full['wall_time_s'] / 60:.0f} min on {threads} of a CPU "
@@ -229,7 +232,7 @@ def show(chapter: str, cell_ids=None, results: str | Path = "results") -> dict |
             # a table's rows fit the column; a long sentence is wrapped
             print(
                 textwrap.fill(line, WIDTH, subsequent_indent="  ")
-                if len(line) > 88
+                if len(line) > TABLE_WIDTH
                 else line
             )
     return full
