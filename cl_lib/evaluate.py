@@ -581,36 +581,24 @@ def heldout_metrics(
         correctness); keys only for the inputs given.
     """
     out: dict = {}
-    if z is not None:
-        _check_features(z, None, "z")
-        z = z.cpu()
-        out.update(_geometry(z, "", wasserstein))
-    if features is not None:
-        _check_features(features, None, "features")
-        features = features.cpu()
-        out.update(_geometry(features, "_features", wasserstein))
+    mats = {"z": z, "features": features}
+    for name, m in mats.items():
+        if m is not None:
+            _check_features(m, None, name)
+            mats[name] = m.cpu()
+            suffix = "" if name == "z" else "_features"
+            out.update(_geometry(mats[name], suffix, wasserstein))
     if views is not None:
         z1, z2 = (v.cpu() for v in views)
         finite = bool(torch.isfinite(z1).all() and torch.isfinite(z2).all())
         out["alignment"] = metrics.alignment(z1, z2) if finite else float("nan")
     if spectra:
-        out.update(_spectra(z=z, features=features))
+        out.update(_spectra(**mats))
     if bank is not None:
         if query is None or labels is None or bank_labels is None:
             raise ValueError("kNN needs bank, bank_labels, query and labels together")
-        out.update(
-            _read_outs(
-                bank,
-                bank_labels,
-                query,
-                labels,
-                knn_k,
-                knn_t,
-                probe,
-                num_classes,
-                per_image,
-            )
-        )
+        reads = (knn_k, knn_t, probe, num_classes, per_image)
+        out.update(_read_outs(bank, bank_labels, query, labels, *reads))
     return out
 
 

@@ -1049,9 +1049,7 @@ def _cloa(
     z = torch.cat([z1, z2])
     anchor_matrix = anchors(z.shape[1], z.device, _compute_dtype(z))
     _check_anchor_inputs(z, labels, anchor_matrix, "cloa_loss")
-    anchor = weight * _anchor_term(
-        z, torch.cat([labels, labels]), anchor_matrix
-    )
+    anchor = weight * _anchor_term(z, torch.cat([labels, labels]), anchor_matrix)
     if base is None:  # the anchor term alone: the control for CLOA's label signal
         return anchor
     base_loss = base.compute(

@@ -444,8 +444,7 @@ def run_campaign(
     sections: Sequence[str] | None = None,
     lane: tuple[int, int] | None = None,
 ) -> dict:
-    """Environment, benchmarks and the pending runs of a tier, within ``budget_s``
-    seconds.
+    """Environment, benchmarks and the pending runs of a tier, within ``budget_s`` s.
 
     Args:
         budget_s: wall-clock seconds for everything (keep it below the command's limit).
@@ -461,10 +460,8 @@ def run_campaign(
         into_book: also file each finished run into ``results_root`` as soon as it
             finishes (what :func:`unpack` would write; for a CPU campaign in the
             background, which the next call resumes).
-        lane: ``(i, n)``: take only the pending runs of lane ``i`` of ``n``
-            (:func:`in_lane`: by the run's name, so the lanes never overlap even
-            when their checkouts hold different results files), so that n one-thread
-            campaigns on one machine share the work.
+        lane: ``(i, n)``: only the pending runs of lane ``i`` of ``n`` (:func:`in_lane`,
+            by name, so lanes never overlap), for n one-thread campaigns on one machine.
 
     Returns:
         the manifest (also written to ``out/campaign.json``).
@@ -486,9 +483,8 @@ def run_campaign(
         log.write()
 
     rates = _Rates()
-    bench_budget = max(
-        0.0, min(bench_budget_s, deadline - time.perf_counter() - _RESERVE_S)
-    )
+    left = deadline - time.perf_counter() - _RESERVE_S
+    bench_budget = max(0.0, min(bench_budget_s, left))
     manifest["benchmark"] = _benchmark(device, bench_budget, work, rates, log)
     save()
     runs, skipped = pending_runs(tier, results_root, chapters, sections)

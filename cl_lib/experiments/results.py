@@ -941,6 +941,21 @@ def retrieval_images(record: dict, root=None, cache_dir=None) -> dict:
     }
 
 
+def _diverged_record(cfg, err: Exception) -> dict:
+    """The record of a run stopped by a non-finite loss: no accuracies, its error."""
+    from cl_lib import train as T
+
+    return {
+        "config": T.config_dict(cfg),
+        "profile": cfg.profile,
+        "finished": False,
+        "diverged": True,
+        "error": str(err).split(";")[0],
+        "final": {},
+        "extra": {},
+    }
+
+
 def train_and_record(
     train_args: Sequence[str], save: str | Path, track_every: int = 0
 ) -> dict:
@@ -989,31 +1004,18 @@ def train_and_record(
     try:
         result = T.train(cfg, callbacks=[track] if track_every or sidecar else [])
         record = result.results
+        model, state = result.model, result.state
+        final = dict(views=False, spectra=True, state=state, classes=True)
         record["extra"] = {
-            "final": geometry_snapshot(
-                result.model,
-                cfg,
-                views=False,
-                spectra=True,
-                state=result.state,
-                classes=True,
-            ),
-            "retrieval": retrieval_snapshot(result.model, result.state),
+            "final": geometry_snapshot(model, cfg, **final),
+            "retrieval": retrieval_snapshot(model, state),
         }
         record["diverged"] = False
         last = tracking[-1] if tracking else {}
         if last.get("epoch") == cfg.epochs and last["knn_acc"] is None:
             last["knn_acc"] = record["final"].get("knn_acc")  # the final evaluation
     except T.NonFiniteLossError as err:
-        record = {
-            "config": T.config_dict(cfg),
-            "profile": cfg.profile,
-            "finished": False,
-            "diverged": True,
-            "error": str(err).split(";")[0],
-            "final": {},
-            "extra": {},
-        }
+        record = _diverged_record(cfg, err)
     if tracking:  # an epoch tracked again after a resume: its last snapshot
         record["extra"]["tracking"] = list({t["epoch"]: t for t in tracking}.values())
     # training plus the extra measurements, over every process of a resumed run

@@ -1007,18 +1007,13 @@ def train_toy_batch(
     network so that a step costs about as much as for one run; every argument of
     :func:`train_toy` means the same here.
 
-    Each run draws exactly the random numbers of its seed alone (data, initial
-    weights, labelled subset, batches, augmentations) and computes the same
-    operations, batched (linear layers as ``baddbmm``, BatchNorm with the runs'
-    channels side by side, the loss through ``torch.func.vmap``, SGD with momentum per
-    run; Barlow Twins' loss per run, as its vmap-ed gradient sums in another order; a
-    lone run's loss as one model's, which is faster): a run is the same, bit for bit
-    on CPU, alone or next to others (``tests/test_toy.py`` checks it, and both against
-    frozen runs of the former one-run trainer, chaotic learning rates included) --
-    except Barlow Twins with labels, whose anchor term next to others is vmap-ed (the
-    last bits differ; a chaotic learning rate amplifies them). The runs do not
-    interact; one that diverges or meets ``stop_when`` leaves the batch, the others
-    go on.
+    Each run draws exactly the random numbers of its seed alone and computes the same
+    operations, batched (``baddbmm`` linear layers, BatchNorm channels side by side,
+    the loss through ``torch.func.vmap``, SGD with momentum per run): a run is the
+    same, bit for bit on CPU, alone or next to others (``tests/test_toy.py`` checks
+    it, and both against frozen runs of the former one-run trainer) -- except Barlow
+    Twins with labels, whose vmap-ed anchor term differs in the last bits. The runs
+    do not interact; one that diverges or meets ``stop_when`` leaves the batch.
 
     ``history=False`` skips the per-epoch record (the final metrics are unchanged;
     ``stop_when`` needs the history). ``intervention(model, x)`` (one callable, or a
