@@ -665,3 +665,15 @@ def test_trainers_reproduce_the_frozen_reference(name):
             want = r[part]
             have = {k: g[part].get(k) for k in want} if part == "config" else g[part]
             assert _same(have, want), (name, part)
+
+
+@pytest.mark.parametrize("seed", [-1, 1000, 2.0])
+def test_toy_seeds_outside_their_range_are_refused(seed):
+    # seed 1000 would train on seed 0's test set (its stream 2000 + 0 = 1000 + 1000)
+    with pytest.raises(ValueError, match="toy seeds must be integers"):
+        toy.train_toy_batch(seeds=[seed], epochs=1, n_per_class=8)
+
+
+def test_numpy_integer_toy_seeds_are_accepted():
+    runs = toy.train_toy_batch(seeds=[np.int64(3)], epochs=0, n_per_class=8)
+    assert len(runs) == 1

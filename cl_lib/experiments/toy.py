@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import copy
 import math
+import numbers
 from dataclasses import dataclass, field
 from types import SimpleNamespace
 
@@ -335,6 +336,10 @@ def _toy_base_loss(loss_name: str, tau: float, loss_kwargs: dict | None):
         base is not None and "tau" in loss_spec(base).defaults
     )
     return get_loss(loss_name, **({"tau": tau} if takes_tau else {}), **kwargs)
+
+
+# Seeds of the toy: its streams (see _toy_setup) stay apart only below this
+TOY_SEEDS = 1000
 
 
 def _toy_setup(
@@ -960,6 +965,14 @@ def _checked_seeds_and_lrs(o) -> tuple[list, list]:
     lrs = [float(v) for v in (lr if np.ndim(lr) else [lr] * len(seeds))]
     if not seeds or len(lrs) != len(seeds):
         raise ValueError(f"need one lr per seed, got {len(lrs)} for {len(seeds)}")
+    # a run draws from four streams, seed, 1000+seed, 2000+seed and 3000+seed
+    # (_toy_setup): below 1000 no seed's stream is another seed's data or test set
+    bad = [
+        s for s in seeds if not (isinstance(s, numbers.Integral) and 0 <= s < TOY_SEEDS)
+    ]
+    if bad:
+        raise ValueError(f"toy seeds must be integers in [0, {TOY_SEEDS}), got {bad}")
+    seeds = [int(s) for s in seeds]  # torch generators take Python ints only
     if min(lrs) <= 0 or o.epochs < 0 or o.batch_size < 2:
         raise ValueError(
             "need lr > 0, epochs >= 0, batch_size >= 2; "
@@ -1002,7 +1015,8 @@ def train_toy_batch(
     snapshot_every: int = 0,
     n_snapshot: int = 150,
 ) -> list[ToyRun]:
-    r"""The toy trainer: one run of :func:`train_toy` per entry of ``seeds`` (with
+    r"""The toy trainer: one run of :func:`train_toy` per entry of ``seeds`` (integers
+    below :data:`TOY_SEEDS`, so that no run's test set is another's data; with
     learning rate ``lr``, a number or one per seed), all trained in one batched
     network so that a step costs about as much as for one run; every argument of
     :func:`train_toy` means the same here.
