@@ -482,11 +482,29 @@ def verdict_table(
     """
     fn = paired if paired_seeds else welch
     raw = {k: fn(a, b, margin=margin) for k, (a, b) in comparisons.items()}
-    keys = list(raw)
-    p_adj = holm([raw[k].p for k in keys])
-    q_adj = holm([raw[k].p_equiv for k in keys])
+    return decide_table(raw, alpha)
+
+
+def decide_table(
+    differences: Mapping[Hashable, Difference], alpha: float = ALPHA
+) -> dict[Hashable, Difference]:
+    """The verdicts of :func:`verdict_table` for differences already computed (e.g.
+    :func:`contrast`\ s read together as one table): both sets of p-values are
+    Holm-corrected over the table, then each difference is decided.
+
+    Args:
+        differences: label -> :class:`Difference` (its raw ``p`` and ``p_equiv``).
+        alpha: level of the tests.
+
+    Returns:
+        label -> :class:`Difference` with ``p_adj``, ``p_equiv_adj`` and ``verdict``,
+        in the input order.
+    """
+    keys = list(differences)
+    p_adj = holm([differences[k].p for k in keys])
+    q_adj = holm([differences[k].p_equiv for k in keys])
     return {
-        k: _decide(replace(raw[k], p_adj=p, p_equiv_adj=q), alpha)
+        k: _decide(replace(differences[k], p_adj=p, p_equiv_adj=q), alpha)
         for k, p, q in zip(keys, p_adj, q_adj)
     }
 

@@ -10,6 +10,7 @@ matplotlib.use("Agg")  # before pyplot: the figures are drawn, never shown
 
 import matplotlib.pyplot as plt
 
+from cl_lib import stats as S
 from cl_lib.experiments import benchmark_report as B
 from cl_lib.experiments import results as R
 from cl_lib.experiments.study import (
@@ -198,7 +199,14 @@ def test_tau_report_groups_seeds_and_tests_the_prediction_as_one_contrast(cpu, c
     }
     want = means["dhel", 0.1] - means["simclr", 0.1]  # d(0.1) - d(1)
     want -= means["dhel", 1.0] - means["simclr", 1.0]
-    assert abs(out["change"]["dhel"].diff - want) < 1e-12
+    assert abs(out["change"]["dhel", "kNN"].diff - want) < 1e-12
+    # the prediction is one table over both read-outs, Holm-corrected over it
+    raw = [
+        B.tau_advantage_change(groups, k, 0.1, 1.0, m)
+        for (k, read) in out["change"]
+        for m in [B.READ[read]]
+    ]
+    assert [d.p_adj for d in out["change"].values()] == S.holm([d.p for d in raw])
 
 
 def test_tau_advantage_change_finds_a_planted_interaction():
@@ -228,6 +236,10 @@ def test_kcl_and_noncontrastive_reports_read_planned_settings(tmp_path, capsys):
     src = BOOK_RESULTS / "cpu-study" / "ch11"
     dst = tmp_path / "cpu-study" / "ch11"
     shutil.copytree(src, dst)
+    sweeps = ("kcl_b64", "kcl_b128", "kcl_b512", "kcl_b256_g", "barlow", "vicreg")
+    for f in dst.glob("*.json"):  # the sweeps' real runs, as they are filed
+        if f.name.startswith(sweeps):
+            f.unlink()
 
     def fake(name, base, shift, **config):
         for s, suffix in enumerate(("", "_s1", "_s2")):
@@ -260,3 +272,15 @@ def test_kcl_and_noncontrastive_reports_read_planned_settings(tmp_path, capsys):
     assert vs[("barlow", "simclr")].verdict == R.LOWER
     out = capsys.readouterr().out
     assert "Barlow Twins" in out and "gamma" in out
+
+
+def test_tau_effect_compares_each_loss_with_itself_across_the_range(cpu):
+    groups = B.tau_groups(cpu)
+    out = B.tau_effect(groups, 0.1, 1.0)
+    assert set(out) == {(k, read) for k in groups for read in B.READ}
+    d = out["simclr", "kNN"]
+    low, high = (
+        [R.lookup(r, "final.knn_acc") for r in groups["simclr"][t]] for t in (0.1, 1.0)
+    )
+    assert abs(d.diff - (sum(low) / len(low) - sum(high) / len(high))) < 1e-12
+    assert [x.p_adj for x in out.values()] == S.holm([x.p for x in out.values()])

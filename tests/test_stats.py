@@ -59,6 +59,20 @@ def test_holm_changes_a_verdict_in_a_table():
     assert S.verdict_table(table)["effect"].verdict == S.HIGHER
 
 
+def test_decide_table_applies_holm_to_contrasts_read_together():
+    b = np.array([0.40, 0.41, 0.42])
+    effect = S.contrast([b + 0.0245, b], [1, -1])  # decided standing alone
+    nulls = [S.contrast([b, b + 0.001 * (i + 1)], [1, -1]) for i in range(3)]
+    assert effect.verdict == S.HIGHER
+    out = S.decide_table({"effect": effect, **dict(enumerate(nulls))})
+    assert out["effect"].p == effect.p and out["effect"].verdict == S.UNDECIDED
+    # the same rule as verdict_table on the raw values
+    table = {"effect": (b + 0.0245, b)}
+    table.update({i: (b, b + 0.001 * (i + 1)) for i in range(3)})
+    want = S.verdict_table(table, margin=None)
+    assert [d.p_adj for d in out.values()] == [d.p_adj for d in want.values()]
+
+
 def test_one_seed_never_gets_a_verdict():
     for a, b in (([0.9], [0.1, 0.11, 0.12]), ([0.1, 0.2], [0.5]), ([0.5], [0.5])):
         d = S.verdict(a, b)

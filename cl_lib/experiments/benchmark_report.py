@@ -688,6 +688,32 @@ def tau_advantage_change(
     return S.contrast(values, [1, -1, -1, 1], margin=None)
 
 
+def tau_prediction(groups: Mapping, low: float, high: float) -> dict:
+    """Chapter 4's prediction in both read-outs, read as one table:
+    ``{(key, read-out): Difference}`` of :func:`tau_advantage_change` for each DHEL,
+    Holm-corrected over the table (``cl_lib.stats.decide_table``)."""
+    raw = {}
+    for read, metric in READ.items():
+        for key in ("dhel", "dhel2v"):
+            d = tau_advantage_change(groups, key, low, high, metric)
+            if d is not None:
+                raw[(key, read)] = d
+    return S.decide_table(raw)
+
+
+def tau_effect(groups: Mapping, low: float, high: float) -> dict:
+    """Each loss at the temperature ``low`` against itself at ``high``, in both
+    read-outs, one table: ``{(key, read-out): Difference}`` (Welch, Holm over the
+    table; no equivalence margin: the question is whether tau moves the accuracy)."""
+    raw = {}
+    for read, metric in READ.items():
+        for key, by_tau in groups.items():
+            if low in by_tau and high in by_tau:
+                a, b = (summary(by_tau[t], metric).values for t in (low, high))
+                raw[(key, read)] = S.welch(a, b, margin=None)
+    return S.decide_table(raw)
+
+
 def _tau_cell(s) -> str:
     """``"0.409 [0.325, 0.492] (3)"``: seed mean, 95% interval, seeds."""
     return f"{s.mean:.3f} {interval(s, one_seed='')}".rstrip() + f" ({s.n})"
@@ -696,8 +722,10 @@ def _tau_cell(s) -> str:
 def tau_report(study: Study, metric: str = KNN) -> dict:
     """Print the temperature study: each loss's seed mean at every temperature (with
     its seeds), the two tables of differences and chapter 4's prediction (DHEL's
-    advantage over SimCLR at the lowest against the highest temperature); returns
-    ``{"groups", "verdicts", "change"}`` for the chapter's asserts."""
+    advantage over SimCLR at the lowest against the highest temperature, in both
+    read-outs: :func:`tau_prediction`) and each loss's own change over that range
+    (:func:`tau_effect`); returns ``{"groups", "verdicts", "change", "effect"}`` for
+    the chapter's asserts (the last two keyed by ``(loss key, read-out)``)."""
     groups = tau_groups(study)
     taus = sorted({t for g in groups.values() for t in g})
     rows = []
@@ -714,21 +742,22 @@ def tau_report(study: Study, metric: str = KNN) -> dict:
         print(f"{table} (Holm over the table):")
         for (name, tau), d in found.items():
             print(f"  tau {tau:<4g} {name:<17} {d.interval()}: {word(d)}")
-    change = {}
-    if taus:
-        low, high = taus[0], taus[-1]
-        for key in ("dhel", "dhel2v"):
-            d = tau_advantage_change(groups, key, low, high, metric)
-            if d is not None:
-                change[key] = d
-        if change:
-            print(
-                f"Chapter 4's prediction: DHEL's advantage over SimCLR at tau {low:g} "
-                f"minus at tau {high:g}"
-            )
-        for key, d in change.items():
-            print(f"  {TAU_LOSSES[key]:<13} {d.interval()}: {word(d)}")
-    return {"groups": groups, "verdicts": verdicts, "change": change}
+    change = tau_prediction(groups, taus[0], taus[-1]) if taus else {}
+    if change:
+        print(
+            f"Chapter 4's prediction: (DHEL - SimCLR) at tau {taus[0]:g} minus at "
+            f"tau {taus[-1]:g}, Holm over the table"
+        )
+    for (key, read), d in change.items():
+        print(f"  {TAU_LOSSES[key]:<13} {read:<6}{d.interval()}: {word(d)}")
+    effect = tau_effect(groups, taus[0], taus[-1]) if taus else {}
+    if effect:
+        print(
+            f"Each loss at tau {taus[0]:g} minus at tau {taus[-1]:g} (Holm over the table)"
+        )
+    for (key, read), d in effect.items():
+        print(f"  {TAU_LOSSES[key]:<13} {read:<6}{d.interval()}: {word(d)}")
+    return {"groups": groups, "verdicts": verdicts, "change": change, "effect": effect}
 
 
 # ------------------------------------------------------------------ KCL's sweeps
