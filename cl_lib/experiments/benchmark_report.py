@@ -752,9 +752,8 @@ def tau_report(study: Study, metric: str = KNN) -> dict:
         print(f"  {TAU_LOSSES[key]:<13} {read:<6}{d.interval()}: {word(d)}")
     effect = tau_effect(groups, taus[0], taus[-1]) if taus else {}
     if effect:
-        print(
-            f"Each loss at tau {taus[0]:g} minus at tau {taus[-1]:g} (Holm over the table)"
-        )
+        low, high = taus[0], taus[-1]
+        print(f"Each loss at tau {low:g} minus at tau {high:g}, Holm over the table")
     for (key, read), d in effect.items():
         print(f"  {TAU_LOSSES[key]:<13} {read:<6}{d.interval()}: {word(d)}")
     return {"groups": groups, "verdicts": verdicts, "change": change, "effect": effect}
