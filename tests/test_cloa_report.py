@@ -122,3 +122,45 @@ def test_missing_runs_are_reported_not_fatal(tmp_path):
     assert "pending" in C.anchor_report(d, C.anchor_verdicts(d))
     assert d.quick == [] and d.full == []
     assert "full-grid runs present: 0 of" in C.full_grid_report(d)
+
+
+def test_paper_protocol_reads_its_settings_and_decides_each_table(tmp_path):
+    """Stand-ins under the planned names: InfoNCE at lr 1 and 0.01 (copies of the
+    effective-step runs, the one at 0.01 shifted down 5 points), CLOA at lr 1."""
+    import json
+
+    folder = tmp_path / "cpu-study" / "ch10"
+    folder.mkdir(parents=True)
+    seeds = ("", "_s1", "_s2")
+    for ref in ("untrained", "untrained_bn"):
+        for s in seeds:
+            shutil.copy(CH10 / f"{ref}{s}.json", folder)
+
+    def fake(name, source, eta, shift=0.0):
+        for s in seeds:
+            r = json.loads((CH10 / f"{source}{s}.json").read_text())
+            r["peak_lr"] = eta
+            r["final"]["knn_acc"] += shift
+            r["source"] = f"ch10/{name}{s}.json"
+            (folder / f"{name}{s}.json").write_text(json.dumps(r))
+
+    fake("paper_infonce_lr1", "step_infonce_lr1_wd0", 1.0)
+    fake("paper_infonce_lr0.01", "step_infonce_lr1_wd0", 0.01, shift=-0.05)
+    fake("paper_cloa_lr1", "step_cloa_lr1_wd0", 1.0)
+    d = C.load(tmp_path)
+    found = C.paper_protocol(d)
+    strong, mild = ("infonce", 1.0), ("infonce", 0.01)
+    assert set(found["groups"]) == {strong, mild, ("cloa", 1.0)}
+    assert {k[:2] for k in found["trains"]} == {
+        (k, j) for k in found["groups"] for j in (0, 1)
+    }
+    # the rate pair: the planted 5 points on kNN only, decided
+    assert found["pairs"][(strong, mild, "kNN")].verdict == R.HIGHER
+    assert abs(found["pairs"][(strong, mild, "kNN")].diff - 0.05) < 1e-9
+    assert found["pairs"][(strong, mild, "probe")].diff == 0
+    # pairs with an absent setting are left out, not reported
+    assert all(("anchor", 1.0) not in k[:2] for k in found["pairs"])
+    assert set(found["fusion"]) == {(strong, mild, m) for m in C.FUSION}
+    text = C.paper_protocol_report(d, found)
+    assert "anchor alone  1     0  pending" in text and "over-fusion" in text
+    assert "paper protocol: 9 of 18 runs present" in text

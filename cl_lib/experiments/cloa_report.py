@@ -1008,6 +1008,98 @@ def attribution_report(d: CloaData, verdicts: Mapping) -> str:
     return "\n".join(lines)
 
 
+# ------------------------------------------- the paper's protocol at this scale
+PAPER_PROTOCOL = G.TIERS["cpu-study"]["ch10"]["paper protocol"]
+PAPER_RATES = tuple(sorted(PAPER_PROTOCOL["lrs"]))  # 0.01 and 1
+PAPER_NAMES = {"infonce": "InfoNCE", "cloa": "CLOA-InfoNCE", "anchor": "anchor alone"}
+# the section's questions, as (a, b) settings (key, eta) compared on both accuracies
+PAPER_PAIRS = (
+    (("infonce", 1.0), ("infonce", 0.01)),  # does the large rate cost accuracy?
+    (("cloa", 1.0), ("infonce", 1.0)),  # the anchor's gain at the same rate
+    (("cloa", 0.01), ("infonce", 0.01)),
+    (("cloa", 1.0), ("infonce", 0.01)),  # the paper's Table 4 pairing of rates
+    (("cloa", 1.0), ("anchor", 1.0)),  # what the contrastive term adds to the anchor
+    (("anchor", 1.0), ("infonce", 1.0)),
+)
+# over-fusion, chapter 1's and the paper's diagnostics: InfoNCE at 1 against 0.01
+FUSION = {
+    "log10 raw var": log_var,
+    "sphere var": VAR_SPHERE,
+    "collinearity": COLLINEARITY,
+}
+
+
+def paper_groups(d: CloaData) -> dict[tuple[str, float], list[dict]]:
+    """The "paper protocol" section's seed groups by ``(key, eta)`` (key: infonce,
+    cloa or anchor), for the settings present."""
+    found = d.studies["cpu-study"].groups("paper protocol")
+    return {(d.loss_of(name), R.peak_lr(g[0])): g for name, g in found.items()}
+
+
+def _paper_label(setting: tuple[str, float]) -> str:
+    return f"{PAPER_NAMES[setting[0]]} lr {setting[1]:g}"
+
+
+def paper_protocol(d: CloaData) -> dict:
+    """The CLOA paper's protocol at this scale (weak augmentations, no weight decay,
+    batch 128, 30 epochs), InfoNCE, CLOA-InfoNCE and the anchor term alone at
+    :data:`PAPER_RATES`. Three tables of verdicts, each Holm-corrected over itself:
+    ``"trains"`` (every setting against both untrained references, both
+    accuracies), ``"pairs"`` (:data:`PAPER_PAIRS`, both accuracies) and ``"fusion"``
+    (InfoNCE at 1 against 0.01 on :data:`FUSION`, no equivalence margin).
+
+    Returns:
+        ``{"groups", "trains", "pairs", "fusion"}``; the verdict tables are keyed
+        ``(a, b, measure)`` as :func:`cl_lib.experiments.study.verdicts` returns them
+        (in ``"trains"``, ``b`` is 0 for the network as initialised, 1 re-estimated).
+    """
+    g = paper_groups(d)
+    refs = dict(enumerate(d.references))
+    trains = verdicts({**g, **refs}, [(k, j) for k in g for j in refs], ACC)
+    strong, mild = ("infonce", PAPER_RATES[-1]), ("infonce", PAPER_RATES[0])
+    fusion = verdicts(g, [(strong, mild)], FUSION, margin=None)
+    return {
+        "groups": g,
+        "trains": trains,
+        "pairs": verdicts(g, PAPER_PAIRS, ACC),
+        "fusion": fusion,
+    }
+
+
+def paper_protocol_report(d: CloaData, found: Mapping) -> str:
+    """The section's table (seed means, with the over-fusion diagnostics) and its
+    three tables of differences; pending lines for what is missing."""
+    g, rows = found["groups"], []
+    for key in PAPER_NAMES:
+        for eta in PAPER_RATES:
+            recs = g.get((key, eta))
+            row = {"setting": PAPER_NAMES[key], "lr": f"{eta:g}"}
+            if not recs:
+                rows.append(row | {"n": 0, "kNN": "pending"})
+                continue
+            row |= {"n": len(recs)}
+            row |= {s: f"{R.seed_summary(recs, k).mean:.3f}" for s, k in ACC.items()}
+            for name, k in FUSION.items():
+                row[name] = f"{R.seed_summary(recs, k).mean:.2f}"
+            if d.references and len(recs) > 1:
+                row["above refs"] = beats_in(found["trains"], (key, eta), 2)
+            rows.append(row)
+    study = d.studies["cpu-study"]
+    lines = [
+        f"{study.hardware()}: the paper's protocol (seed means)",
+        R.format_table(rows),
+        study.status("paper protocol", width=WIDTH),
+    ]
+    names = {k: _paper_label(k) for k in g}
+    if found["pairs"]:
+        lines.append("a - b, accuracy points (Holm over the table):")
+        lines.append(difference_table(found["pairs"], names))
+    if found["fusion"]:
+        lines.append("over-fusion, a - b in the measure's units (Holm over the table):")
+        lines.append(difference_table(found["fusion"], names, scale=1, digits=2))
+    return "\n".join(lines)
+
+
 # ------------------------------------------------------- Section 6: the paper
 def best(d: CloaData, loss: str, key: str):
     """The best seed mean over the rates present, its rate and its number of seeds
