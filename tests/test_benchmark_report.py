@@ -254,22 +254,24 @@ def test_kcl_and_noncontrastive_reports_read_planned_settings(tmp_path, capsys):
     fake("barlow_b256", "simclr_b256_t0.5", -0.1, loss="barlow_twins", loss_kwargs={})
     study = Study("ch11", "cpu-study", root=tmp_path)
     found = B.kcl_report(study)
-    assert list(found["kcl batch"]) == [64]  # against B = 256 (five seeds)
-    assert found["kcl batch"][64].verdict == R.HIGHER
+    # against B = 256 (five seeds), in both read-outs
+    assert list(found["kcl batch"]) == [(64, "kNN"), (64, "probe")]
+    assert found["kcl batch"][64, "kNN"].verdict == R.HIGHER
+    assert not found["kcl batch"][64, "probe"].decided  # the shift was on kNN only
     knn = [
         json.loads((src / f"kcl_b256{x}.json").read_text())["final"]["knn_acc"]
         for x in ("", "_s1", "_s2", "_s3", "_s4")
     ]  # gamma = 4 is a copy of the first three of the five reference seeds
     want = sum(knn[:3]) / 3 - sum(knn) / 5
-    assert abs(found["kcl gamma"][4.0].diff - want) < 1e-12
+    assert abs(found["kcl gamma"][4.0, "kNN"].diff - want) < 1e-12
     assert found["kcl batch steps"] == {}  # only the shared reference present
     vs = B.noncontrastive_report(study)
     assert set(vs) == {
-        ("barlow", "simclr"),
-        ("barlow", "untrained"),
-        ("barlow", "untrained_bn"),
+        ("barlow", a, read)
+        for a in ("simclr", "untrained", "untrained_bn")
+        for read in B.READ
     }
-    assert vs[("barlow", "simclr")].verdict == R.LOWER
+    assert vs[("barlow", "simclr", "kNN")].verdict == R.LOWER
     out = capsys.readouterr().out
     assert "Barlow Twins" in out and "gamma" in out
 

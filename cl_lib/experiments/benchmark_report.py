@@ -775,12 +775,12 @@ def setting_groups(study: Study, section: str, field: str, default=None) -> dict
     return dict(sorted(out.items()))
 
 
-def kcl_report(study: Study, metric: str = KNN) -> dict:
+def kcl_report(study: Study) -> dict:
     """Print KCL's three sweeps (batch size at fixed epochs and at fixed steps, its
-    energy weight gamma): each setting's seed mean and interval, and its difference
-    from the sweep's reference setting with the book's verdict (Holm within each
-    sweep, "equivalent" by TOST at one point). Returns ``{section: {x: Difference}}``
-    for the chapter's asserts."""
+    energy weight gamma): each setting's seed mean and interval in both read-outs,
+    and its difference from the sweep's reference setting with the book's verdict
+    (Holm over each sweep's table, both read-outs; "equivalent" by TOST at one
+    point). Returns ``{section: {(x, read-out): Difference}}`` for the asserts."""
     out = {}
     for section, (field, default, ref, label) in KCL_SWEEPS.items():
         groups = setting_groups(study, section, field, default)
@@ -788,21 +788,29 @@ def kcl_report(study: Study, metric: str = KNN) -> dict:
             print(f"{section}: pending")
             continue
         found = R.compare_table(
-            {x: (g, groups[ref]) for x, g in groups.items() if x != ref}, key=metric
+            {
+                (x, read): (summary(g, m), summary(groups[ref], m))
+                for x, g in groups.items()
+                if x != ref
+                for read, m in READ.items()
+            }
         )
-        print(f"KCL, {label}: kNN, and the difference from {ref:g}")
+        print(f"KCL, {label}: each setting, and its difference from {ref:g}")
         for x, g in groups.items():
-            d = found.get(x)
-            tail = f"  {d.interval()}: {word(d)}" if d else "  (reference)"
-            print(f"  {x:>6g}  {_tau_cell(summary(g, metric))}{tail}")
+            for read, m in READ.items():
+                d = found.get((x, read))
+                tail = f"  {d.interval()}: {word(d)}" if d else "  (reference)"
+                head = f"{x:>6g}" if read == "kNN" else " " * 6
+                print(f"  {head}  {read:<5} {_tau_cell(summary(g, m))}{tail}")
         out[section] = found
     return out
 
 
-def noncontrastive_report(study: Study, metric: str = KNN) -> dict:
+def noncontrastive_report(study: Study) -> dict:
     """Print Barlow Twins and VICReg (the "non-contrastive" section) against SimCLR and
-    both untrained references: seed means and differences with the book's verdicts,
-    one table (Holm over it). Returns ``{(loss, against): Difference}``."""
+    both untrained references in both read-outs: seed means and differences with the
+    book's verdicts, one table (Holm over it). Returns
+    ``{(loss, against, read-out): Difference}``."""
     head = headline(study)[0]
     groups = {run.key: g for run, g in present_groups(study, "non-contrastive")}
     if not groups:
@@ -810,13 +818,20 @@ def noncontrastive_report(study: Study, metric: str = KNN) -> dict:
         return {}
     against = [k for k in ("simclr", *REFS) if head.get(k)]
     found = R.compare_table(
-        {(k, a): (g, head[a]) for k, g in groups.items() for a in against}, key=metric
+        {
+            (k, a, read): (summary(g, m), summary(head[a], m))
+            for k, g in groups.items()
+            for a in against
+            for read, m in READ.items()
+        }
     )
     for k, g in groups.items():
-        print(f"{NONCONTRASTIVE[k]}: kNN {_tau_cell(summary(g, metric))}")
+        cells = (f"{read} {_tau_cell(summary(g, m))}" for read, m in READ.items())
+        print(f"{NONCONTRASTIVE[k]}: {', '.join(cells)}")
         for a in against:
-            d = found[(k, a)]
-            print(f"  vs {SHORT.get(a, a):<12} {d.interval()}: {word(d)}")
+            for read in READ:
+                d = found[(k, a, read)]
+                print(f"  vs {SHORT.get(a, a):<12} {read:<5} {d.interval()}: {word(d)}")
     return found
 
 
