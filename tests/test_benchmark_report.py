@@ -286,3 +286,16 @@ def test_tau_effect_compares_each_loss_with_itself_across_the_range(cpu):
     )
     assert abs(d.diff - (sum(low) / len(low) - sum(high) / len(high))) < 1e-12
     assert [x.p_adj for x in out.values()] == S.holm([x.p for x in out.values()])
+
+
+def test_geometry_verdicts_one_table_per_reference_and_one_between(cpu, capsys):
+    head, summary_ = B.headline(cpu)
+    geo = B.geometry(head, summary_)
+    keys = [k for k in ("simclr", "dhel", "kcl", "dhel2v") if k in head]
+    refs, between = B.geometry_verdicts(head, geo, keys)
+    assert set(refs) == set(B.REFS)
+    for found in refs.values():
+        assert set(found) == {(k, c) for k in keys for c in B.GEO_COLS}
+        assert not any("equivalent" in d.verdict for d in found.values())
+    assert ("untrained_bn", "untrained", "rank h") in between
+    assert "between settings" in capsys.readouterr().out

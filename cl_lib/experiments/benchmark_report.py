@@ -39,12 +39,14 @@ from cl_lib.experiments.study import (
     READOUTS,
     Study,
     along,
+    difference_table,
     error_bar,
     interval,
     interval_band,
     mean_interval,
     points,
     summary,
+    verdicts,
     word,
 )
 
@@ -836,6 +838,40 @@ def noncontrastive_report(study: Study) -> dict:
 
 
 # ------------------------------------------------------------------ geometry
+GEO_COLS = ("rank h", "rank z", "W-unif")  # the columns the verdicts read
+
+
+def geometry_verdicts(head: Mapping, geo: Mapping, keys: Sequence[str]):
+    """The geometry section's verdicts, printed: one table per untrained reference
+    (every loss of ``keys`` against it on :data:`GEO_COLS`) and one table of the
+    comparisons between settings the text makes (the references with each other,
+    DHEL with SimCLR, KCL and DHEL (authors') with SimCLR and DHEL), each with Holm
+    over itself and no equivalence margin (none is agreed for a rank or a
+    uniformity). Returns ``({reference: {(key, column): Difference}},
+    {(a, b, column): Difference})``."""
+    cols = {c: GEOM[c] for c in GEO_COLS}
+    refs = {}
+    for ref in REFS:
+        found = verdicts(head, [(k, ref) for k in keys], cols, None)
+        refs[ref] = {(k, c): d for (k, _, c), d in found.items()}
+        print(f"against {LABEL[ref]} (verdicts, Holm over the table):")
+        print(textwrap.indent(verdict_words(refs[ref], keys, GEO_COLS), "  "))
+    pairs = [("untrained_bn", "untrained", c) for c in GEO_COLS]
+    pairs += [("dhel", "simclr", c) for c in GEO_COLS]
+    pairs += [
+        (k, o, c)
+        for k in ("kcl", "dhel2v")
+        for o in ("simclr", "dhel")
+        for c in ("rank z", "W-unif")
+    ]
+    between = R.compare_table(
+        {t: (geo[t[0]][t[2]], geo[t[1]][t[2]]) for t in pairs}, margin=None
+    )
+    print("between settings (a - b, 95% interval, Holm over the table):")
+    print(difference_table(between, SHORT, scale=1, digits=2))
+    return refs, between
+
+
 def geometry(head: Mapping, keys: Iterable[str]) -> dict:
     """``{key: {column: seed summary}}`` of the geometry metrics (:data:`GEOM`)."""
     return {k: {c: summary(head[k], m) for c, m in GEOM.items()} for k in keys}
