@@ -1,6 +1,7 @@
 """Tests for cl_lib.experiments.benchmark_report: chapter 11's tables and figures, on
 the stored results of book/results and on small synthetic records."""
 
+import shutil
 from pathlib import Path
 
 import matplotlib
@@ -104,7 +105,7 @@ def test_sweep_points_group_seeds_over_all_records(cpu):
     assert set(diffs) == {64, 128, 256, 512} and diffs[256].verdict == R.UNDECIDED
 
 
-def test_geometry_many_classes_and_listings(cpu):
+def test_geometry_many_classes_and_listings(cpu, tmp_path):
     head, means = B.headline(cpu)
     geo = B.geometry(head, means)
     assert set(geo["simclr"]) == set(B.GEOM)
@@ -114,7 +115,13 @@ def test_geometry_many_classes_and_listings(cpu):
     assert {"untrained", "untrained_bn", "simclr", "dhel"} <= set(tiny)
     assert "pending" in B.many_class_table(tiny, ("untrained", "kcl"))
     listing = cpu.pending(by_section=True)
-    assert listing.startswith("== baseline: ") and "python -m" in listing
+    assert listing.startswith("== baseline: ")
+    # a missing run is listed with its command
+    dst = tmp_path / "cpu-study" / "ch11"
+    shutil.copytree(BOOK_RESULTS / "cpu-study" / "ch11", dst)
+    (dst / "barlow_b256_s2.json").unlink()
+    listing = Study("ch11", "cpu-study", root=tmp_path).pending(by_section=True)
+    assert "non-contrastive: 5 of 6 present" in listing and "python -m" in listing
     prov = provenance_listing({"cpu-study": cpu}, headers=True).splitlines()
     assert prov[0] == f"== cpu-study (results/cpu-study/ch11): {len(cpu.records)} files"
     assert presence({"cpu-study": cpu}).startswith("cpu-study: ")
