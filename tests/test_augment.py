@@ -1,6 +1,5 @@
 """Batched augmentations vs torchvision.transforms.v2: parameter distributions (statistically)
 and per-sample outputs given the same parameters (within float rounding)."""
-
 import numpy as np
 import pytest
 import torch
@@ -22,9 +21,7 @@ def smooth_batch(b=6, h=32, w=32, seed=0):
     pixels (0 and 1) so that clamping paths are exercised."""
     g = gen(seed)
     low = torch.rand(b, 3, 5, 7, generator=g) * 1.4 - 0.2
-    return torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear").clamp(
-        0, 1
-    )
+    return torch.nn.functional.interpolate(low, size=(h, w), mode="bilinear").clamp(0, 1)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -35,20 +32,14 @@ def torchvision_boxes(n, h, w, scale, ratio, seed=0):
     t = T.RandomResizedCrop(8, scale=scale, ratio=ratio)
     img = torch.zeros(3, h, w)
     ps = [t.make_params([img]) for _ in range(n)]
-    return np.array(
-        [[p["top"], p["left"], p["height"], p["width"]] for p in ps], dtype=float
-    )
+    return np.array([[p["top"], p["left"], p["height"], p["width"]] for p in ps], dtype=float)
 
 
 @pytest.mark.parametrize("h,w,scale", [(32, 32, (0.08, 1.0)), (24, 40, (0.2, 1.0))])
 def test_crop_params_match_torchvision_distribution(h, w, scale):
     ratio = (3 / 4, 4 / 3)
     n = 3000
-    ours = (
-        torch.stack(A.sample_crop_params(n, h, w, scale, ratio, gen(1)), 1)
-        .double()
-        .numpy()
-    )
+    ours = torch.stack(A.sample_crop_params(n, h, w, scale, ratio, gen(1)), 1).double().numpy()
     ref = torchvision_boxes(n, h, w, scale, ratio, seed=2)
     area_o, area_r = ours[:, 2] * ours[:, 3] / (h * w), ref[:, 2] * ref[:, 3] / (h * w)
     asp_o, asp_r = ours[:, 3] / ours[:, 2], ref[:, 3] / ref[:, 2]
@@ -84,25 +75,15 @@ def test_crop_params_reject_bad_ranges():
 # random resized crop: pixels
 # ---------------------------------------------------------------------------------------------
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize(
-    "h,w,size", [(32, 32, 32), (24, 40, 32), (40, 24, (16, 20)), (9, 13, 48)]
-)
+@pytest.mark.parametrize("h,w,size", [(32, 32, 32), (24, 40, 32), (40, 24, (16, 20)), (9, 13, 48)])
 def test_resized_crop_matches_torchvision(device, h, w, size):
     x = smooth_batch(16, h, w, seed=3)
     top, left, bh, bw = A.sample_crop_params(16, h, w, (0.05, 1.0), (0.5, 2.0), gen(4))
     ours = A.resized_crop(x.to(device), top, left, bh, bw, size).cpu()
     out_size = [size, size] if isinstance(size, int) else list(size)
     for b in range(16):
-        ref = TF.resized_crop(
-            x[b],
-            int(top[b]),
-            int(left[b]),
-            int(bh[b]),
-            int(bw[b]),
-            out_size,
-            interpolation=T.InterpolationMode.BILINEAR,
-            antialias=False,
-        )
+        ref = TF.resized_crop(x[b], int(top[b]), int(left[b]), int(bh[b]), int(bw[b]), out_size,
+                              interpolation=T.InterpolationMode.BILINEAR, antialias=False)
         torch.testing.assert_close(ours[b], ref, atol=2e-5, rtol=0)
 
 
@@ -112,19 +93,9 @@ def test_resized_crop_uint8_input_within_rounding():
     ours = A.resized_crop(x, top, left, bh, bw, 32)
     assert ours.dtype == torch.float32
     for b in range(4):
-        ref = TF.resized_crop(
-            x[b],
-            int(top[b]),
-            int(left[b]),
-            int(bh[b]),
-            int(bw[b]),
-            [32, 32],
-            interpolation=T.InterpolationMode.BILINEAR,
-            antialias=False,
-        )
-        assert (
-            ours[b] * 255 - ref.float()
-        ).abs().max() <= 1.0 + 1e-3  # torchvision rounds to uint8
+        ref = TF.resized_crop(x[b], int(top[b]), int(left[b]), int(bh[b]), int(bw[b]), [32, 32],
+                              interpolation=T.InterpolationMode.BILINEAR, antialias=False)
+        assert (ours[b] * 255 - ref.float()).abs().max() <= 1.0 + 1e-3  # torchvision rounds to uint8
 
 
 # ---------------------------------------------------------------------------------------------
@@ -146,18 +117,8 @@ def test_colour_ops_match_torchvision(device, op):
 
 def test_hue_on_gray_and_saturated_pixels():
     # gray pixels (max == min) and pure primaries: the branch cases of the HSV conversion
-    x = torch.tensor(
-        [
-            [0.3, 0.3, 0.3],
-            [1, 0, 0],
-            [0, 1, 0],
-            [0, 0, 1],
-            [1, 1, 0],
-            [0, 0, 0],
-            [1, 1, 1],
-            [0.2, 0.5, 0.5],
-        ]
-    ).T.reshape(1, 3, 2, 4)
+    x = torch.tensor([[0.3, 0.3, 0.3], [1, 0, 0], [0, 1, 0], [0, 0, 1], [1, 1, 0], [0, 0, 0], [1, 1, 1],
+                      [0.2, 0.5, 0.5]]).T.reshape(1, 3, 2, 4)
     for f in (-0.5, -0.13, 0.0, 0.25, 0.5):
         ours = A.adjust_hue(x, torch.tensor([f]))
         torch.testing.assert_close(ours[0], TF.adjust_hue(x[0], f), atol=3e-5, rtol=0)
@@ -166,28 +127,19 @@ def test_hue_on_gray_and_saturated_pixels():
 def test_grayscale_matches_torchvision():
     x = smooth_batch(3, 8, 8)
     ours = A.random_grayscale(x, p=1.0, generator=gen())
-    torch.testing.assert_close(
-        ours, TF.rgb_to_grayscale(x, num_output_channels=3), atol=1e-6, rtol=0
-    )
+    torch.testing.assert_close(ours, TF.rgb_to_grayscale(x, num_output_channels=3), atol=1e-6, rtol=0)
     assert torch.equal(A.random_grayscale(x, p=0.0, generator=gen()), x)
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize(
-    "path", ["apply_jitter", "_jitter_by_subsets", "_jitter_masked"]
-)
+@pytest.mark.parametrize("path", ["apply_jitter", "_jitter_by_subsets", "_jitter_masked"])
 def test_jitter_in_sample_order_matches_torchvision_sequence(device, path):
     # _jitter_masked is the GPU code path; here it also runs on the CPU
     x = smooth_batch(24, 12, 12, seed=8)
     params = A.sample_jitter_params(24, 0.4, 0.4, 0.4, 0.1, p=0.8, generator=gen(9))
     jitter = getattr(A, path)
     ours = jitter(x.to(device), {k: v.to(device) for k, v in params.items()}).cpu()
-    fns = [
-        TF.adjust_brightness,
-        TF.adjust_contrast,
-        TF.adjust_saturation,
-        TF.adjust_hue,
-    ]
+    fns = [TF.adjust_brightness, TF.adjust_contrast, TF.adjust_saturation, TF.adjust_hue]
     keys = ["brightness", "contrast", "saturation", "hue"]
     for b in range(24):
         ref = x[b]
@@ -204,9 +156,7 @@ def test_hue_matches_torchvision_on_uint8_levels():
     f = torch.linspace(-0.5, 0.5, 16)
     ours = A.adjust_hue(x, f)
     for b in range(16):
-        torch.testing.assert_close(
-            ours[b], TF.adjust_hue(x[b], float(f[b])), atol=3e-5, rtol=0
-        )
+        torch.testing.assert_close(ours[b], TF.adjust_hue(x[b], float(f[b])), atol=3e-5, rtol=0)
 
 
 def test_cpu_jitter_runs_each_op_once_per_applied_sample(monkeypatch):
@@ -217,20 +167,15 @@ def test_cpu_jitter_runs_each_op_once_per_applied_sample(monkeypatch):
         def wrapped(x, factor):
             calls[name] = calls.get(name, 0) + x.shape[0]
             return fn(x, factor)
-
         return name, wrapped
 
-    monkeypatch.setattr(
-        A, "_JITTER_OPS", tuple(counting(n, f) for n, f in A._JITTER_OPS)
-    )
+    monkeypatch.setattr(A, "_JITTER_OPS", tuple(counting(n, f) for n, f in A._JITTER_OPS))
     x = smooth_batch(40, 8, 8, seed=3)
     params = A.sample_jitter_params(40, 0.4, 0.4, 0.4, 0.1, p=0.8, generator=gen(4))
     x_before = x.clone()
     y = A.apply_jitter(x, params)
     n_applied = int(params["apply"].sum())
-    assert calls == {
-        k: n_applied for k in ("brightness", "contrast", "saturation", "hue")
-    }
+    assert calls == {k: n_applied for k in ("brightness", "contrast", "saturation", "hue")}
     assert torch.equal(x, x_before)  # the caller's batch is not modified
     assert torch.equal(y[~params["apply"]], x[~params["apply"]])
 
@@ -247,12 +192,8 @@ def test_jitter_parameter_distributions():
     n = 24000
     p = A.sample_jitter_params(n, 0.4, 0.3, 0.9, 0.1, p=0.8, generator=gen(10))
     assert abs(p["apply"].float().mean().item() - 0.8) < 0.015  # 5 sigma for n = 24000
-    for key, lo, hi in [
-        ("brightness", 0.6, 1.4),
-        ("contrast", 0.7, 1.3),
-        ("saturation", 0.1, 1.9),
-        ("hue", -0.1, 0.1),
-    ]:
+    for key, lo, hi in [("brightness", 0.6, 1.4), ("contrast", 0.7, 1.3), ("saturation", 0.1, 1.9),
+                        ("hue", -0.1, 0.1)]:
         assert stats.kstest(p[key].numpy(), "uniform", args=(lo, hi - lo)).pvalue > 1e-3
     # all 24 orders equally likely (chi-square), as torch.randperm(4) in ColorJitter
     codes = (p["order"] * torch.tensor([64, 16, 4, 1])).sum(1)
@@ -313,9 +254,7 @@ def test_blur_rejects_even_kernel():
 def test_normalize_matches_torchvision():
     x = smooth_batch(2, 5, 5)
     mean, std = A.DATASET_STATS["cifar10"]
-    torch.testing.assert_close(
-        A.normalize(x, mean, std), TF.normalize(x, list(mean), list(std))
-    )
+    torch.testing.assert_close(A.normalize(x, mean, std), TF.normalize(x, list(mean), list(std)))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -323,21 +262,10 @@ def test_normalize_matches_torchvision():
 # ---------------------------------------------------------------------------------------------
 def test_presets():
     a = A.simclr_preset("cifar10")
-    assert (a.size, a.scale, a.jitter, a.jitter_p, a.gray_p, a.blur_p) == (
-        32,
-        (0.08, 1.0),
-        (0.4, 0.4, 0.4, 0.1),
-        0.8,
-        0.2,
-        0.0,
-    )
+    assert (a.size, a.scale, a.jitter, a.jitter_p, a.gray_p, a.blur_p) == \
+        (32, (0.08, 1.0), (0.4, 0.4, 0.4, 0.1), 0.8, 0.2, 0.0)
     b = A.simclr_preset("imagenette-96")
-    assert (b.size, b.blur_p, b.blur_kernel, b.jitter) == (
-        96,
-        0.5,
-        9,
-        (0.8, 0.8, 0.8, 0.2),
-    )
+    assert (b.size, b.blur_p, b.blur_kernel, b.jitter) == (96, 0.5, 9, (0.8, 0.8, 0.8, 0.2))
     assert A.simclr_preset("imagenet100").blur_kernel == 23
     assert A.simclr_preset("stl10", size=64).size == 64
     with pytest.raises(ValueError, match="unknown"):
@@ -352,11 +280,7 @@ def test_pipeline_deterministic_and_dtype_independent(device):
     v2 = aug(xu8, gen(5, device))
     v3 = aug(xu8.float() / 255, gen(5, device))
     v4 = aug(xu8, gen(6, device))
-    assert (
-        v1.shape == (8, 3, 24, 24)
-        and v1.dtype == torch.float32
-        and v1.device.type == device
-    )
+    assert v1.shape == (8, 3, 24, 24) and v1.dtype == torch.float32 and v1.device.type == device
     assert torch.equal(v1, v2)
     torch.testing.assert_close(v1, v3, atol=1e-6, rtol=0)
     assert not torch.allclose(v1, v4)
@@ -377,9 +301,7 @@ def test_eval_transform_is_normalised_float():
     x = torch.full((2, 3, 32, 32), 128, dtype=torch.uint8)
     y = aug.eval_transform(x)
     mean, std = A.DATASET_STATS["cifar10"]
-    torch.testing.assert_close(
-        y[0, :, 0, 0], (128 / 255 - torch.tensor(mean)) / torch.tensor(std)
-    )
+    torch.testing.assert_close(y[0, :, 0, 0], (128 / 255 - torch.tensor(mean)) / torch.tensor(std))
 
 
 def test_bad_input_raises_value_error():

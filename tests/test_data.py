@@ -2,7 +2,6 @@
 
 Most tests build tiny synthetic ImageFolder trees and .tar.gz archives of PIL images in tmp
 dirs; one test reads the real CIFAR-10 JPEG archive when CL_LIB_DATA points at it."""
-
 import io
 import os
 import re
@@ -31,23 +30,14 @@ def image_bytes(value: int, size=(8, 8), fmt="JPEG") -> bytes:
     return buf.getvalue()
 
 
-def make_tree(
-    root: Path,
-    splits=("train", "test"),
-    classes=("b_cls", "a_cls", "c_cls"),
-    per_class=4,
-    size=(8, 8),
-    fmt="JPEG",
-    ext=".jpg",
-) -> Path:
+def make_tree(root: Path, splits=("train", "test"), classes=("b_cls", "a_cls", "c_cls"), per_class=4,
+              size=(8, 8), fmt="JPEG", ext=".jpg") -> Path:
     for sp in splits:
         for ci, c in enumerate(classes):
             d = root / sp / c
             d.mkdir(parents=True, exist_ok=True)
             for i in range(per_class):
-                (d / f"{i:03d}{ext}").write_bytes(
-                    image_bytes(20 * ci + 5 * i, size, fmt)
-                )
+                (d / f"{i:03d}{ext}").write_bytes(image_bytes(20 * ci + 5 * i, size, fmt))
     return root
 
 
@@ -71,7 +61,7 @@ def cache(tmp_path, monkeypatch):
 def test_imagefolder_archive_layout_labels_and_cache(tmp_path, cache, monkeypatch):
     arc = make_archive(tmp_path / "toy.tar.gz")
     x, y, classes = D.load_dataset(f"imagefolder:{arc}", split="train")
-    assert classes == ["a_cls", "b_cls", "c_cls"]  # sorted, as ImageFolder
+    assert classes == ["a_cls", "b_cls", "c_cls"]               # sorted, as ImageFolder
     assert x.shape == (12, 3, 8, 8) and x.dtype == torch.uint8
     assert y.dtype == torch.int64 and y.tolist() == [0] * 4 + [1] * 4 + [2] * 4
     # a_cls was written with class index 1 -> red = 20 + 5 i
@@ -79,9 +69,7 @@ def test_imagefolder_archive_layout_labels_and_cache(tmp_path, cache, monkeypatc
     files = list(cache.glob("*.pt"))
     assert len(files) == 1 and not list(cache.glob("*.tmp"))
     # second call: from the cache, no decoding
-    monkeypatch.setattr(
-        D, "decode_images", lambda *a, **k: pytest.fail("decoded again")
-    )
+    monkeypatch.setattr(D, "decode_images", lambda *a, **k: pytest.fail("decoded again"))
     x2, y2, c2 = D.load_dataset(f"imagefolder:{arc}", split="train")
     assert torch.equal(x, x2) and torch.equal(y, y2) and c2 == classes
 
@@ -89,7 +77,7 @@ def test_imagefolder_archive_layout_labels_and_cache(tmp_path, cache, monkeypatc
 def test_imagefolder_directory_and_png(tmp_path, cache):
     root = make_tree(tmp_path / "tree", fmt="PNG", ext=".png", size=(6, 10))
     x, y, classes = D.load_dataset(f"imagefolder:{root}", split="test")
-    assert x.shape == (12, 3, 10, 6)  # (H, W) = (10, 6)
+    assert x.shape == (12, 3, 10, 6)                            # (H, W) = (10, 6)
     assert int(x[0, 0, 0, 0]) == 20 and int(x[0, 1, 0, 0]) == 235  # PNG is lossless
     with pytest.raises(FileNotFoundError, match="layout"):
         D.load_dataset(f"imagefolder:{root}", split="val")
@@ -98,16 +86,9 @@ def test_imagefolder_directory_and_png(tmp_path, cache):
 def test_named_archive_from_cl_lib_data(tmp_path, cache, monkeypatch):
     data = tmp_path / "data"
     data.mkdir()
-    make_archive(
-        data / "imagenette-96.tar.gz",
-        top="imagenette-96",
-        splits=("train", "val"),
-        size=(12, 12),
-    )
+    make_archive(data / "imagenette-96.tar.gz", top="imagenette-96", splits=("train", "val"), size=(12, 12))
     monkeypatch.setenv("CL_LIB_DATA", str(data))
-    x, y, classes = D.load_dataset(
-        "imagenette-96", split="test"
-    )  # "test" = the val folder
+    x, y, classes = D.load_dataset("imagenette-96", split="test")  # "test" = the val folder
     assert x.shape == (12, 3, 12, 12) and len(classes) == 3
     with pytest.raises(ValueError, match="splits"):
         D.load_dataset("imagenette-96", split="unlabeled")
@@ -117,9 +98,7 @@ def test_missing_archive_names_env_var_and_file(tmp_path, cache, monkeypatch):
     monkeypatch.setenv("CL_LIB_DATA", str(tmp_path))
     with pytest.raises(FileNotFoundError) as err:
         D.load_dataset("tiny-imagenet-32")
-    assert "CL_LIB_DATA" in str(err.value) and "tiny-imagenet-32.tar.gz" in str(
-        err.value
-    )
+    assert "CL_LIB_DATA" in str(err.value) and "tiny-imagenet-32.tar.gz" in str(err.value)
     monkeypatch.delenv("CL_LIB_DATA")
     with pytest.raises(FileNotFoundError, match="CL_LIB_DATA"):
         D.load_dataset("imagenette-96")
@@ -156,7 +135,7 @@ def test_cache_write_is_atomic(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(D.torch, "save", exploding_save)
     with pytest.raises(KeyboardInterrupt):
         D.load_dataset(f"imagefolder:{arc}", split="train")
-    assert list(cache.iterdir()) == []  # no partial or temp file left
+    assert list(cache.iterdir()) == []                           # no partial or temp file left
     monkeypatch.undo()
     os.environ["CL_LIB_CACHE"] = str(cache)
     x, _, _ = D.load_dataset(f"imagefolder:{arc}", split="train")
@@ -184,23 +163,15 @@ def test_imagenet100_class_list_and_folder(tmp_path, cache, monkeypatch):
     wnids = D.imagenet100_classes()
     assert len(wnids) == 100 == len(set(wnids))
     assert all(re.fullmatch(r"n\d{8}", w) for w in wnids)
-    assert wnids[:3] == [
-        "n02869837",
-        "n01749939",
-        "n02488291",
-    ]  # CMC's imagenet100.txt order
+    assert wnids[:3] == ["n02869837", "n01749939", "n02488291"]  # CMC's imagenet100.txt order
     root = tmp_path / "imagenet"
-    for w in wnids + ["n99999999"]:  # one extra class to ignore
+    for w in wnids + ["n99999999"]:                               # one extra class to ignore
         d = root / "val" / w
         d.mkdir(parents=True)
         Image.new("RGB", (10, 7), (1, 2, 3)).save(d / "x.JPEG")
     monkeypatch.setenv("CL_LIB_WORKERS", "1")
     x, y, classes = D.load_dataset("imagenet100", split="val", root=root, image_size=6)
-    assert (
-        classes == sorted(wnids)
-        and x.shape == (100, 3, 6, 6)
-        and y.tolist() == list(range(100))
-    )
+    assert classes == sorted(wnids) and x.shape == (100, 3, 6, 6) and y.tolist() == list(range(100))
     # split "test" (what train() evaluates on) is the val/ folder: ImageNet has no labelled test set
     xt, yt, _ = D.load_dataset("imagenet100", split="test", root=root, image_size=4)
     assert xt.shape == (100, 3, 4, 4) and torch.equal(yt, y)
@@ -220,9 +191,7 @@ def test_torchvision_offline_error_and_conversion(tmp_path, cache, monkeypatch):
 
     class Offline:
         def __init__(self, root, train=True, download=False, **kw):
-            raise RuntimeError(
-                "Dataset not found" if not download else "<urlopen error no network>"
-            )
+            raise RuntimeError("Dataset not found" if not download else "<urlopen error no network>")
 
     monkeypatch.setattr(tvd, "CIFAR100", Offline)
     with pytest.raises(FileNotFoundError, match="cifar-100-python"):
@@ -237,7 +206,7 @@ def test_torchvision_offline_error_and_conversion(tmp_path, cache, monkeypatch):
     monkeypatch.setattr(tvd, "CIFAR100", FakeCIFAR)
     x, y, classes = D.load_dataset("cifar100", split="test", root=tmp_path / "tv")
     assert x.shape == (2, 3, 32, 32) and y.tolist() == [3, 1]
-    assert int(x[0, 1, 0, 0]) == 1 and int(x[0, 0, 0, 1]) == 3  # HWC -> CHW
+    assert int(x[0, 1, 0, 0]) == 1 and int(x[0, 0, 0, 1]) == 3     # HWC -> CHW
     with pytest.raises(ValueError, match="splits"):
         D.load_dataset("stl10", split="validation", root=tmp_path / "tv")
 
@@ -256,7 +225,7 @@ def test_balanced_subset():
     labels = torch.tensor([0] * 50 + [1] * 30 + [2] * 5 + [3] * 15)
     idx = D.balanced_subset(labels, 41, seed=3)
     counts = torch.bincount(labels[idx], minlength=4).tolist()
-    assert sum(counts) == 41 and counts[2] == 5  # small class exhausted
+    assert sum(counts) == 41 and counts[2] == 5                  # small class exhausted
     assert max(counts) - min(c for c in counts if c != 5) <= 1  # the others balanced
     assert torch.equal(idx, D.balanced_subset(labels, 41, seed=3))
     assert not torch.equal(idx, D.balanced_subset(labels, 41, seed=4))
@@ -277,28 +246,15 @@ def test_subset_through_load_dataset(tmp_path, cache):
 def test_real_cifar10_test_split(tmp_path, monkeypatch):
     d = D.data_dir()
     if d is None or not (d / "cifar10-jpeg.tar.gz").is_file():
-        pytest.skip(
-            "set CL_LIB_DATA to the folder with cifar10-jpeg.tar.gz to run this test"
-        )
+        pytest.skip("set CL_LIB_DATA to the folder with cifar10-jpeg.tar.gz to run this test")
     monkeypatch.setenv("CL_LIB_CACHE", str(tmp_path / "cache"))
     x, y, classes = D.load_dataset("cifar10", split="test", subset=1000, seed=0)
-    assert classes == [
-        "airplane",
-        "automobile",
-        "bird",
-        "cat",
-        "deer",
-        "dog",
-        "frog",
-        "horse",
-        "ship",
-        "truck",
-    ]
+    assert classes == ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
     assert x.shape == (1000, 3, 32, 32) and x.dtype == torch.uint8
     assert torch.bincount(y).tolist() == [100] * 10
-    m = x.float().mean(dim=(0, 2, 3)) / 255  # CIFAR-10 channel means ~ (.49, .48, .45)
+    m = x.float().mean(dim=(0, 2, 3)) / 255                        # CIFAR-10 channel means ~ (.49, .48, .45)
     assert torch.allclose(m, torch.tensor([0.49, 0.48, 0.45]), atol=0.03)
-    full = D.load_dataset("cifar10", split="test")[1]  # the cache has the whole split
+    full = D.load_dataset("cifar10", split="test")[1]             # the cache has the whole split
     assert torch.bincount(full).tolist() == [1000] * 10
 
 
@@ -307,9 +263,7 @@ def test_real_cifar10_test_split(tmp_path, monkeypatch):
 # ---------------------------------------------------------------------------------------------
 def toy_split(n=50, size=8):
     g = torch.Generator().manual_seed(0)
-    return torch.randint(
-        0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8
-    ), torch.arange(n) % 5
+    return torch.randint(0, 256, (n, 3, size, size), generator=g, dtype=torch.uint8), torch.arange(n) % 5
 
 
 def collect(loader):
@@ -326,18 +280,13 @@ def test_gpu_loader_epoch_covers_split_and_is_deterministic(device):
     assert len(batches) == 3 and batches[0][0].shape == (3, 16, 3, 8, 8)
     assert batches[0][0].device.type == device and batches[0][1].dtype == torch.int64
     seen = torch.cat([b[1] for b in batches]).cpu()
-    assert seen.unique().numel() == 48  # no repeats; 2 dropped
+    assert seen.unique().numel() == 48                            # no repeats; 2 dropped
     assert not torch.allclose(batches[0][0][0], batches[0][0][1])  # views differ
-    assert a.epoch == 1  # advanced after the pass
-    again = collect(
-        D.gpu_loader(x, torch.arange(50), 16, aug, n_views=3, seed=1, device=device)
-    )
-    assert all(
-        torch.equal(p[0], q[0]) and torch.equal(p[1], q[1])
-        for p, q in zip(batches, again)
-    )
+    assert a.epoch == 1                           # advanced after the pass
+    again = collect(D.gpu_loader(x, torch.arange(50), 16, aug, n_views=3, seed=1, device=device))
+    assert all(torch.equal(p[0], q[0]) and torch.equal(p[1], q[1]) for p, q in zip(batches, again))
     epoch1 = collect(a)
-    assert not torch.equal(epoch1[0][1], batches[0][1])  # a new order next epoch
+    assert not torch.equal(epoch1[0][1], batches[0][1])           # a new order next epoch
 
 
 def test_gpu_loader_replays_any_epoch():
@@ -347,7 +296,7 @@ def test_gpu_loader_replays_any_epoch():
     ref = D.gpu_loader(x, y, 8, aug, seed=7)
     for _ in range(2):
         collect(ref)
-    third = collect(ref)  # epochs 0, 1, then 2
+    third = collect(ref)                                      # epochs 0, 1, then 2
     replay = collect(D.gpu_loader(x, y, 8, aug, seed=7, epoch=2))
     for p, q in zip(third, replay):
         assert torch.equal(p[0], q[0]) and torch.equal(p[1], q[1])
@@ -357,9 +306,7 @@ def test_gpu_loader_replays_any_epoch():
 
 def test_gpu_loader_options_and_errors():
     x, y = toy_split(10)
-    plain = collect(
-        D.gpu_loader(x, y, 4, None, n_views=1, shuffle=False, drop_last=False)
-    )
+    plain = collect(D.gpu_loader(x, y, 4, None, n_views=1, shuffle=False, drop_last=False))
     assert [b[1].tolist() for b in plain] == [[0, 1, 2, 3], [4, 0, 1, 2], [3, 4]]
     assert torch.equal(plain[0][0][0], to_float(x[:4]))
     with pytest.raises(ValueError, match="batch_size"):

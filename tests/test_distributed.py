@@ -4,7 +4,6 @@ The claim: gathering embeddings *with* gradient makes a 2-process run compute th
 and the same parameter gradients (after DDP's averaging) as one process on the concatenated
 batch; a plain (gradient-free) all_gather does not.
 """
-
 import os
 import socket
 
@@ -40,39 +39,24 @@ def _problem():
     return model, x1, x2, labels
 
 
-CASES = [
-    ("infonce", True),
-    ("supcon", True),
-    ("infonce", False),
-]  # (loss, gather with grad?)
+CASES = [("infonce", True), ("supcon", True), ("infonce", False)]  # (loss, gather with grad?)
 
 
 def _worker(rank: int, port: int, out_dir: str, folder: str):
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1",
-        MASTER_PORT=str(port),
-        RANK=str(rank),
-        WORLD_SIZE=str(WORLD),
-        LOCAL_RANK=str(rank),
-    )
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
+                      WORLD_SIZE=str(WORLD), LOCAL_RANK=str(rank))
     torch.set_num_threads(1)
     distributed.setup(backend="gloo")
     try:
         results = {}
-        for (
-            loss_name,
-            with_grad,
-        ) in CASES:  # one spawn for all cases: starting processes is the slow part
+        for loss_name, with_grad in CASES:  # one spawn for all cases: starting processes is the slow part
             model, x1, x2, labels = _problem()
             ddp = nn.parallel.DistributedDataParallel(model)
             b = N // WORLD
             mine = slice(rank * b, (rank + 1) * b)
             z1, z2 = ddp(x1[mine]), ddp(x2[mine])
             if with_grad:
-                z1, z2 = (
-                    distributed.gather_with_grad(z1),
-                    distributed.gather_with_grad(z2),
-                )
+                z1, z2 = distributed.gather_with_grad(z1), distributed.gather_with_grad(z2)
             else:  # plain all_gather: the other ranks' embeddings are constants
                 parts1 = [torch.empty_like(z1) for _ in range(WORLD)]
                 parts2 = [torch.empty_like(z2) for _ in range(WORLD)]
@@ -82,36 +66,15 @@ def _worker(rank: int, port: int, out_dir: str, folder: str):
                 z1, z2 = torch.cat(parts1), torch.cat(parts2)
             loss = get_loss(loss_name)(z1, z2, labels)
             loss.backward()
-            results[(loss_name, with_grad)] = {
-                "loss": loss.detach(),
-                "grads": [p.grad for p in model.parameters()],
-            }
+            results[(loss_name, with_grad)] = {"loss": loss.detach(), "grads": [p.grad for p in model.parameters()]}
         results["world"], results["rank"] = distributed.world_size(), distributed.rank()
         # the trainer under torchrun-style env vars (it joins the existing process group and
         # destroys it at the end, so it runs last): 1 epoch, global batch 16 = 2 x 8
-        run = train(
-            TrainConfig(
-                dataset=f"imagefolder:{folder}",
-                cache_dir=os.path.join(out_dir, f"cache{rank}"),
-                arch="small_cnn",
-                width=4,
-                proj_dim=8,
-                epochs=1,
-                batch_size=16,
-                warmup_epochs=0,
-                linear_probe=False,
-                metrics=False,
-                knn_k=10,
-                quiet=True,
-                progress=False,
-                out_dir=os.path.join(out_dir, "run"),
-            )
-        )
-        results["train"] = {
-            "state": run.model.state_dict(),
-            "history": run.history,
-            "results": run.results,
-        }
+        run = train(TrainConfig(dataset=f"imagefolder:{folder}", cache_dir=os.path.join(out_dir, f"cache{rank}"),
+                                arch="small_cnn", width=4, proj_dim=8, epochs=1, batch_size=16, warmup_epochs=0,
+                                linear_probe=False, metrics=False, knn_k=10, quiet=True, progress=False,
+                                out_dir=os.path.join(out_dir, "run")))
+        results["train"] = {"state": run.model.state_dict(), "history": run.history, "results": run.results}
         torch.save(results, os.path.join(out_dir, f"rank{rank}.pt"))
     finally:
         distributed.cleanup()
@@ -128,9 +91,7 @@ def _single_process(loss_name: str):
 def two_process_results(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     folder = make_image_folder(out / "imgs")
-    mp.spawn(
-        _worker, args=(_free_port(), str(out), str(folder)), nprocs=WORLD, join=True
-    )
+    mp.spawn(_worker, args=(_free_port(), str(out), str(folder)), nprocs=WORLD, join=True)
     return [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(WORLD)]
 
 
@@ -148,12 +109,8 @@ def test_gather_with_grad_matches_single_process(two_process_results, loss_name)
 def test_plain_all_gather_gets_gradients_wrong(two_process_results):
     out = two_process_results[0][("infonce", False)]
     loss, grads = _single_process("infonce")
-    torch.testing.assert_close(
-        out["loss"], loss, rtol=1e-5, atol=1e-6
-    )  # the forward pass is fine...
-    assert not torch.allclose(
-        out["grads"][0], grads[0], rtol=1e-3, atol=1e-5
-    )  # ...the gradient is not
+    torch.testing.assert_close(out["loss"], loss, rtol=1e-5, atol=1e-6)  # the forward pass is fine...
+    assert not torch.allclose(out["grads"][0], grads[0], rtol=1e-3, atol=1e-5)  # ...the gradient is not
 
 
 def test_trainer_under_two_processes(two_process_results, tmp_path_factory):
@@ -163,17 +120,11 @@ def test_trainer_under_two_processes(two_process_results, tmp_path_factory):
     assert a["results"]["hardware"]["world_size"] == 2
     assert [h["loss"] for h in a["history"]] == [h["loss"] for h in b["history"]]
     assert len(a["history"]) == 1 and a["history"][0]["loss"] > 0
-    params = [
-        k for k in a["state"] if not any(s in k for s in ("running_", "num_batches"))
-    ]
+    params = [k for k in a["state"] if not any(s in k for s in ("running_", "num_batches"))]
     assert len(params) > 10
-    for k in (
-        params
-    ):  # BN running statistics stay per-process on CPU (SyncBatchNorm is GPU-only)
+    for k in params:  # BN running statistics stay per-process on CPU (SyncBatchNorm is GPU-only)
         torch.testing.assert_close(a["state"][k], b["state"][k], rtol=0, atol=0)
-    assert (
-        "knn_acc" in a["results"]["final"] and b["results"]["final"] == {}
-    )  # evaluation on rank 0 only
+    assert "knn_acc" in a["results"]["final"] and b["results"]["final"] == {}  # evaluation on rank 0 only
 
 
 def test_single_process_fallbacks():
@@ -196,9 +147,7 @@ def test_process_group_destroyed_after_nonfinite_loss(tmp_path, monkeypatch):
     import cl_lib.train as train_mod
 
     folder = make_image_folder(tmp_path / "imgs")
-    monkeypatch.setenv(
-        "WORLD_SIZE", "2"
-    )  # what torchrun sets; setup() is replaced below
+    monkeypatch.setenv("WORLD_SIZE", "2")  # what torchrun sets; setup() is replaced below
 
     def one_process_group(backend=None):
         store = dist.FileStore(str(tmp_path / "store"), 1)
@@ -210,21 +159,10 @@ def test_process_group_destroyed_after_nonfinite_loss(tmp_path, monkeypatch):
     def nan_loss(z1, z2, labels=None):
         return (z1 - z2).pow(2).mean() * float("nan")
 
-    cfg = TrainConfig(
-        dataset=f"imagefolder:{folder}",
-        cache_dir=str(tmp_path / "cache"),
-        arch="small_cnn",
-        width=4,
-        proj_dim=8,
-        epochs=1,
-        batch_size=16,
-        warmup_epochs=0,
-        linear_probe=False,
-        metrics=False,
-        quiet=True,
-        progress=False,
-        loss=nan_loss,
-    )
+    cfg = TrainConfig(dataset=f"imagefolder:{folder}", cache_dir=str(tmp_path / "cache"),
+                      arch="small_cnn", width=4, proj_dim=8, epochs=1, batch_size=16,
+                      warmup_epochs=0, linear_probe=False, metrics=False, quiet=True,
+                      progress=False, loss=nan_loss)
     with pytest.raises(train_mod.NonFiniteLossError):
         train(cfg)
     assert not dist.is_initialized()

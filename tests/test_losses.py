@@ -248,19 +248,15 @@ CASES = {
         lambda a, b, y, t: L.cloa_loss(
             a, b, y, anchors=_anchors(a.shape[1]), weight=0.7, tau=t
         ),
-        lambda a, b, y, t: (
-            ref_infonce(a, b, t)
-            + 0.7 * ref_cloa(torch.cat([a, b]), torch.cat([y, y]), _anchors(a.shape[1]))
-        ),
+        lambda a, b, y, t: ref_infonce(a, b, t)
+        + 0.7 * ref_cloa(torch.cat([a, b]), torch.cat([y, y]), _anchors(a.shape[1])),
     ),
     "cloa_num_classes": (
         lambda a, b, y, t: L.cloa_loss(
             a, b, y, num_classes=3, seed=ANCHOR_SEED, base="dcl", tau=t
         ),
-        lambda a, b, y, t: (
-            ref_dcl(a, b, t)
-            + ref_cloa(torch.cat([a, b]), torch.cat([y, y]), _anchors(a.shape[1]))
-        ),
+        lambda a, b, y, t: ref_dcl(a, b, t)
+        + ref_cloa(torch.cat([a, b]), torch.cat([y, y]), _anchors(a.shape[1])),
     ),
     "vicreg": (
         lambda a, b, y, t: L.vicreg_loss(a, b),
@@ -502,9 +498,8 @@ def test_dhel_and_kcl_match_the_authors_formulation():
     losses.py/utils.py (product of the two views' denominators; pdist-based Gaussian
     energy, mean over i < j)."""
     z1, z2, _ = _inputs(7, 5, seed=18)
-    u, v = (
-        torch.nn.functional.normalize(z1, dim=1),
-        torch.nn.functional.normalize(z2, dim=1),
+    u, v = torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(
+        z2, dim=1
     )
     tau, mask = 0.3, torch.eye(7, dtype=torch.bool)
     sim_u = torch.exp(u @ u.T / tau).masked_fill(mask, 0)
@@ -1011,14 +1006,13 @@ def test_terms_gradcheck(term):
     z2.requires_grad_()
     fn = {
         "invariance": lambda a, b: L.vicreg_invariance_term(a, b),
-        "variance": lambda a, b: (
-            L.vicreg_variance_term(0.3 * a) + L.vicreg_variance_term(b)
-        ),
+        "variance": lambda a, b: L.vicreg_variance_term(0.3 * a)
+        + L.vicreg_variance_term(b),
         "covariance": lambda a, b: L.vicreg_covariance_term(a + b),
-        "cross_correlation": lambda a, b: (
-            L.barlow_twins_redundancy_term(L.barlow_twins_cross_correlation(a, b))
-            + L.barlow_twins_invariance_term(L.barlow_twins_cross_correlation(a, b))
-        ),
+        "cross_correlation": lambda a, b: L.barlow_twins_redundancy_term(
+            L.barlow_twins_cross_correlation(a, b)
+        )
+        + L.barlow_twins_invariance_term(L.barlow_twins_cross_correlation(a, b)),
     }[term]
     assert torch.autograd.gradcheck(fn, (z1, z2), eps=1e-6, atol=1e-5)
 
@@ -1068,9 +1062,8 @@ def test_dcl_matches_lightly_formulation():
     """lightly's DCLLoss (weight_fn=None, lightly >= 1.5.21): mean of the two
     directions, one log-sum-exp over the other samples of both views."""
     z1, z2, _ = _inputs(7, 4, seed=62)
-    u, v = (
-        torch.nn.functional.normalize(z1, dim=1),
-        torch.nn.functional.normalize(z2, dim=1),
+    u, v = torch.nn.functional.normalize(z1, dim=1), torch.nn.functional.normalize(
+        z2, dim=1
     )
     eye = torch.eye(7, dtype=torch.bool)
 

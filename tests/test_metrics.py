@@ -1,5 +1,4 @@
 """Tests for cl_lib.metrics on inputs whose answers are known in closed form."""
-
 import math
 
 import numpy as np
@@ -7,15 +6,8 @@ import pytest
 import torch
 from scipy import integrate
 
-from cl_lib.metrics import (
-    alignment,
-    effective_rank,
-    embedding_variance,
-    rank,
-    uniformity,
-    uniform_sphere_cosine_quantile,
-    wasserstein_uniformity,
-)
+from cl_lib.metrics import (alignment, effective_rank, embedding_variance, rank, uniformity,
+                            uniform_sphere_cosine_quantile, wasserstein_uniformity)
 
 
 def _uniform_sphere(n, d, seed=0):
@@ -37,7 +29,7 @@ def test_alignment_perfect_is_zero_and_scale_invariant():
 def test_alignment_antipodal_is_two_to_alpha():
     z = torch.randn(16, 4)
     for alpha in (1, 2, 3):
-        assert alignment(z, -z, alpha=alpha) == pytest.approx(2.0**alpha)
+        assert alignment(z, -z, alpha=alpha) == pytest.approx(2.0 ** alpha)
 
 
 def test_alignment_orthogonal_pairs():
@@ -58,11 +50,7 @@ def test_uniformity_antipodal_pair():
 def test_uniformity_matches_definition():
     z = torch.randn(10, 3, dtype=torch.float64)
     u = z / z.norm(dim=1, keepdim=True)
-    vals = [
-        math.exp(-2 * float((u[i] - u[j]).pow(2).sum()))
-        for i in range(10)
-        for j in range(i + 1, 10)
-    ]
+    vals = [math.exp(-2 * float((u[i] - u[j]).pow(2).sum())) for i in range(10) for j in range(i + 1, 10)]
     assert uniformity(z) == pytest.approx(math.log(np.mean(vals)), rel=1e-10)
 
 
@@ -114,9 +102,7 @@ def test_embedding_variance_known_value():
 @pytest.mark.parametrize("d", [2, 3, 8])
 def test_cosine_quantile_matches_density(d):
     # median 0 by symmetry, and the CDF of the density (1-t^2)^{(d-3)/2} at the 0.8-quantile is 0.8
-    assert uniform_sphere_cosine_quantile(np.array([0.5]), d)[0] == pytest.approx(
-        0.0, abs=1e-12
-    )
+    assert uniform_sphere_cosine_quantile(np.array([0.5]), d)[0] == pytest.approx(0.0, abs=1e-12)
     q80 = uniform_sphere_cosine_quantile(np.array([0.8]), d)[0]
     dens = lambda t: (1 - t * t) ** ((d - 3) / 2)  # noqa: E731
     num = integrate.quad(dens, -1, q80)[0] / integrate.quad(dens, -1, 1)[0]
@@ -152,25 +138,22 @@ def test_wasserstein_pair_subsampling_is_seeded():
 
 
 # ---------------------------------------------------------------- validation
-@pytest.mark.parametrize(
-    "call",
-    [
-        lambda: alignment(torch.randn(4, 3), torch.randn(5, 3)),
-        lambda: alignment(torch.randn(4, 3), torch.randn(4, 3), alpha=0),
-        lambda: alignment(torch.zeros(4, 3), torch.randn(4, 3)),
-        lambda: uniformity(torch.randn(1, 3)),
-        lambda: uniformity(torch.randn(4, 3), t=-1),
-        lambda: uniformity(torch.randn(4)),
-        lambda: uniformity(np.zeros((4, 3))),
-        lambda: rank(torch.full((3, 3), float("nan"))),
-        lambda: rank(torch.randn(3, 3), tol=-1.0),
-        lambda: effective_rank(torch.zeros(3, 3)),
-        lambda: embedding_variance(torch.randn(2, 3, 4)),
-        lambda: wasserstein_uniformity(torch.randn(5, 1)),
-        lambda: wasserstein_uniformity(torch.randn(5, 3), n_ref=0),
-        lambda: uniform_sphere_cosine_quantile(np.array([0.5]), 1),
-    ],
-)
+@pytest.mark.parametrize("call", [
+    lambda: alignment(torch.randn(4, 3), torch.randn(5, 3)),
+    lambda: alignment(torch.randn(4, 3), torch.randn(4, 3), alpha=0),
+    lambda: alignment(torch.zeros(4, 3), torch.randn(4, 3)),
+    lambda: uniformity(torch.randn(1, 3)),
+    lambda: uniformity(torch.randn(4, 3), t=-1),
+    lambda: uniformity(torch.randn(4)),
+    lambda: uniformity(np.zeros((4, 3))),
+    lambda: rank(torch.full((3, 3), float("nan"))),
+    lambda: rank(torch.randn(3, 3), tol=-1.0),
+    lambda: effective_rank(torch.zeros(3, 3)),
+    lambda: embedding_variance(torch.randn(2, 3, 4)),
+    lambda: wasserstein_uniformity(torch.randn(5, 1)),
+    lambda: wasserstein_uniformity(torch.randn(5, 3), n_ref=0),
+    lambda: uniform_sphere_cosine_quantile(np.array([0.5]), 1),
+])
 def test_bad_input_raises(call):
     with pytest.raises(ValueError):
         call()
@@ -178,25 +161,15 @@ def test_bad_input_raises(call):
 
 def test_returns_python_numbers():
     z = torch.randn(10, 4)
-    for v in (
-        alignment(z, z),
-        uniformity(z),
-        effective_rank(z),
-        embedding_variance(z),
-        wasserstein_uniformity(z),
-    ):
+    for v in (alignment(z, z), uniformity(z), effective_rank(z), embedding_variance(z), wasserstein_uniformity(z)):
         assert isinstance(v, float)
     assert isinstance(rank(z), int)
 
 
-@pytest.mark.skipif(
-    not torch.cuda.is_available(), reason="needs a GPU: checks that CUDA input works"
-)
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU: checks that CUDA input works")
 def test_wasserstein_uniformity_accepts_cuda_input():
     u = _uniform_sphere(200, 3)
-    assert wasserstein_uniformity(u.cuda()) == pytest.approx(
-        wasserstein_uniformity(u), abs=1e-9
-    )
+    assert wasserstein_uniformity(u.cuda()) == pytest.approx(wasserstein_uniformity(u), abs=1e-9)
 
 
 def test_error_messages_name_the_function_and_argument():
@@ -209,8 +182,6 @@ def test_error_messages_name_the_function_and_argument():
         rank(torch.full((3, 3), float("nan")))
     with pytest.raises(ValueError, match=r"^effective_rank: z must be non-zero"):
         effective_rank(torch.zeros(3, 3))
-    with pytest.raises(
-        ValueError, match=r"^wasserstein_uniformity: n_ref must be an integer"
-    ):
+    with pytest.raises(ValueError, match=r"^wasserstein_uniformity: n_ref must be an integer"):
         wasserstein_uniformity(torch.randn(5, 3), n_ref=0)
-    assert rank(torch.eye(3, dtype=torch.long)) == 3  # integer matrices are accepted
+    assert rank(torch.eye(3, dtype=torch.long)) == 3   # integer matrices are accepted

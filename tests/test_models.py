@@ -1,27 +1,16 @@
 """Tests for cl_lib.models: shapes, stems, the backbone/projector split, bad input."""
-
 import pytest
 import torch
 import torch.nn as nn
 
-from cl_lib.models import (
-    ARCHS,
-    ContrastiveModel,
-    MLPProjector,
-    SmallConvNet,
-    build_backbone,
-    build_model,
-)
+from cl_lib.models import ARCHS, ContrastiveModel, MLPProjector, SmallConvNet, build_backbone, build_model
 
 
 def test_small_cnn_shapes_and_feature_dim():
     net = SmallConvNet(width=8)
     assert net.feature_dim == 64
     assert net(torch.randn(3, 3, 32, 32)).shape == (3, 64)
-    assert net(torch.randn(2, 3, 17, 23)).shape == (
-        2,
-        64,
-    )  # any image size (global pooling)
+    assert net(torch.randn(2, 3, 17, 23)).shape == (2, 64)  # any image size (global pooling)
 
 
 @pytest.mark.parametrize("arch, dim", [("cifar_resnet18", 512), ("resnet18", 512)])
@@ -30,22 +19,14 @@ def test_cifar_resnet18_stem(arch, dim):
     assert net.conv1.kernel_size == (3, 3) and net.conv1.stride == (1, 1)
     assert isinstance(net.maxpool, nn.Identity) and isinstance(net.fc, nn.Identity)
     assert net.feature_dim == dim
-    assert net(torch.randn(2, 3, 8, 8)).shape == (
-        2,
-        dim,
-    )  # stride-1 stem: even 8x8 inputs work
+    assert net(torch.randn(2, 3, 8, 8)).shape == (2, dim)  # stride-1 stem: even 8x8 inputs work
 
 
 def test_imagenet_resnet_stem_auto_and_explicit():
-    for net in (
-        build_backbone("resnet18", image_size=96),
-        build_backbone("imagenet_resnet18", image_size=32),
-    ):
+    for net in (build_backbone("resnet18", image_size=96), build_backbone("imagenet_resnet18", image_size=32)):
         assert net.conv1.kernel_size == (7, 7) and net.conv1.stride == (2, 2)
         assert isinstance(net.maxpool, nn.MaxPool2d)
-    assert build_backbone("resnet18", image_size=96)(
-        torch.randn(2, 3, 64, 64)
-    ).shape == (2, 512)
+    assert build_backbone("resnet18", image_size=96)(torch.randn(2, 3, 64, 64)).shape == (2, 512)
 
 
 def test_projector_layers():
@@ -87,14 +68,8 @@ def test_all_arch_names_build():
         assert build_backbone(arch).feature_dim == want  # width 32: 8 x 32
 
 
-@pytest.mark.parametrize(
-    "kwargs",
-    [
-        dict(arch="vgg"),
-        dict(arch="small_cnn", width=0),
-        dict(arch="resnet18", image_size=0),
-    ],
-)
+@pytest.mark.parametrize("kwargs", [dict(arch="vgg"), dict(arch="small_cnn", width=0),
+                                    dict(arch="resnet18", image_size=0)])
 def test_bad_input(kwargs):
     with pytest.raises(ValueError):
         build_backbone(**kwargs)
