@@ -590,8 +590,14 @@ def heldout_metrics(
             out.update(_geometry(mats[name], suffix, wasserstein))
     if views is not None:
         z1, z2 = (v.cpu() for v in views)
-        finite = bool(torch.isfinite(z1).all() and torch.isfinite(z2).all())
-        out["alignment"] = metrics.alignment(z1, z2) if finite else float("nan")
+        # NaN, like the sphere metrics, where a view cannot be put on the sphere
+        # (a non-finite value, or an all-zero row: a network with no projector and
+        # a ReLU before its output can map an image to 0)
+        ok = all(
+            bool(torch.isfinite(v).all() and (v.norm(dim=1) > 0).all())
+            for v in (z1, z2)
+        )
+        out["alignment"] = metrics.alignment(z1, z2) if ok else float("nan")
     if spectra:
         out.update(_spectra(**mats))
     if bank is not None:

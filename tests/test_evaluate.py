@@ -251,3 +251,12 @@ def test_embed_heldout_draws_the_same_views_and_restores_the_mode():
     _, _, other = embed_heldout(model, images, augment, seed=4, features=h)
     assert not torch.equal(v1, other[0])  # another seed, other views
     assert embed_heldout(model, images, augment, seed=3, views=False)[2] is None
+
+
+def test_heldout_alignment_is_nan_for_a_view_with_a_zero_row():
+    # a projector-less network ending in a ReLU can map an image to 0: no crash
+    z1, z2 = torch.randn(8, 4), torch.randn(8, 4)
+    z2[3] = 0
+    out = heldout_metrics(torch.randn(8, 4), views=(z1, z2))
+    assert math.isnan(out["alignment"])
+    assert math.isfinite(heldout_metrics(views=(z1, z1 + 0.1))["alignment"])
