@@ -593,10 +593,7 @@ def heldout_metrics(
         # NaN, like the sphere metrics, where a view cannot be put on the sphere
         # (a non-finite value, or an all-zero row: a network with no projector and
         # a ReLU before its output can map an image to 0)
-        ok = all(
-            bool(torch.isfinite(v).all() and (v.norm(dim=1) > 0).all())
-            for v in (z1, z2)
-        )
+        ok = _sphere(z1) is not None and _sphere(z2) is not None
         out["alignment"] = metrics.alignment(z1, z2) if ok else float("nan")
     if spectra:
         out.update(_spectra(**mats))

@@ -489,7 +489,7 @@ def decide_table(
     differences: Mapping[Hashable, Difference], alpha: float = ALPHA
 ) -> dict[Hashable, Difference]:
     """The verdicts of :func:`verdict_table` for differences already computed (e.g.
-    :func:`contrast`\ s read together as one table): both sets of p-values are
+    several results of :func:`contrast` read as one table): both sets of p-values are
     Holm-corrected over the table, then each difference is decided.
 
     Args:

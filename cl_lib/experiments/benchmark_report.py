@@ -707,13 +707,15 @@ def tau_effect(groups: Mapping, low: float, high: float) -> dict:
     """Each loss at the temperature ``low`` against itself at ``high``, in both
     read-outs, one table: ``{(key, read-out): Difference}`` (Welch, Holm over the
     table; no equivalence margin: the question is whether tau moves the accuracy)."""
-    raw = {}
-    for read, metric in READ.items():
-        for key, by_tau in groups.items():
-            if low in by_tau and high in by_tau:
-                a, b = (summary(by_tau[t], metric).values for t in (low, high))
-                raw[(key, read)] = S.welch(a, b, margin=None)
-    return S.decide_table(raw)
+    return R.compare_table(
+        {
+            (key, read): (summary(by_tau[low], m), summary(by_tau[high], m))
+            for read, m in READ.items()
+            for key, by_tau in groups.items()
+            if low in by_tau and high in by_tau
+        },
+        margin=None,
+    )
 
 
 def _tau_cell(s) -> str:
@@ -744,20 +746,21 @@ def tau_report(study: Study, metric: str = KNN) -> dict:
         print(f"{table} (Holm over the table):")
         for (name, tau), d in found.items():
             print(f"  tau {tau:<4g} {name:<17} {d.interval()}: {word(d)}")
-    change = tau_prediction(groups, taus[0], taus[-1]) if taus else {}
-    if change:
-        print(
-            f"Chapter 4's prediction: (DHEL - SimCLR) at tau {taus[0]:g} minus at "
-            f"tau {taus[-1]:g}, Holm over the table"
-        )
-    for (key, read), d in change.items():
-        print(f"  {TAU_LOSSES[key]:<13} {read:<6}{d.interval()}: {word(d)}")
-    effect = tau_effect(groups, taus[0], taus[-1]) if taus else {}
-    if effect:
+    change, effect = {}, {}
+    if taus:
         low, high = taus[0], taus[-1]
-        print(f"Each loss at tau {low:g} minus at tau {high:g}, Holm over the table")
-    for (key, read), d in effect.items():
-        print(f"  {TAU_LOSSES[key]:<13} {read:<6}{d.interval()}: {word(d)}")
+        change = tau_prediction(groups, low, high)
+        effect = tau_effect(groups, low, high)
+        titles = (
+            f"Chapter 4's prediction: (DHEL - SimCLR) at tau {low:g} minus at "
+            f"tau {high:g}, Holm over the table",
+            f"Each loss at tau {low:g} minus at tau {high:g}, Holm over the table",
+        )
+        for title, found in zip(titles, (change, effect)):
+            if found:
+                print(title)
+            for (key, read), d in found.items():
+                print(f"  {TAU_LOSSES[key]:<13} {read:<6}{d.interval()}: {word(d)}")
     return {"groups": groups, "verdicts": verdicts, "change": change, "effect": effect}
 
 
