@@ -176,23 +176,36 @@ def views(
     *,
     min_rows: int = 2,
     finite: bool = True,
+    batched: bool = False,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Two views of a batch: each an ``(N, d)`` embedding tensor, both of the same
     shape.
 
     Args:
-        z1: First view, shape ``(N, d)``.
+        z1: First view, shape ``(N, d)`` (with ``batched``, also ``(R, N, d)``: ``R``
+            independent batches).
         z2: Second view, shape ``(N, d)``; row ``i`` is the positive of ``z1[i]``.
         where: Calling public function, for the message.
         min_rows: Smallest allowed batch size ``N`` (2: a negative needs a second
             sample).
         finite: Also require finite entries (see :func:`embeddings`).
+        batched: Accept a leading dimension of independent batches.
 
     Returns:
         ``(z1, z2)`` unchanged.
     """
-    embeddings(z1, "z1", where, min_rows=min_rows, finite=finite)
-    embeddings(z2, "z2", where, min_rows=min_rows, finite=finite)
+    for z, name in ((z1, "z1"), (z2, "z2")):
+        if batched and isinstance(z, torch.Tensor) and z.dim() == 3:
+            embeddings(z, name, where, min_rows=1, ndim=3, finite=finite)
+            if z.shape[-2] < min_rows:
+                raise fail(
+                    where,
+                    name,
+                    f"(R, N, d) with N >= {min_rows}",
+                    f"shape {tuple(z.shape)}",
+                )
+        else:
+            embeddings(z, name, where, min_rows=min_rows, finite=finite)
     if z1.shape != z2.shape:
         raise fail(
             where,

@@ -8,10 +8,12 @@ Every loss has the same signature::
 embeddings, row ``i`` of ``z1`` and row ``i`` of ``z2`` being a positive pair.
 ``labels`` (shape ``(N,)``, integer class indices) is used by SupCon, NSCL and CLOA,
 which raise ``ValueError`` without it, and ignored by the others. Hyper-parameters are
-keyword-only. Losses that live on the unit sphere normalise inside. :func:`get_loss`
-returns a loss by name, its hyper-parameters checked once; :data:`LOSSES` is the
-registry behind it (:class:`LossSpec`: function, whether it needs labels,
-hyper-parameters and their defaults).
+keyword-only. InfoNCE, DCL, DHEL and KCL also take ``(R, N, d)`` views: ``R``
+independent batches in one call, one loss each (shape ``(R,)``), as the book's
+free-point experiments minimise many restarts at once. Losses that live on the unit
+sphere normalise inside. :func:`get_loss` returns a loss by name, its hyper-parameters
+checked once; :data:`LOSSES` is the registry behind it (:class:`LossSpec`: function,
+whether it needs labels, hyper-parameters and their defaults).
 
 Conventions shared by all functions:
 
@@ -161,7 +163,7 @@ def _cast_up(z: torch.Tensor) -> torch.Tensor:
 
 def _unit_rows(z: torch.Tensor) -> torch.Tensor:
     """Cast up, then project each row onto the unit sphere."""
-    return F.normalize(_cast_up(z), dim=1)
+    return F.normalize(_cast_up(z), dim=-1)
 
 
 def _stacked_logits(
@@ -171,12 +173,19 @@ def _stacked_logits(
     index.
 
     Returns ``logits[a, b] = w_a . w_b / tau`` (2N, 2N), self-similarities NOT yet
-    masked, and ``pos[a] = p(a)`` (the other view of the same sample).
+    masked, and ``pos[a] = p(a)`` (the other view of the same sample). A leading
+    batch dimension, ``(R, N, d)`` views, gives ``(R, 2N, 2N)`` logits.
     """
-    w = torch.cat([_unit_rows(z1), _unit_rows(z2)], dim=0)
-    n = z1.shape[0]
+    w = torch.cat([_unit_rows(z1), _unit_rows(z2)], dim=-2)
+    n = z1.shape[-2]
     pos = (torch.arange(2 * n, device=w.device) + n) % (2 * n)
-    return w @ w.T / tau, pos
+    return w @ w.transpose(-1, -2) / tau, pos
+
+
+def _positive_logits(logits: torch.Tensor, pos: torch.Tensor) -> torch.Tensor:
+    """``logits[..., a, p(a)]`` for every anchor ``a``: shape ``(..., 2N)``."""
+    index = pos.expand(*logits.shape[:-1]).unsqueeze(-1)
+    return logits.gather(-1, index).squeeze(-1)
 
 
 def _unused_labels(labels: Any, n: int, where: str) -> None:
@@ -238,13 +247,12 @@ def _check_barlow(where: str, lambd: float) -> dict:
 def _infonce(
     z1: torch.Tensor, z2: torch.Tensor, labels: Any, tau: float
 ) -> torch.Tensor:
-    checks.views(z1, z2, "infonce_loss")
-    _unused_labels(labels, z1.shape[0], "infonce_loss")
+    checks.views(z1, z2, "infonce_loss", batched=True)
+    _unused_labels(labels, z1.shape[-2], "infonce_loss")
     logits, pos = _stacked_logits(z1, z2, tau)
-    self_mask = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
+    self_mask = torch.eye(logits.shape[-1], dtype=torch.bool, device=logits.device)
     logits = logits.masked_fill(self_mask, float("-inf"))
-    anchors = torch.arange(logits.shape[0], device=logits.device)
-    return (torch.logsumexp(logits, dim=1) - logits[anchors, pos]).mean()
+    return (torch.logsumexp(logits, dim=-1) - _positive_logits(logits, pos)).mean(-1)
 
 
 def infonce_loss(
@@ -273,22 +281,23 @@ def infonce_loss(
         tau: Temperature, > 0 (lightly/solo-learn: ``temperature``).
 
     Returns:
-        The loss, a scalar tensor (float32, or float64 for float64 inputs).
+        The loss, a scalar tensor (float32, or float64 for float64 inputs); shape
+        ``(R,)`` for ``(R, N, d)`` views.
     """
     return _infonce(z1, z2, labels, **_check_tau("infonce_loss", tau))
 
 
 @_full_precision
 def _dcl(z1: torch.Tensor, z2: torch.Tensor, labels: Any, tau: float) -> torch.Tensor:
-    checks.views(z1, z2, "dcl_loss")
-    _unused_labels(labels, z1.shape[0], "dcl_loss")
+    checks.views(z1, z2, "dcl_loss", batched=True)
+    _unused_labels(labels, z1.shape[-2], "dcl_loss")
     logits, pos = _stacked_logits(z1, z2, tau)
-    anchors = torch.arange(logits.shape[0], device=logits.device)
-    positive = logits[anchors, pos]
-    drop = torch.eye(logits.shape[0], dtype=torch.bool, device=logits.device)
+    anchors = torch.arange(logits.shape[-1], device=logits.device)
+    positive = _positive_logits(logits, pos)
+    drop = torch.eye(logits.shape[-1], dtype=torch.bool, device=logits.device)
     drop[anchors, pos] = True
     negatives = logits.masked_fill(drop, float("-inf"))
-    return (torch.logsumexp(negatives, dim=1) - positive).mean()
+    return (torch.logsumexp(negatives, dim=-1) - positive).mean(-1)
 
 
 def dcl_loss(
@@ -313,7 +322,7 @@ def dcl_loss(
         tau: Temperature, > 0 (lightly's ``DCLLoss`` defaults to ``temperature=0.1``).
 
     Returns:
-        The loss, a scalar tensor.
+        The loss, a scalar tensor; shape ``(R,)`` for ``(R, N, d)`` views.
     """
     return _dcl(z1, z2, labels, **_check_tau("dcl_loss", tau))
 
@@ -322,20 +331,20 @@ def dcl_loss(
 def _dhel(
     z1: torch.Tensor, z2: torch.Tensor, labels: Any, tau: float, both_views: bool
 ) -> torch.Tensor:
-    checks.views(z1, z2, "dhel_loss")
-    _unused_labels(labels, z1.shape[0], "dhel_loss")
+    checks.views(z1, z2, "dhel_loss", batched=True)
+    _unused_labels(labels, z1.shape[-2], "dhel_loss")
     u, v = _unit_rows(z1), _unit_rows(z2)
-    self_mask = torch.eye(u.shape[0], dtype=torch.bool, device=u.device)
+    self_mask = torch.eye(u.shape[-2], dtype=torch.bool, device=u.device)
 
     def log_energy(x: torch.Tensor) -> torch.Tensor:
         """log sum_{j != i} exp(x_i . x_j / tau), one value per row i."""
-        logits = (x @ x.T / tau).masked_fill(self_mask, float("-inf"))
-        return torch.logsumexp(logits, dim=1)
+        logits = (x @ x.transpose(-1, -2) / tau).masked_fill(self_mask, float("-inf"))
+        return torch.logsumexp(logits, dim=-1)
 
-    loss = -(u * v).sum(dim=1) / tau + log_energy(u)
+    loss = -(u * v).sum(dim=-1) / tau + log_energy(u)
     if both_views:
         loss = loss + log_energy(v)
-    return loss.mean()
+    return loss.mean(-1)
 
 
 def dhel_loss(
@@ -370,7 +379,7 @@ def dhel_loss(
         both_views: Add the energy term of ``z2`` too.
 
     Returns:
-        The loss, a scalar tensor.
+        The loss, a scalar tensor; shape ``(R,)`` for ``(R, N, d)`` views.
     """
     return _dhel(z1, z2, labels, **_check_dhel("dhel_loss", tau, both_views))
 
@@ -409,20 +418,20 @@ def _kcl(
     kernel_param: float,
     gamma: float,
 ) -> torch.Tensor:
-    checks.views(z1, z2, "kcl_loss")
-    _unused_labels(labels, z1.shape[0], "kcl_loss")
+    checks.views(z1, z2, "kcl_loss", batched=True)
+    _unused_labels(labels, z1.shape[-2], "kcl_loss")
     u, v = _unit_rows(z1), _unit_rows(z2)
-    n = u.shape[0]
+    n = u.shape[-2]
     off_diagonal = ~torch.eye(n, dtype=torch.bool, device=u.device)
 
     def sq_dist(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:  # on the sphere
-        return (2 - 2 * (a @ b.T)).clamp_min(0)
+        return (2 - 2 * (a @ b.transpose(-1, -2))).clamp_min(0)
 
     def energy(x: torch.Tensor) -> torch.Tensor:  # mean over ordered pairs i != j
-        return kernel_fn(sq_dist(x, x)[off_diagonal], kernel_param).mean()
+        return kernel_fn(sq_dist(x, x)[..., off_diagonal], kernel_param).mean(-1)
 
     # positives are close, where 2 - 2 u.v cancels badly in float32: use u - v itself
-    alignment = kernel_fn(((u - v) ** 2).sum(dim=1), kernel_param).mean()
+    alignment = kernel_fn(((u - v) ** 2).sum(dim=-1), kernel_param).mean(-1)
     return -2 * alignment + gamma * (energy(u) + energy(v))
 
 
@@ -473,7 +482,7 @@ def kcl_loss(
         **kernel_params: The kernel's one parameter, ``t``, ``c`` or ``s`` (see above).
 
     Returns:
-        The loss, a scalar tensor.
+        The loss, a scalar tensor; shape ``(R,)`` for ``(R, N, d)`` views.
     """
     return _kcl(
         z1, z2, labels, **_check_kcl("kcl_loss", kernel, gamma, **kernel_params)

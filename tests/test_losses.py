@@ -354,6 +354,37 @@ def test_gradcheck(case):
     )
 
 
+# the losses that take a leading dimension of independent batches, (R, N, d) -> (R,)
+BATCHED = ["infonce", "dcl", "dhel", "dhel_both", "kcl_gaussian", "kcl_log", "kcl_imq"]
+
+
+@pytest.mark.parametrize("case", BATCHED)
+def test_batched_views_give_one_loss_per_batch(case):
+    """(R, N, d) views: exactly the loss of each batch on its own, gradients too; the
+    free-point chapters minimise many restarts in one call through this."""
+    fn, ref = CASES[case]
+    g = torch.Generator().manual_seed(9)
+    z1 = torch.randn(3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    z2 = torch.randn(3, 5, 4, generator=g, dtype=torch.float64, requires_grad=True)
+    got = fn(z1, z2, None, 0.3)
+    each = torch.stack([fn(a, b, None, 0.3) for a, b in zip(z1, z2)])
+    assert got.shape == (3,) and torch.allclose(got, each, rtol=0, atol=1e-14)
+    assert got[1].item() == pytest.approx(ref(z1[1], z2[1], None, 0.3), rel=1e-9)
+    grads = torch.autograd.grad(got.sum(), (z1, z2))
+    each_grads = torch.autograd.grad(each.sum(), (z1, z2))
+    assert all(torch.allclose(a, b, atol=1e-14) for a, b in zip(grads, each_grads))
+
+
+def test_batched_views_are_checked():
+    x = torch.randn(2, 4, 3)
+    with pytest.raises(ValueError, match="N >= 2"):
+        L.infonce_loss(x[:, :1], x[:, :1])
+    with pytest.raises(ValueError, match="same shape"):
+        L.dhel_loss(x, x[:1])
+    with pytest.raises(ValueError, match="2-D"):  # labelled losses: one batch only
+        L.supcon_loss(x, x, torch.zeros(4, dtype=torch.long))
+
+
 # --------------------------------------------------------------------------------------
 # Invariances
 # --------------------------------------------------------------------------------------
@@ -589,7 +620,7 @@ _Y = torch.tensor([0, 1, 0, 1])
 _A = L.make_anchors(2, 3)
 BAD_CALLS = {
     "z1 not 2-D": (lambda: L.infonce_loss(torch.randn(4), torch.randn(4)), "2-D"),
-    "z2 3-D": (lambda: L.dcl_loss(_Z, torch.randn(4, 3, 1)), "2-D"),
+    "z2 3-D": (lambda: L.dcl_loss(_Z, torch.randn(4, 3, 1)), "same shape"),
     "shape mismatch": (lambda: L.dhel_loss(_Z, torch.randn(5, 3)), "same shape"),
     "dim mismatch": (lambda: L.kcl_loss(_Z, torch.randn(4, 2)), "same shape"),
     "N < 2": (lambda: L.infonce_loss(torch.randn(1, 3), torch.randn(1, 3)), "N >= 2"),

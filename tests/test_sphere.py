@@ -432,15 +432,12 @@ def test_batched_loss_equals_the_engine_loss(name, hyper):
 
 def test_batched_loss_takes_one_temperature_per_batch():
     g = torch.Generator().manual_seed(4)
-    u, v = torch.randn(3, 5, 4, generator=g), torch.randn(3, 5, 4, generator=g)
-    taus = [0.1, 0.5, 1.0]
+    u, v = torch.randn(4, 5, 4, generator=g), torch.randn(4, 5, 4, generator=g)
+    taus = [0.5, 0.1, 0.5, 1.0]  # a repeated one: batches grouped by temperature
     for name in ("infonce", "dcl", "dhel"):
         got = sphere.batched_loss(name, u, v, tau=torch.tensor(taus))
         want = torch.stack(
-            [
-                sphere.batched_loss(name, u[k : k + 1], v[k : k + 1], tau=t)[0]
-                for k, t in enumerate(taus)
-            ]
+            [losses.get_loss(name, tau=t)(u[k], v[k]) for k, t in enumerate(taus)]
         )
         assert torch.allclose(got, want, atol=1e-6), name
 
@@ -451,7 +448,9 @@ def test_batched_loss_bad_input():
         lambda: sphere.batched_loss("vicreg", x, x),
         lambda: sphere.batched_loss("infonce", x, x[:, :3]),
         lambda: sphere.batched_loss("infonce", x, x, tau=0.0),
+        lambda: sphere.batched_loss("dhel", x, x, tau=-1.0),
         lambda: sphere.batched_loss("dhel", x, x, tau=torch.ones(3)),
+        lambda: sphere.batched_loss("infonce", x[0], x[0]),
         lambda: sphere.batched_loss("dcl", x, x, both_views=True),
     ):
         with pytest.raises(ValueError):

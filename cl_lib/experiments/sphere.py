@@ -17,10 +17,10 @@ Contents, top to bottom:
 - :func:`uniform_sphere` -- i.i.d. uniform points;
 - energies, batched over a leading restart dimension: :func:`kernel_energy` (from
   :mod:`cl_lib.kernels`) and :func:`logsumexp_energy`;
-- contrastive losses over free points: :func:`batched_loss` (InfoNCE, DCL, DHEL and KCL
-  for a stack of restarts, equal to ``cl_lib.losses`` restart by restart),
-  :func:`pair_loss_energy`, :func:`aligned_loss_energy`, and their aligned-view energy
-  in closed form, :func:`aligned_energy` (weights :data:`ALIGNED_WEIGHTS`);
+- contrastive losses over free points: :func:`batched_loss` (the registry's InfoNCE,
+  DCL, DHEL and KCL called once on a stack of restarts), :func:`pair_loss_energy`,
+  :func:`aligned_loss_energy`, and their aligned-view energy in closed form,
+  :func:`aligned_energy` (weights :data:`ALIGNED_WEIGHTS`);
 - :func:`minimise` -- the one free-point optimiser: many restarts at once, Riemannian
   gradient descent with an adaptive step (``method="rgd"``) or projected Adam
   (``method="adam"``), with an optional per-step record;
@@ -50,7 +50,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from cl_lib.kernels import KERNELS, kernel_energy, resolve_kernel
+from cl_lib.kernels import KERNELS, kernel_energy
+from cl_lib.losses import get_loss
+
+# the registry losses that accept (R, M, d) views, one value per batch
+BATCHED_LOSSES = ("infonce", "dcl", "dhel", "kcl")
 
 __all__ = [
     "uniform_sphere",
@@ -208,78 +212,47 @@ def aligned_energy(name: str, tau: float) -> Callable[[torch.Tensor], torch.Tens
 
 
 # -------------------- losses on free points
-def _info_nce_family(
-    u: torch.Tensor, v: torch.Tensor, tau: torch.Tensor, decoupled: bool
-) -> torch.Tensor:
-    """NT-Xent over the 2M anchors of [U; V] (DCL: no positive in the denominator)."""
-    m = u.shape[-2]
-    w = torch.cat([u, v], dim=-2)
-    logits = w @ w.transpose(-1, -2) / tau[:, None]
-    eye = torch.eye(2 * m, dtype=torch.bool, device=w.device)
-    positive_of = torch.cat([torch.arange(m, 2 * m), torch.arange(m)]).to(w.device)
-    positive = (u * v).sum(-1) / tau
-    positive = torch.cat([positive, positive], dim=-1)
-    mask = eye
-    if decoupled:
-        mask = eye | F.one_hot(positive_of, 2 * m).bool()
-    denominator = torch.logsumexp(logits.masked_fill(mask, float("-inf")), dim=-1)
-    return (denominator - positive).mean(-1)
-
-
-def _one_view_energy(x: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
-    """DHEL's energy (1/M) sum_i log sum_{j != i} exp(x_i . x_j / tau), per restart."""
-    eye = torch.eye(x.shape[-2], dtype=torch.bool, device=x.device)
-    logits = (x @ x.transpose(-1, -2) / tau[:, None]).masked_fill(eye, float("-inf"))
-    return torch.logsumexp(logits, dim=-1).mean(-1)
-
-
 def batched_loss(name: str, u: torch.Tensor, v: torch.Tensor, **hyper) -> torch.Tensor:
     r"""A contrastive loss for a stack of independent batches, one value per batch.
 
-    The same formulas as ``cl_lib.losses`` (checked to $10^{-12}$ in the tests), written
-    for a leading restart dimension so that many free-point runs share one tensor and
-    one optimiser step. Names: ``"infonce"``, ``"dcl"``, ``"dhel"`` (``tau``: a number
-    or one temperature per batch, shape ``(R,)``; DHEL also ``both_views``), ``"kcl"``
-    (``kernel``, ``gamma`` and the kernel's parameter, :mod:`cl_lib.kernels`).
+    The registry loss itself (``cl_lib.losses.get_loss(name, **hyper)``), called once on
+    ``(R, M, d)`` views: InfoNCE, DCL, DHEL and KCL accept a leading dimension of
+    independent batches, so many free-point runs share one tensor and one optimiser
+    step.
 
     Args:
+        name: ``"infonce"``, ``"dcl"``, ``"dhel"`` or ``"kcl"``.
         u, v: the two views, ``(R, M, d)`` (rows normalised inside).
+        **hyper: the loss's hyper-parameters (``tau``, a number or one temperature
+            per batch, shape ``(R,)``; DHEL ``both_views``; KCL ``kernel``, ``gamma``
+            and the kernel's parameter).
 
     Returns:
         Shape ``(R,)``.
     """
+    if name not in BATCHED_LOSSES:
+        raise ValueError(
+            f"batched_loss knows {', '.join(BATCHED_LOSSES)}, got {name!r}"
+        )
     if u.shape != v.shape or u.ndim != 3 or u.shape[1] < 2:
         raise ValueError(
             f"u and v must both have shape (R, M, d) with M >= 2, got "
             f"{tuple(u.shape)} and {tuple(v.shape)}"
         )
-    u, v = F.normalize(u, dim=-1), F.normalize(v, dim=-1)
-    if name in ("infonce", "dcl", "dhel"):
-        tau = torch.as_tensor(hyper.pop("tau", 0.5), dtype=u.dtype, device=u.device)
-        both_views = bool(hyper.pop("both_views", False)) if name == "dhel" else False
-        if hyper or tau.numel() not in (1, u.shape[0]) or not bool((tau > 0).all()):
-            raise ValueError(
-                f"{name}: need tau > 0 (a number or one per batch) and no other "
-                f"hyper-parameters except both_views for dhel, got tau of shape "
-                f"{tuple(tau.shape)}, {sorted(hyper)}"
-            )
-        tau = tau.reshape(-1, 1)  # broadcasts over (R, M)
-        if name != "dhel":
-            return _info_nce_family(u, v, tau, decoupled=name == "dcl")
-        energy = _one_view_energy(u, tau)
-        if both_views:
-            energy = energy + _one_view_energy(v, tau)
-        return energy - ((u * v).sum(-1) / tau).mean(-1)
-    if name == "kcl":
-        kernel = hyper.pop("kernel", "gaussian")
-        gamma = float(hyper.pop("gamma", 16.0))
-        fn, value = resolve_kernel(kernel, hyper, allow_logarithmic=False)
-        params = {KERNELS[kernel].parameter: value}
-        alignment = fn((u - v).pow(2).sum(-1), value).mean(-1)
-        return -2 * alignment + gamma * (
-            kernel_energy(u, kernel, **params) + kernel_energy(v, kernel, **params)
+    tau = hyper.get("tau")
+    if not isinstance(tau, torch.Tensor) or tau.numel() == 1:
+        return get_loss(name, **hyper)(u, v)
+    if tau.shape != (u.shape[0],):
+        raise ValueError(
+            f"{name}: tau must be a number or one per batch, shape "
+            f"({u.shape[0]},), got shape {tuple(tau.shape)}"
         )
-    raise ValueError(f"batched_loss knows infonce, dcl, dhel and kcl, got {name!r}")
+    # one registry call per distinct temperature, put back in the batches' order
+    groups = [(tau == t).nonzero()[:, 0] for t in tau.unique()]
+    values = [
+        get_loss(name, **{**hyper, "tau": float(tau[i[0]])})(u[i], v[i]) for i in groups
+    ]
+    return torch.cat(values)[torch.cat(groups).argsort()]
 
 
 def _two_views(x: torch.Tensor, m: int) -> tuple[torch.Tensor, torch.Tensor]:
