@@ -145,6 +145,11 @@ def test_paper_protocol_reads_its_settings_and_decides_each_table(tmp_path):
             (folder / f"{name}{s}.json").write_text(json.dumps(r))
 
     fake("paper_infonce_lr1", "step_infonce_lr1_wd0", 1.0)
+    # a run that maps a held-out image to 0 has no sphere variance: left out of it
+    nan_run = folder / "paper_infonce_lr1_s2.json"
+    r = json.loads(nan_run.read_text())
+    r["extra"]["final"]["embedding_variance_sphere_features"] = float("nan")
+    nan_run.write_text(json.dumps(r))
     fake("paper_infonce_lr0.01", "step_infonce_lr1_wd0", 0.01, shift=-0.05)
     fake("paper_cloa_lr1", "step_cloa_lr1_wd0", 1.0)
     d = C.load(tmp_path)
@@ -164,3 +169,10 @@ def test_paper_protocol_reads_its_settings_and_decides_each_table(tmp_path):
     text = C.paper_protocol_report(d, found)
     assert "anchor alone  1     0  pending" in text and "over-fusion" in text
     assert "paper protocol: 9 of 18 runs present" in text
+    assert "* sphere var: without paper_infonce_lr1_s2" in text
+    assert found["fusion"][(strong, mild, "sphere var")].n_a == 2  # the others: 3
+    assert found["fusion"][(strong, mild, "collinearity")].n_a == 3
+    import matplotlib.pyplot as plt
+
+    C.plot_paper_protocol(d, found, "paper protocol")  # absent settings left out
+    plt.close("all")

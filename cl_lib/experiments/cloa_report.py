@@ -278,16 +278,16 @@ def against_refs(d: CloaData, groups: Mapping, refs: Sequence) -> dict:
     return verdicts({**groups, **dict(enumerate(refs))}, pairs, ACC)
 
 
-def beats_in(verdicts: Mapping, name: str, n_refs: int) -> str:
-    """On which accuracies a run is above every reference: 'both', 'kNN', 'probe',
-    'no', or 'one seed' (no verdict)."""
+def beats_in(verdicts: Mapping, name: str, n_refs: int, side: str = R.HIGHER) -> str:
+    """On which accuracies a run is above every reference (``side=R.LOWER``: below
+    every one): 'both', 'kNN', 'probe', 'no', or 'one seed' (no verdict)."""
     ds = [verdicts[(name, j, s)] for j in range(n_refs) for s in ACC]
     if any(d.verdict == R.ONE_SEED for d in ds):
         return "one seed"
     above_all = [
         s
         for s in ACC
-        if all(verdicts[(name, j, s)].verdict == R.HIGHER for j in range(n_refs))
+        if all(verdicts[(name, j, s)].verdict == side for j in range(n_refs))
     ]
     return {0: "no", 1: above_all[0] if above_all else "no", 2: "both"}[len(above_all)]
 
@@ -1040,6 +1040,14 @@ def _paper_label(setting: tuple[str, float]) -> str:
     return f"{PAPER_NAMES[setting[0]]} lr {setting[1]:g}"
 
 
+def defined(recs: Sequence[Mapping], key) -> tuple[list, list[str]]:
+    """The records where ``key`` is a finite number, and the names of the others: a
+    network that maps an image to the zero vector gives it no direction, so its
+    measures on the sphere are NaN (``evaluate.heldout_metrics``)."""
+    ok = [r for r in recs if math.isfinite(R.lookup(r, key))]
+    return ok, [R.run_name(r) for r in recs if r not in ok]
+
+
 def paper_protocol(d: CloaData) -> dict:
     """The CLOA paper's protocol at this scale (weak augmentations, no weight decay,
     batch 128, 30 epochs), InfoNCE, CLOA-InfoNCE and the anchor term alone at
@@ -1057,7 +1065,15 @@ def paper_protocol(d: CloaData) -> dict:
     refs = dict(enumerate(d.references))
     trains = verdicts({**g, **refs}, [(k, j) for k in g for j in refs], ACC)
     strong, mild = ("infonce", PAPER_RATES[-1]), ("infonce", PAPER_RATES[0])
-    fusion = verdicts(g, [(strong, mild)], FUSION, margin=None)
+    table = {  # each measure over the seeds where it is defined
+        (strong, mild, m): tuple(
+            R.seed_summary(defined(g[k], key)[0], key) for k in pair
+        )
+        for m, key in FUSION.items()
+        for pair in [(strong, mild)]
+        if g.get(strong) and g.get(mild)
+    }
+    fusion = R.compare_table(table, margin=None) if table else {}
     return {
         "groups": g,
         "trains": trains,
@@ -1069,7 +1085,7 @@ def paper_protocol(d: CloaData) -> dict:
 def paper_protocol_report(d: CloaData, found: Mapping) -> str:
     """The section's table (seed means, with the over-fusion diagnostics) and its
     three tables of differences; pending lines for what is missing."""
-    g, rows = found["groups"], []
+    g, rows, undefined = found["groups"], [], []
     for key in PAPER_NAMES:
         for eta in PAPER_RATES:
             recs = g.get((key, eta))
@@ -1080,15 +1096,22 @@ def paper_protocol_report(d: CloaData, found: Mapping) -> str:
             row |= {"n": len(recs)}
             row |= {s: f"{R.seed_summary(recs, k).mean:.3f}" for s, k in ACC.items()}
             for name, k in FUSION.items():
-                row[name] = f"{R.seed_summary(recs, k).mean:.2f}"
+                ok, dropped = defined(recs, k)
+                row[name] = f"{R.seed_summary(ok, k).mean:.2f}" + "*" * bool(dropped)
+                undefined += [(name, run) for run in dropped]
             if d.references and len(recs) > 1:
                 n_refs = len(d.references)
-                row["above refs"] = beats_in(found["trains"], (key, eta), n_refs)
+                for side, column in ((R.HIGHER, "above"), (R.LOWER, "below")):
+                    row[column] = beats_in(found["trains"], (key, eta), n_refs, side)
             rows.append(row)
     study = d.studies["cpu-study"]
     lines = [
         f"{study.hardware()}: the paper's protocol (seed means)",
         R.format_table(rows),
+        *[
+            f"* {m}: without {run}, which maps held-out images to 0"
+            for m, run in undefined
+        ],
         study.status("paper protocol", width=WIDTH),
     ]
     names = {k: _paper_label(k) for k in g}
@@ -1099,6 +1122,38 @@ def paper_protocol_report(d: CloaData, found: Mapping) -> str:
         lines.append("over-fusion, a - b in the measure's units (Holm over the table):")
         lines.append(difference_table(found["fusion"], names, scale=1, digits=2))
     return "\n".join(lines)
+
+
+def plot_paper_protocol(d: CloaData, found: Mapping, title: str):
+    """Both accuracies of every paper-protocol setting: one dot per seed, the seed
+    mean with its 95% interval, and the two untrained references as bands."""
+    g = found["groups"]
+    settings = [(k, eta) for k in PAPER_NAMES for eta in PAPER_RATES]
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.6), sharey=True)
+    refs = zip((d.untrained, d.untrained_bn), ("grey", "C9"), REFS.values())
+    bands = [(recs, color, label) for recs, color, label in refs if recs]
+    for ax, (short, key) in zip(axes, ACC.items()):
+        for recs, color, label in bands:
+            interval_band(ax, R.seed_summary(recs, key), color=color, alpha=0.3)
+            ax.plot([], [], color=color, alpha=0.5, lw=8, label=label)  # legend entry
+        for x, (loss, eta) in enumerate(settings):
+            recs = g.get((loss, eta))
+            if not recs:
+                continue
+            s = R.seed_summary(recs, key)
+            color = f"C{list(PAPER_NAMES).index(loss)}"
+            ax.plot([x] * len(recs), [R.lookup(r, key) for r in recs], ".", color=color)
+            label = PAPER_NAMES[loss] if eta == PAPER_RATES[0] else None
+            ax.errorbar(
+                x + 0.2, s.mean, yerr=error_bar(s), fmt="o", color=color, label=label
+            )
+        ax.set_xticks(range(len(settings)), [f"{eta:g}" for _, eta in settings])
+        ax.set(xlabel=r"learning rate $\eta$", ylabel=f"{short} accuracy")
+        ax.grid(True, axis="y", alpha=0.3)
+    fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center", ncol=3)
+    fig.suptitle(title)
+    plt.tight_layout(rect=(0, 0.15, 1, 1))  # room for the legend below
+    plt.show()
 
 
 # ------------------------------------------------------- Section 6: the paper
