@@ -170,6 +170,9 @@ def test_the_figures_draw_from_the_stored_results(cpu, capsys):
     B.plot_length(head, cpu.by_key("length"), means["untrained"][0], ["simclr"], "t")
     long = Study("ch11", "cpu-long", root=BOOK_RESULTS)
     long_head, long_means = B.headline(long)
+    # the filed runs of the tier's "more losses" section are in its headline table
+    filed = {long.key(base) for base in long.groups("more losses")}
+    assert filed and filed <= set(long_head) and filed <= set(long_means)
     along = B.plot_seed_tracks(long_head, long_means)
     assert "simclr" in along and len(along["simclr"][0]) == len(along["simclr"][1])
     B.plot_search(B.search_runs(BOOK_RESULTS), long_means)

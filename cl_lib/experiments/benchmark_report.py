@@ -111,7 +111,7 @@ def studies(root: str = "results", tiers: Sequence[str] = TIERS) -> dict[str, St
 
 def headline(study: Study):
     """Seed groups by loss key, and ``{key: (kNN summary, probe summary)}``."""
-    head = study.by_key("baseline", "losses", "supervised")
+    head = study.by_key("baseline", "losses", "supervised", "more losses")
     means = {
         k: (summary(head[k], KNN), summary(head[k], PROBE))
         for k in HEADLINE
