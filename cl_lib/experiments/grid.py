@@ -344,7 +344,7 @@ TIERS: dict[str, dict] = {
         "profile": "quick",
         "device": "cpu",
         "seeds": (0, 1, 2),
-        "seeded": ("baseline", "losses", "imagenette"),
+        "seeded": ("baseline", "losses", "more losses", "imagenette"),
         "baseline": True,
         # source images/s on 2 idle cores for this tier's network and speed options
         "images_per_s": CPU_LONG_IMAGES_PER_S,
@@ -353,7 +353,7 @@ TIERS: dict[str, dict] = {
             "batch": 256,
             "track": 5,  # kNN along training every 5 epochs
             "losses": ("simclr", "dhel2v", "kcl", "cloa"),
-            "more losses": ("dcl", "dhel"),  # after everything else, one seed
+            "more losses": ("dcl", "dhel"),  # after everything else
             "supervised": True,
             "cifar100": False,
         },
