@@ -1044,8 +1044,10 @@ def defined(recs: Sequence[Mapping], key) -> tuple[list, list[str]]:
     """The records where ``key`` is a finite number, and the names of the others: a
     network that maps an image to the zero vector gives it no direction, so its
     measures on the sphere are NaN (``evaluate.heldout_metrics``)."""
-    ok = [r for r in recs if math.isfinite(R.lookup(r, key))]
-    return ok, [R.run_name(r) for r in recs if r not in ok]
+    ok, undefined = [], []
+    for r in recs:
+        (ok if math.isfinite(R.lookup(r, key)) else undefined).append(r)
+    return ok, [R.run_name(r) for r in undefined]
 
 
 def paper_protocol(d: CloaData) -> dict:
@@ -1065,15 +1067,15 @@ def paper_protocol(d: CloaData) -> dict:
     refs = dict(enumerate(d.references))
     trains = verdicts({**g, **refs}, [(k, j) for k in g for j in refs], ACC)
     strong, mild = ("infonce", PAPER_RATES[-1]), ("infonce", PAPER_RATES[0])
-    table = {  # each measure over the seeds where it is defined
-        (strong, mild, m): tuple(
-            R.seed_summary(defined(g[k], key)[0], key) for k in pair
-        )
-        for m, key in FUSION.items()
-        for pair in [(strong, mild)]
-        if g.get(strong) and g.get(mild)
-    }
-    fusion = R.compare_table(table, margin=None) if table else {}
+    fusion = {}
+    if g.get(strong) and g.get(mild):  # each measure over the seeds where it is defined
+        table = {
+            (strong, mild, m): tuple(
+                R.seed_summary(defined(g[k], key)[0], key) for k in (strong, mild)
+            )
+            for m, key in FUSION.items()
+        }
+        fusion = R.compare_table(table, margin=None)
     return {
         "groups": g,
         "trains": trains,
