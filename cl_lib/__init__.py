@@ -28,6 +28,7 @@ from cl_lib.profile import (  # noqa: F401
     by_profile,
     default_device,
     get_profile,
+    mix_seed,
     seed_everything,
 )
 

@@ -19,7 +19,6 @@ import pytest
 
 from cl_lib import campaign as C
 from cl_lib.experiments import grid as G
-from cl_lib.experiments import grid as G
 
 
 # ----------------------------------------------------------------------------- the grid

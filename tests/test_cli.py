@@ -352,7 +352,7 @@ def test_config_file_values_are_typed_like_flags(tmp_path):
     assert isinstance(c.lr, float)
     for name in ("missing.json", "bad.json"):
         (tmp_path / "bad.json").write_text("{epochs: 3")
-        with pytest.raises(train_mod.ConfigError, match=f"cannot read --config"):
+        with pytest.raises(train_mod.ConfigError, match="cannot read --config"):
             config_from_args(["--config", str(tmp_path / name)])
 
 

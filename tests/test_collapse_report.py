@@ -174,6 +174,7 @@ def test_summary_file_merges_the_two_pages(tmp_path, capsys):
             "stuck": [1],
             "budget": 170,
             "delay": {"control_1": None, "rescale_1": 3, "revive_1": 40},
+            "probe_after": {"control_1": 0.9, "rescale_1": 0.7, "revive_1": 0.91},
         },
     )
     with open(path) as f:
@@ -187,3 +188,5 @@ def test_summary_file_merges_the_two_pages(tmp_path, capsys):
     R.print_full_interventions(full, 30)
     out = capsys.readouterr().out
     assert "control 171" in out and "rescale 3" in out and "revive 40" in out
+    assert "reset" not in out  # an arm the summary does not have
+    assert "probe after: control 0.90, rescale 0.70, revive 0.91" in out

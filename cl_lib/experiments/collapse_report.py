@@ -392,21 +392,29 @@ def print_full_sweep(full: dict, losses) -> None:
 
 
 def print_full_interventions(full: dict, epochs: int) -> None:
-    """The going-deeper part of a stored full-profile summary: the median epochs
-    until the class means separate, per arm of the weight interventions."""
+    """The going-deeper part of a stored full-profile summary: per arm of the weight
+    interventions, the median epochs until the class means separate and, where the
+    summary has it, the median linear probe some epochs after that."""
     iv = full["intervention"]
-    med = lambda name: np.median(
-        [
-            iv["budget"] + 1
-            if iv["delay"][f"{name}_{s}"] is None
-            else iv["delay"][f"{name}_{s}"]
-            for s in iv["stuck"]
-        ]
+    arms = [
+        a
+        for a in ["control", "rescale", "reset", "revive"]
+        if all(f"{a}_{s}" in iv["delay"] for s in iv["stuck"])
+    ]
+    delay = lambda a, s: iv["delay"][f"{a}_{s}"]
+    med = lambda a: np.median(
+        [iv["budget"] + 1 if delay(a, s) is None else delay(a, s) for s in iv["stuck"]]
     )
     say(
         f"interventions: {len(iv['stuck'])} of {len(iv['seeds'])} InfoNCE seeds "
-        f"fused at epoch "
-        f"{epochs}; median epochs until the class means separate: control "
-        f"{med('control'):.0f}, "
-        f"rescale {med('rescale'):.0f}, revive {med('revive'):.0f}"
+        f"fused at epoch {epochs}; median epochs until the class means separate: "
+        + ", ".join(f"{a} {med(a):.0f}" for a in arms)
     )
+    if "probe_after" in iv:
+        probe = lambda a: np.median(
+            [iv["probe_after"][f"{a}_{s}"] for s in iv["stuck"]]
+        )
+        say(
+            "median linear probe after: "
+            + ", ".join(f"{a} {probe(a):.2f}" for a in arms)
+        )

@@ -43,6 +43,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from cl_lib.profile import mix_seed
 
 __all__ = [
     "ToyEncoder",
@@ -338,8 +339,9 @@ def _toy_base_loss(loss_name: str, tau: float, loss_kwargs: dict | None):
     return get_loss(loss_name, **({"tau": tau} if takes_tau else {}), **kwargs)
 
 
-# Seeds of the toy: its streams (see _toy_setup) stay apart only below this
-TOY_SEEDS = 1000
+# Seeds of the toy: integers in [0, TOY_SEEDS); mix_seed reads seeds modulo 2**32,
+# so larger ones would repeat the streams of smaller ones
+TOY_SEEDS = 2**32
 
 
 def _toy_setup(
@@ -363,8 +365,10 @@ def _toy_setup(
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    x, y = make_subspace_data(n_per_class, noise=noise, seed=1000 + seed)
-    x_test, y_test = make_subspace_data(n_per_class, noise=noise, seed=2000 + seed)
+    x, y = make_subspace_data(n_per_class, noise=noise, seed=mix_seed(seed, 1))
+    x_test, y_test = make_subspace_data(
+        n_per_class, noise=noise, seed=mix_seed(seed, 2)
+    )
     num_classes = int(y.max()) + 1
     model = ToyEncoder(x.shape[1], hidden, out_dim)
     rng = torch.get_rng_state()
@@ -378,7 +382,7 @@ def _toy_setup(
             labels[idx[torch.randperm(len(idx), generator=g)[:n_lab]]] = c
         anchors = make_anchors(num_classes, out_dim, seed=seed)
     snap_idx = torch.randperm(len(x), generator=g)[:n_snapshot]
-    g_eval = torch.Generator().manual_seed(3000 + seed)  # not g: training unchanged
+    g_eval = torch.Generator().manual_seed(mix_seed(seed, 3))  # not g
     eval_idx = torch.randperm(len(x), generator=g_eval)[:batch_size]
     x_eval = [augment(x[eval_idx], aug_noise, generator=g_eval) for _ in range(2)]
     return {
@@ -965,8 +969,9 @@ def _checked_seeds_and_lrs(o) -> tuple[list, list]:
     lrs = [float(v) for v in (lr if np.ndim(lr) else [lr] * len(seeds))]
     if not seeds or len(lrs) != len(seeds):
         raise ValueError(f"need one lr per seed, got {len(lrs)} for {len(seeds)}")
-    # a run draws from four streams, seed, 1000+seed, 2000+seed and 3000+seed
-    # (_toy_setup): below 1000 no seed's stream is another seed's data or test set
+    # a run draws from four streams: seed and mix_seed(seed, k) for its data (k = 1),
+    # test set (2) and evaluation views (3), see _toy_setup; mixed, no seed's data
+    # stream is another seed's test set
     bad = [
         s for s in seeds if not (isinstance(s, numbers.Integral) and 0 <= s < TOY_SEEDS)
     ]
@@ -1016,7 +1021,8 @@ def train_toy_batch(
     n_snapshot: int = 150,
 ) -> list[ToyRun]:
     r"""The toy trainer: one run of :func:`train_toy` per entry of ``seeds`` (integers
-    below :data:`TOY_SEEDS`, so that no run's test set is another's data; with
+    below :data:`TOY_SEEDS`; each draws its data and test set from its own mixed
+    streams, see :func:`~cl_lib.profile.mix_seed`; with
     learning rate ``lr``, a number or one per seed), all trained in one batched
     network so that a step costs about as much as for one run; every argument of
     :func:`train_toy` means the same here.
