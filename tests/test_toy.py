@@ -686,9 +686,11 @@ def test_no_toy_seed_trains_on_another_seeds_test_set():
     assert all(len(v) == 2000 for v in streams.values())
     assert not (streams[1] & streams[2] or streams[1] & streams[3])
     assert not (streams[1] | streams[2] | streams[3]) & set(range(2000))
-    x_far, _ = toy.make_subspace_data(8, seed=mix_seed(1000, 1))
-    x_test0, _ = toy.make_subspace_data(8, seed=mix_seed(0, 2))
+    x_far, _, _, _ = toy.make_split(1000, n_per_class=8)
+    _, _, x_test0, _ = toy.make_split(0, n_per_class=8)
     assert not torch.equal(x_far, x_test0)
+    x1, _ = toy.make_subspace_data(8, seed=mix_seed(1000, 1))  # make_split's streams
+    assert torch.equal(x_far, x1)
 
 
 def test_numpy_integer_toy_seeds_are_accepted():

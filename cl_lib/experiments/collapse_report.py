@@ -396,14 +396,14 @@ def print_full_interventions(full: dict, epochs: int) -> None:
     interventions, the median epochs until the class means separate and, where the
     summary has it, the median linear probe some epochs after that."""
     iv = full["intervention"]
+    per_seed = lambda part, arm: [iv[part][f"{arm}_{s}"] for s in iv["stuck"]]
     arms = [
         a
         for a in ["control", "rescale", "reset", "revive"]
         if all(f"{a}_{s}" in iv["delay"] for s in iv["stuck"])
     ]
-    delay = lambda a, s: iv["delay"][f"{a}_{s}"]
     med = lambda a: np.median(
-        [iv["budget"] + 1 if delay(a, s) is None else delay(a, s) for s in iv["stuck"]]
+        [iv["budget"] + 1 if d is None else d for d in per_seed("delay", a)]
     )
     say(
         f"interventions: {len(iv['stuck'])} of {len(iv['seeds'])} InfoNCE seeds "
@@ -411,9 +411,7 @@ def print_full_interventions(full: dict, epochs: int) -> None:
         + ", ".join(f"{a} {med(a):.0f}" for a in arms)
     )
     if "probe_after" in iv:
-        probe = lambda a: np.median(
-            [iv["probe_after"][f"{a}_{s}"] for s in iv["stuck"]]
-        )
+        probe = lambda a: np.median(per_seed("probe_after", a))
         say(
             "median linear probe after: "
             + ", ".join(f"{a} {probe(a):.2f}" for a in arms)

@@ -56,6 +56,7 @@ __all__ = [
     "infonce_unnormalised",
     "last_layer_hessian",
     "loss_slice",
+    "make_split",
     "make_subspace_data",
     "mean_std",
     "momentum_reset",
@@ -130,6 +131,20 @@ def make_subspace_data(
     t = 2 * torch.rand(len(y), 1, generator=g) - 1
     x = t * u[y] + noise * torch.randn(len(y), dim, generator=g)
     return x, y
+
+
+def make_split(
+    seed: int, n_per_class: int = 200, noise: float = 0.05
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The training and test sets of toy seed ``seed``, ``(x, y, x_test, y_test)``:
+    :func:`make_subspace_data` drawn from the seed's own streams
+    ``mix_seed(seed, 1)`` and ``mix_seed(seed, 2)``, so that no seed's training set
+    is another's test set."""
+    x, y = make_subspace_data(n_per_class, noise=noise, seed=mix_seed(seed, 1))
+    x_test, y_test = make_subspace_data(
+        n_per_class, noise=noise, seed=mix_seed(seed, 2)
+    )
+    return x, y, x_test, y_test
 
 
 def augment(
@@ -365,10 +380,7 @@ def _toy_setup(
 
     torch.manual_seed(seed)
     g = torch.Generator().manual_seed(seed)
-    x, y = make_subspace_data(n_per_class, noise=noise, seed=mix_seed(seed, 1))
-    x_test, y_test = make_subspace_data(
-        n_per_class, noise=noise, seed=mix_seed(seed, 2)
-    )
+    x, y, x_test, y_test = make_split(seed, n_per_class, noise)
     num_classes = int(y.max()) + 1
     model = ToyEncoder(x.shape[1], hidden, out_dim)
     rng = torch.get_rng_state()
@@ -970,8 +982,7 @@ def _checked_seeds_and_lrs(o) -> tuple[list, list]:
     if not seeds or len(lrs) != len(seeds):
         raise ValueError(f"need one lr per seed, got {len(lrs)} for {len(seeds)}")
     # a run draws from four streams: seed and mix_seed(seed, k) for its data (k = 1),
-    # test set (2) and evaluation views (3), see _toy_setup; mixed, no seed's data
-    # stream is another seed's test set
+    # test set (2) and evaluation views (3), see make_split and _toy_setup
     bad = [
         s for s in seeds if not (isinstance(s, numbers.Integral) and 0 <= s < TOY_SEEDS)
     ]
